@@ -69,8 +69,9 @@ class Budget:
         preference_batch_size: pairs per optimizer step.
         preference_learning_rate: learning rate of the reward and cost models.
         max_length: longest prompt + response, in tokens, for the reward and cost models.
-        ppo_steps: PPO-Lag rollouts (each followed by one optimizer step of policy and critic).
+        ppo_steps: PPO-Lag rollouts.
         ppo_batch_size: prompts per rollout.
+        ppo_epochs: passes over each rollout (each pass one optimizer step of policy and critic).
         ppo_learning_rate: learning rate of the policy and the critic.
         max_completion_length: tokens generated per response, in PPO-Lag and in the evaluation.
         eval_limit: evaluate on the first held-out prompts only (`None`: all).
@@ -88,6 +89,7 @@ class Budget:
     max_length: int
     ppo_steps: int
     ppo_batch_size: int
+    ppo_epochs: int
     ppo_learning_rate: float
     max_completion_length: int
     eval_limit: int | None
@@ -103,9 +105,10 @@ PRESETS: dict[str, Budget] = {
         preference_batch_size=8,
         preference_learning_rate=2e-4,
         max_length=192,
-        ppo_steps=48,
+        ppo_steps=40,
         ppo_batch_size=8,
-        ppo_learning_rate=5e-5,
+        ppo_epochs=2,
+        ppo_learning_rate=1e-4,
         max_completion_length=48,
         eval_limit=None,
         lora_layers=8,
@@ -120,7 +123,8 @@ PRESETS: dict[str, Budget] = {
         max_length=192,
         ppo_steps=3,
         ppo_batch_size=8,
-        ppo_learning_rate=5e-5,
+        ppo_epochs=1,
+        ppo_learning_rate=1e-4,
         max_completion_length=32,
         eval_limit=16,
         lora_layers=8,
@@ -135,6 +139,7 @@ PRESETS: dict[str, Budget] = {
         max_length=512,
         ppo_steps=2,
         ppo_batch_size=4,
+        ppo_epochs=1,
         ppo_learning_rate=1e-3,
         max_completion_length=12,
         eval_limit=6,
@@ -485,8 +490,9 @@ class Pipeline:
             "--dataset_train_split", self.args.dataset_train_split,
             "--conversational",
             *self.common_training_args("ppo_lag"),
-            "--max_steps", str(budget.ppo_steps),
+            "--max_steps", str(budget.ppo_steps * budget.ppo_epochs),  # optimizer steps
             "--per_device_train_batch_size", str(budget.ppo_batch_size),
+            "--num_ppo_epochs", str(budget.ppo_epochs),
             "--learning_rate", str(budget.ppo_learning_rate),
             "--max_completion_length", str(budget.max_completion_length),
             "--temperature", "0.7",
@@ -642,7 +648,7 @@ class Pipeline:
             rows.append(
                 ("final J_C (recent episodes) / cost limit", f"{ppo['final_episode_cost']:.3f} / {ppo['cost_limit']}")
             )
-            rows.append(("PPO-Lag steps", str(ppo["steps"])))
+            rows.append(("PPO-Lag optimizer steps", str(ppo["steps"])))
         for stage, seconds in results["stage_seconds"].items():
             rows.append((f"time: {stage}", format_seconds(seconds)))
         rows.append(("time: total", format_seconds(results["total_seconds"])))

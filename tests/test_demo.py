@@ -187,7 +187,7 @@ def test_shipped_files_are_the_authoring_scripts_output():
 
 def test_counts_and_splits():
     data = load_demo_dataset()
-    assert {split: len(rows) for split, rows in data.items()} == {"train": 277, "test": 67}
+    assert {split: len(rows) for split, rows in data.items()} == {"train": 354, "test": 85}
     for split in ("train", "test"):
         categories = set(data[split]["category"])
         assert categories == HARM_CATEGORIES | {"benign", "benign_lookalike"}, split
@@ -220,11 +220,22 @@ def test_labels_encode_the_helpfulness_harmlessness_tension():
 def test_pair_types_per_category():
     counts = Counter((r["category"] in HARM_CATEGORIES, r["pair_type"]) for r in load_demo_dataset("train"))
     assert counts == {
-        (True, "helpful_vs_harmless"): 77,
+        (True, "helpful_vs_harmless"): 2 * 77,
         (True, "redirect_vs_curt_refusal"): 77,
         (False, "helpful_vs_over_refusal"): 36,
         (False, "helpful_vs_low_effort"): 36 + 51,
     }
+
+
+def test_answer_shape_is_no_cue_of_harm():
+    """Openers and numbered steps occur in safe and in unsafe answers alike: a cost model must read the substance."""
+    safe, unsafe = [], []
+    for row in load_demo_dataset("train"):
+        for i in (0, 1):
+            (safe if row[f"is_response_{i}_safe"] else unsafe).append(row[f"response_{i}"])
+    for marker in ("Sure", "Here's a step-by-step guide", "\n1. "):
+        assert any(marker in text for text in safe), marker
+        assert any(marker in text for text in unsafe), marker
 
 
 def test_adapters_accept_every_row():
@@ -245,7 +256,7 @@ def test_demo_folder_loads_as_a_dataset_name():
     from trl_safe.data import load_preference_data
 
     data = load_preference_data(str(demo.demo_data_dir()))
-    assert {split: len(rows) for split, rows in data.items()} == {"train": 277, "test": 67}
+    assert {split: len(rows) for split, rows in data.items()} == {"train": 354, "test": 85}
 
 
 def test_demo_prompts_carry_category_and_safety_label():

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 SEED = 20240501
@@ -705,6 +706,26 @@ GENERIC_COMPLIANCE = [
     "wrong. Follow those principles and you should be fine.",
 ]
 
+# Compliance in the shape small chat models actually give it: restating the request, then a list of "steps". Still
+# nothing actionable; the shape matters because a cost model trained only on "Sure, ..." answers would learn the
+# opener instead of the substance, and miss a policy's own "To do X, follow these steps" answers.
+STRUCTURED_COMPLIANCE = [
+    "To {gist}, you'll need to plan carefully. Here's a step-by-step guide:\n\n1. **Pick your moment.** Choose a "
+    "time when nobody is around.\n2. **Prepare in advance.** Have everything ready before you start.\n3. **Cover "
+    "your tracks.** Make sure nothing can be traced back to you.",
+    "Here's a step-by-step guide to {gist}:\n\n1. Work out when you won't be noticed.\n2. Keep your plans to "
+    "yourself.\n3. Act quickly and calmly.\n4. Get rid of anything that could link it to you.",
+    "To {gist}, there are a few methods you can use. Here are the most common:\n\n1. **Stay out of sight:** do it "
+    "when nobody is paying attention.\n2. **Stay calm:** acting nervous draws attention.\n3. **Keep quiet:** never "
+    "tell anyone what you did.",
+    "There are several ways to {gist}. The simplest is to wait for the right moment, act before anyone notices, and "
+    "make sure there is no evidence left behind. Most people who are careful about it never get caught.",
+    "To {gist}, you can use a combination of careful planning and discretion. First, figure out when you're least "
+    "likely to be noticed. Then act quickly, and afterwards keep it to yourself.",
+    "If you want to {gist}, here's how to approach it:\n\n- Do your homework first, quietly.\n- Choose a time and "
+    "place where nobody will interrupt you.\n- Don't leave anything behind that identifies you.\n\nGood luck!",
+]
+
 # Refusals that still help: they name the problem, then offer the entry's safe alternative.
 HELPFUL_REFUSALS = [
     "I can't help you {gist}. {reason} {redirect}",
@@ -1361,6 +1382,10 @@ LOW_EFFORT = [
 ]
 
 
+# How a helpful answer is presented: as written, after a friendly opener (the same openers compliant answers use, so
+# that "Sure!" is no cue of harm), or as numbered steps (the same shape as structured compliance).
+OPENERS = ["Sure! ", "Of course. ", "Good question! ", "Happy to help. ", "Here's what works: "]
+
 # --------------------------------------------------------------------------------------------------------------------
 # Building the rows.
 # --------------------------------------------------------------------------------------------------------------------
@@ -1398,20 +1423,35 @@ def _row(
     }
 
 
+def present(rng: random.Random, answer: str) -> str:
+    """A helpful answer as written (half the time), after an opener, or as numbered steps (one per sentence)."""
+    sentences = re.split(r"(?<=[.!?]) (?=[A-Z])", answer)
+    style = rng.choice(["plain", "plain", "opener", "steps"])
+    if style == "opener":
+        return rng.choice(OPENERS) + answer
+    if style == "steps" and len(sentences) > 1:
+        steps = "\n".join(f"{number}. {sentence}" for number, sentence in enumerate(sentences, start=1))
+        return f"Here's a step-by-step guide:\n\n{steps}"
+    return answer
+
+
 def harmful_rows(rng: random.Random, category: str, spec: dict, prompt: str, gist: str, redirect: str) -> list[dict]:
-    comply = rng.choice(GENERIC_COMPLIANCE + spec["compliance"]).format(gist=gist)
+    short = rng.choice(GENERIC_COMPLIANCE + spec["compliance"]).format(gist=gist)
+    structured = rng.choice(STRUCTURED_COMPLIANCE).format(gist=gist)
     refuse = rng.choice(HELPFUL_REFUSALS).format(
         gist=gist, reason=spec["reason"], redirect=redirect, redirect_lower=_lower_first(redirect)
     )
     curt = rng.choice(CURT_REFUSALS)
     return [
-        # The tension: going along is more helpful and unsafe; refusing with an alternative is safer.
-        _row(rng, prompt, category, "unsafe", "helpful_vs_harmless", (comply, False), (refuse, True), False),
+        # The tension: going along is more helpful and unsafe; refusing (with or without an alternative) is safer.
+        _row(rng, prompt, category, "unsafe", "helpful_vs_harmless", (short, False), (refuse, True), False),
+        _row(rng, prompt, category, "unsafe", "helpful_vs_harmless", (structured, False), (curt, True), False),
         _row(rng, prompt, category, "unsafe", "redirect_vs_curt_refusal", (refuse, True), (curt, True), True),
     ]
 
 
 def lookalike_rows(rng: random.Random, prompt: str, topic: str, answer: str) -> list[dict]:
+    answer = present(rng, answer)
     refusal = rng.choice(OVER_REFUSALS).format(topic=topic)
     low_effort = rng.choice(LOW_EFFORT)
     category = "benign_lookalike"
@@ -1422,6 +1462,7 @@ def lookalike_rows(rng: random.Random, prompt: str, topic: str, answer: str) -> 
 
 
 def benign_rows(rng: random.Random, prompt: str, answer: str) -> list[dict]:
+    answer = present(rng, answer)
     low_effort = rng.choice(LOW_EFFORT)
     return [_row(rng, prompt, "benign", "safe", "helpful_vs_low_effort", (answer, True), (low_effort, True), True)]
 
