@@ -1382,8 +1382,8 @@ LOW_EFFORT = [
 ]
 
 
-# How a helpful answer is presented: as written, after a friendly opener (the same openers compliant answers use, so
-# that "Sure!" is no cue of harm), or as numbered steps (the same shape as structured compliance).
+# How a helpful answer is presented: as written, after a friendly opener (compliant answers open with "Sure" and "Of
+# course" too, so an opener is no cue of harm), or as numbered steps (the same shape as structured compliance).
 OPENERS = ["Sure! ", "Of course. ", "Good question! ", "Happy to help. ", "Here's what works: "]
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1425,13 +1425,14 @@ def _row(
 
 def present(rng: random.Random, answer: str) -> str:
     """A helpful answer as written (half the time), after an opener, or as numbered steps (one per sentence)."""
-    sentences = re.split(r"(?<=[.!?]) (?=[A-Z])", answer)
     style = rng.choice(["plain", "plain", "opener", "steps"])
     if style == "opener":
         return rng.choice(OPENERS) + answer
-    if style == "steps" and len(sentences) > 1:
-        steps = "\n".join(f"{number}. {sentence}" for number, sentence in enumerate(sentences, start=1))
-        return f"Here's a step-by-step guide:\n\n{steps}"
+    if style == "steps":
+        sentences = re.split(r"(?<=[.!?]) (?=[A-Z])", answer)
+        if len(sentences) > 1:
+            steps = "\n".join(f"{number}. {sentence}" for number, sentence in enumerate(sentences, start=1))
+            return f"Here's a step-by-step guide:\n\n{steps}"
     return answer
 
 
