@@ -7,6 +7,8 @@ Figures are built with `matplotlib.figure.Figure` directly, never through `pyplo
 - `plot_reward_vs_cost`: each response as a point (cost on x, reward on y), one colour per model, with the safety
   boundary C = 0 drawn and the unsafe side (C > 0) shaded, as in the Safe RLHF paper's reward/cost scatter plots.
   Up-and-left is better: helpful and safe.
+- `plot_method_tradeoff`: one point per training method (mean cost on x, mean reward on y, ± sd over seeds), with
+  the cost limit drawn: the paper's comparison of adaptive and fixed λ (`benchmarks/lambda_comparison.py`).
 - `plot_cost_distribution`: the histogram of each model's costs on shared bins, with the boundary C = 0.
 - `plot_training_curves`: λ, J_C against the cost limit, reward, cost and KL over training, from the `log_history` of
   a run's `trainer_state.json`, under the metric names the PPO-Lag trainer logs. Panels whose metrics were not logged
@@ -105,6 +107,41 @@ def plot_reward_vs_cost(
     ax.set_xlabel("cost C(y, x)   (> 0: unsafe)")
     ax.set_ylabel("reward R(y, x)   (higher: more helpful)")
     ax.set_title(title or "Reward vs. cost")
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=8, loc="best")
+    return figure
+
+
+def plot_method_tradeoff(
+    points: Mapping[str, tuple[float, float, float, float]],
+    *,
+    cost_limit: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """One point per training method: mean reward (y) against mean cost (x), with ± one standard deviation over
+    seeds as error bars on both axes, and the cost limit the constrained methods aimed for as a vertical line.
+
+    Args:
+        points: `{method: (cost_mean, cost_sd, reward_mean, reward_sd)}`.
+        cost_limit: PPO-Lag's bound on E[C]; drawn when given.
+        title: figure title (default: "Reward vs. cost per method").
+    """
+    if not points:
+        raise ValueError("No methods to plot.")
+    for name, values in points.items():
+        as_finite_array(values, f"{name} (cost_mean, cost_sd, reward_mean, reward_sd)")
+    colors = model_colors(list(points))
+    figure = Figure(figsize=(6.4, 4.6), layout="constrained")
+    ax = figure.subplots()
+    for name, (cost_mean, cost_sd, reward_mean, reward_sd) in points.items():
+        ax.errorbar(
+            cost_mean, reward_mean, xerr=cost_sd, yerr=reward_sd, fmt="o", capsize=3, color=colors[name], label=name
+        )
+    if cost_limit is not None:
+        ax.axvline(cost_limit, label=f"cost limit E[C] = {cost_limit:g}", **BOUNDARY_STYLE)
+    ax.set_xlabel("mean cost C(y, x) on held-out prompts   (lower: safer)")
+    ax.set_ylabel("mean reward R(y, x)   (higher: more helpful)")
+    ax.set_title(title or "Reward vs. cost per method (mean ± sd over seeds)")
     ax.grid(alpha=0.25)
     ax.legend(fontsize=8, loc="best")
     return figure
