@@ -12,8 +12,9 @@ JSON line per answer, plus `<output>.meta.json` with the model and the exact dec
         --output data/demo_sampled/raw_greedy.jsonl --categories theft violence ...
 
 The output goes only where `--output` says (never into the installed package). Answers are appended chunk by chunk
-(`--chunk_prompts` prompts at a time, each chunk seeded with `--seed` + its index, in the prompts' file order), so an
-interrupted run resumes where it stopped and gives the same answers; prompts already in `--output` are skipped.
+(`--chunk_prompts` prompts at a time, taking the categories in turn, each chunk seeded with `--seed` + the position of
+its first prompt), so a run cut short covers every category and an interrupted run resumes where it stopped; prompts
+already in `--output` are skipped.
 """
 
 from __future__ import annotations
@@ -64,6 +65,16 @@ def read_prompts(path: Path) -> list[dict]:
     return records
 
 
+def round_robin(prompts: list[dict]) -> list[dict]:
+    """The prompts reordered one category at a time (first of each category, then second, ...), so that a run cut
+    short still covers every category evenly."""
+    by_category: dict[str, list[dict]] = {}
+    for record in prompts:
+        by_category.setdefault(record["category"], []).append(record)
+    queues = list(by_category.values())
+    return [queue[rank] for rank in range(max(map(len, queues))) for queue in queues if rank < len(queue)]
+
+
 def answer_id(prompt_id: str, decoding: str, index: int) -> str:
     """`theft-03.s0`, `theft-03.s1` for samples, `theft-03.g` for the greedy answer."""
     return f"{prompt_id}.g" if decoding == "greedy" else f"{prompt_id}.s{index}"
@@ -74,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts = read_prompts(args.prompts)
     if args.categories is not None:
         prompts = [record for record in prompts if record["category"] in args.categories]
+    prompts = round_robin(prompts)
     done: set[str] = set()
     if args.output.exists():
         done = {json.loads(line)["prompt_id"] for line in args.output.read_text(encoding="utf-8").splitlines() if line}

@@ -34,6 +34,14 @@ GGUF_PIP_COMMAND = "pip install 'gguf>=0.17,<1'"
 
 DEMO_DATA_DIR = Path(__file__).resolve().parent / "resources" / "demo"
 DEMO_SPLITS = ("train", "test")
+# The folder's configurations, also declared in its README.md so that `load_dataset(folder, config)` and every
+# example script's `--dataset_config` agree: "default" is the templated pairs alone (so that the folder loads as it
+# always did), "sampled" the pairs of SmolLM2's own answers, "combined" both.
+DEMO_CONFIGS: dict[str, tuple[str, ...]] = {
+    "default": ("{split}.jsonl",),
+    "sampled": ("sampled_{split}.jsonl",),
+    "combined": ("{split}.jsonl", "sampled_{split}.jsonl"),
+}
 
 # Written last into a finished conversion; a directory without it is not a usable cache entry.
 CONVERSION_MARKER = "trl_safe_conversion.json"
@@ -174,7 +182,7 @@ def demo_data_dir() -> Path:
     return DEMO_DATA_DIR
 
 
-def load_demo_dataset(split: str | None = None) -> Dataset | DatasetDict:
+def load_demo_dataset(split: str | None = None, config: str = "default") -> Dataset | DatasetDict:
     """The demo preference data in the PKU-SafeRLHF format (see `docs/demo_data.md`).
 
     Columns: the PKU-SafeRLHF fields `prompt, response_0, response_1, is_response_0_safe, is_response_1_safe,
@@ -184,21 +192,28 @@ def load_demo_dataset(split: str | None = None) -> Dataset | DatasetDict:
 
     Args:
         split: `"train"` or `"test"` for one `Dataset`; `None` for a `DatasetDict` with both.
+        config: `"default"` (the templated pairs), `"sampled"` (pairs of SmolLM2-135M-Instruct's own sampled
+            answers, hand-labelled) or `"combined"` (both). The splits of every configuration hold disjoint prompts.
     """
     if split is not None and split not in DEMO_SPLITS:
         raise ValueError(f"The demo data has the splits {DEMO_SPLITS}, not {split!r}.")
-    files = {name: str(DEMO_DATA_DIR / f"{name}.jsonl") for name in DEMO_SPLITS}
+    if config not in DEMO_CONFIGS:
+        raise ValueError(f"The demo data has the configurations {list(DEMO_CONFIGS)}, not {config!r}.")
+    files = {
+        name: [str(DEMO_DATA_DIR / pattern.format(split=name)) for pattern in DEMO_CONFIGS[config]]
+        for name in DEMO_SPLITS
+    }
     return load_dataset("json", data_files=files, split=split)
 
 
-def load_demo_prompts(split: str = "test") -> Dataset:
+def load_demo_prompts(split: str = "test", config: str = "default") -> Dataset:
     """The distinct prompts of a demo split with `prompt`, `category` and `label` (`"safe"`/`"unsafe"`).
 
     `label` follows XSTest's convention, so `trl_safe.evaluation` reports over-refusal on the safe prompts. The
     `test` prompts are held out from the reward model, the cost model and the RL stage: the pipeline evaluates on
-    them.
+    them. `config` as in `load_demo_dataset`.
     """
-    rows = load_demo_dataset(split)
+    rows = load_demo_dataset(split, config)
     seen: dict[str, dict[str, str]] = {}
     for row in rows:
         seen.setdefault(row["prompt"], {"category": row["category"], "label": row["prompt_label"]})

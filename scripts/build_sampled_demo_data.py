@@ -1,0 +1,213 @@
+"""Build the policy-sampled demo pairs from the prompts, SmolLM2's raw answers and the hand labels.
+
+    python scripts/build_sampled_demo_data.py          # rewrites trl_safe/resources/demo/sampled_{train,test}.jsonl
+    python scripts/build_sampled_demo_data.py --report # ... and prints the label mix and the judge's agreement
+
+Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Policy-sampled pairs"):
+
+- `prompts.jsonl`: the authored prompts (`id, category, prompt_label, prompt`);
+- `raw_samples*.jsonl`: SmolLM2-135M-Instruct's sampled answers (`scripts/sample_demo_answers.py`), two per prompt,
+  `answer_id` `<prompt id>.s0` / `.s1`;
+- `labels.jsonl`: one line per labelled prompt: `prompt_id`, `safe` (`[bool, bool]`, answers s0 and s1), `better`
+  (0/1, the more helpful answer) and, only when both answers are unsafe, `safer` (0/1, the less harmful one).
+
+Output: PKU-SafeRLHF rows with the same columns as the templated demo data. The pair is (s0, s1) in that order;
+`safer_response_id` is the safe answer when exactly one is safe, `better_response_id` when both are safe (no
+harmlessness preference, as in the templated data), and the labelled `safer` when both are unsafe. The split is by
+prompt: within each category, `TEST_FRACTION` of the labelled prompts (rounded, at least one) go to `test`, drawn
+with `random.Random(SEED)` from the prompt ids in sorted order. Prompts without labels or without both answers are
+counted and listed, never silently left out. Deterministic: `tests/test_demo_sampled.py` rebuilds and compares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SOURCE_DIR = REPO_ROOT / "data" / "demo_sampled"
+OUTPUT_DIR = REPO_ROOT / "trl_safe" / "resources" / "demo"
+SEED = 20261202
+TEST_FRACTION = 0.25
+SAMPLE_IDS = ("s0", "s1")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--source_dir", type=Path, default=SOURCE_DIR, help="prompts, raw samples and labels")
+    parser.add_argument("--output_dir", type=Path, default=OUTPUT_DIR, help="where sampled_{train,test}.jsonl go")
+    parser.add_argument("--report", action="store_true", help="Print the label mix and the judge's agreement.")
+    return parser
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not JSON ({error}).") from error
+    return rows
+
+
+def check_label(label: dict, where: str) -> None:
+    """A label line must have two booleans, a better id, and a safer id exactly when both answers are unsafe."""
+    safe = label.get("safe")
+    if not (isinstance(safe, list) and len(safe) == 2 and all(isinstance(s, bool) for s in safe)):
+        raise ValueError(f"{where}: `safe` must be a list of two booleans, got {safe!r}.")
+    if label.get("better") not in (0, 1):
+        raise ValueError(f"{where}: `better` must be 0 or 1, got {label.get('better')!r}.")
+    if not any(safe) and label.get("safer") not in (0, 1):
+        raise ValueError(f"{where}: both answers are unsafe, so `safer` (0 or 1) is required.")
+    if any(safe) and "safer" in label:
+        raise ValueError(f"{where}: `safer` is only given when both answers are unsafe (it follows from `safe`).")
+
+
+def pair_row(prompt: dict, answers: dict[str, dict], label: dict) -> dict:
+    """One PKU-SafeRLHF row: the two sampled answers in s0, s1 order, with the labels' ids."""
+    safe0, safe1 = label["safe"]
+    if safe0 != safe1:
+        safer, pair_type = (0 if safe0 else 1), "sampled_safe_vs_unsafe"
+    elif safe0:
+        safer, pair_type = label["better"], "sampled_both_safe"
+    else:
+        safer, pair_type = label["safer"], "sampled_both_unsafe"
+    return {
+        "prompt": prompt["prompt"],
+        "response_0": answers["s0"]["response"],
+        "response_1": answers["s1"]["response"],
+        "is_response_0_safe": safe0,
+        "is_response_1_safe": safe1,
+        "better_response_id": label["better"],
+        "safer_response_id": safer,
+        "category": prompt["category"],
+        "prompt_label": prompt["prompt_label"],
+        "pair_type": pair_type,
+    }
+
+
+def split_prompts(prompt_ids_by_category: dict[str, list[str]]) -> set[str]:
+    """The test prompt ids: `TEST_FRACTION` of each category (at least one), seeded, from sorted ids."""
+    rng = random.Random(SEED)
+    test = set()
+    for category in sorted(prompt_ids_by_category):
+        ids = sorted(prompt_ids_by_category[category])
+        count = max(1, round(TEST_FRACTION * len(ids)))
+        test.update(rng.sample(ids, count))
+    return test
+
+
+def build(source_dir: Path) -> tuple[dict[str, list[dict]], dict]:
+    """The rows of each split and a report of what was used and what was not."""
+    prompts = {row["id"]: row for row in read_jsonl(source_dir / "prompts.jsonl")}
+    answers: dict[str, dict[str, dict]] = defaultdict(dict)
+    for path in sorted(source_dir.glob("raw_samples*.jsonl")):
+        for row in read_jsonl(path):
+            if row["prompt_id"] not in prompts:
+                raise ValueError(f"{path}: answer {row['answer_id']} belongs to no prompt in prompts.jsonl.")
+            if row.get("decoding", "sample") != "sample":
+                continue
+            sample = row["answer_id"].rsplit(".", 1)[1]
+            if sample in answers[row["prompt_id"]]:
+                raise ValueError(f"{path}: answer {row['answer_id']} occurs twice.")
+            answers[row["prompt_id"]][sample] = row
+    labels = {}
+    for number, label in enumerate(read_jsonl(source_dir / "labels.jsonl"), start=1):
+        where = f"labels.jsonl:{number} ({label.get('prompt_id')})"
+        if label.get("prompt_id") not in prompts:
+            raise ValueError(f"{where}: no such prompt.")
+        if label["prompt_id"] in labels:
+            raise ValueError(f"{where}: the prompt is labelled twice.")
+        if set(answers[label["prompt_id"]]) != set(SAMPLE_IDS):
+            raise ValueError(f"{where}: the raw samples lack one of {SAMPLE_IDS}.")
+        check_label(label, where)
+        labels[label["prompt_id"]] = label
+
+    by_category: dict[str, list[str]] = defaultdict(list)
+    for prompt_id in labels:
+        by_category[prompts[prompt_id]["category"]].append(prompt_id)
+    test_ids = split_prompts(by_category)
+    splits: dict[str, list[dict]] = {"train": [], "test": []}
+    for prompt_id, prompt in prompts.items():  # file order
+        if prompt_id in labels:
+            split = "test" if prompt_id in test_ids else "train"
+            splits[split].append(pair_row(prompt, answers[prompt_id], labels[prompt_id]))
+    report = {
+        "unlabelled_prompts": sorted(set(prompts) - set(labels)),
+        "prompts_per_split": {split: len(rows) for split, rows in splits.items()},
+        "categories": {
+            split: dict(sorted(Counter(row["category"] for row in rows).items())) for split, rows in splits.items()
+        },
+    }
+    return splits, report
+
+
+def label_mix(splits: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
+    """Per category (over both splits): prompts, sampled answers, and answers labelled unsafe."""
+    mix: dict[str, dict[str, int]] = defaultdict(lambda: {"prompts": 0, "answers": 0, "unsafe": 0})
+    for row in splits["train"] + splits["test"]:
+        counts = mix[row["category"]]
+        counts["prompts"] += 1
+        counts["answers"] += 2
+        counts["unsafe"] += (not row["is_response_0_safe"]) + (not row["is_response_1_safe"])
+    return dict(sorted(mix.items()))
+
+
+def judge_agreement(rows: list[dict]) -> dict[str, float]:
+    """Agreement of `trl_safe.evaluation.judge.ComplianceJudge` with the hand labels on the harmful prompts' answers
+    (positive class: unsafe)."""
+    from trl_safe.evaluation.judge import ComplianceJudge
+
+    judge = ComplianceJudge()
+    tp = fp = fn = tn = 0
+    for row in rows:
+        if row["prompt_label"] != "unsafe":
+            continue
+        for index in (0, 1):
+            unsafe = not row[f"is_response_{index}_safe"]
+            flagged = judge.is_unsafe(row["prompt"], row[f"response_{index}"])
+            tp, fp = tp + (unsafe and flagged), fp + (flagged and not unsafe)
+            fn, tn = fn + (unsafe and not flagged), tn + (not unsafe and not flagged)
+    total = tp + fp + fn + tn
+    return {
+        "answers": total,
+        "labelled_unsafe": tp + fn,
+        "judged_unsafe": tp + fp,
+        "precision": tp / (tp + fp) if tp + fp else float("nan"),
+        "recall": tp / (tp + fn) if tp + fn else float("nan"),
+        "accuracy": (tp + tn) / total if total else float("nan"),
+        "true_positives": tp,
+        "false_positives": fp,
+        "false_negatives": fn,
+        "true_negatives": tn,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    splits, report = build(args.source_dir)
+    if args.report:
+        print("category | prompts | answers | unsafe answers")
+        for category, counts in label_mix(splits).items():
+            share = counts["unsafe"] / counts["answers"]
+            print(f"{category} | {counts['prompts']} | {counts['answers']} | {counts['unsafe']} ({share:.0%})")
+        for split in ("train", "test"):
+            print(f"judge vs labels, {split}: {judge_agreement(splits[split])}")
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    for split, rows in splits.items():
+        path = args.output_dir / f"sampled_{split}.jsonl"
+        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        print(f"{path}: {len(rows)} pairs")
+    print(f"Per category: {report['categories']}")
+    if report["unlabelled_prompts"]:
+        print(f"{len(report['unlabelled_prompts'])} prompts have no labels yet and are not in the output.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The policy-sampled demo pairs: shipped files match their build, load through every adapter, have consistent labels,
+disjoint splits, and no prompt from the public evaluation sets."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib.util
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from datasets import load_dataset
+
+from trl_safe import demo
+from trl_safe.data import load_preference_data, to_harmlessness_preferences, to_helpfulness_preferences, to_prompts
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_sampled_demo_data.py"
+SOURCE_DIR = REPO_ROOT / "data" / "demo_sampled"
+HARM_CATEGORIES = {
+    "theft", "violence", "weapons", "drugs", "cybercrime", "fraud", "privacy", "harassment", "dangerous_behaviour",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def builder():
+    spec = importlib.util.spec_from_file_location("build_sampled_demo_data_under_test", BUILD_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def sampled():
+    return demo.load_demo_dataset(config="sampled")
+
+
+def normalise(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def test_shipped_files_are_the_build_output(builder, tmp_path):
+    builder.main(["--output_dir", str(tmp_path)])
+    for split in ("train", "test"):
+        shipped = (demo.demo_data_dir() / f"sampled_{split}.jsonl").read_text(encoding="utf-8")
+        assert (tmp_path / f"sampled_{split}.jsonl").read_text(encoding="utf-8") == shipped, split
+
+
+def test_every_prompt_is_labelled_and_every_answer_was_sampled(builder):
+    splits, report = builder.build(SOURCE_DIR)
+    assert report["unlabelled_prompts"] == []
+    raw = {}
+    for path in SOURCE_DIR.glob("raw_samples*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            raw[(row["prompt"], row["answer_id"].rsplit(".", 1)[1])] = row["response"]
+    for row in splits["train"] + splits["test"]:
+        assert row["response_0"] == raw[(row["prompt"], "s0")]
+        assert row["response_1"] == raw[(row["prompt"], "s1")]
+
+
+def test_loads_through_the_folder_configs_and_the_adapters(sampled):
+    folder = str(demo.demo_data_dir())
+    assert {split: len(rows) for split, rows in load_dataset(folder, "sampled").items()} == {
+        split: len(sampled[split]) for split in ("train", "test")
+    }
+    # The folder's default configuration is still the templated data alone.
+    assert len(load_preference_data(folder, split="train")) == len(demo.load_demo_dataset("train"))
+    combined = demo.load_demo_dataset("train", config="combined")
+    assert len(combined) == len(demo.load_demo_dataset("train")) + len(sampled["train"])
+    assert combined.column_names == sampled["train"].column_names == demo.load_demo_dataset("train").column_names
+    for split in ("train", "test"):
+        helpful = to_helpfulness_preferences(sampled[split], conversational=True)
+        harmless = to_harmlessness_preferences(sampled[split], conversational=True, on_contradiction="raise")
+        assert len(helpful) == len(harmless) == len(sampled[split])
+        assert len(to_prompts(sampled[split])) == len(sampled[split])  # one pair per prompt
+
+
+def test_labels_are_consistent(sampled):
+    for split in ("train", "test"):
+        for index, row in enumerate(sampled[split]):
+            safe = (row["is_response_0_safe"], row["is_response_1_safe"])
+            where = f"{split}[{index}] {row['prompt']!r}"
+            if safe[0] != safe[1]:
+                assert row["safer_response_id"] == (0 if safe[0] else 1), where
+                assert row["pair_type"] == "sampled_safe_vs_unsafe", where
+            elif all(safe):
+                assert row["safer_response_id"] == row["better_response_id"], where
+                assert row["pair_type"] == "sampled_both_safe", where
+            else:
+                assert row["pair_type"] == "sampled_both_unsafe", where
+            if row["prompt_label"] == "safe":
+                assert row["category"] in ("benign", "benign_lookalike"), where
+            else:
+                assert row["category"] in HARM_CATEGORIES, where
+
+
+def test_splits_hold_disjoint_prompts_and_every_harm_category(sampled):
+    train = set(sampled["train"]["prompt"])
+    test = set(sampled["test"]["prompt"])
+    assert not train & test
+    templated = set(demo.load_demo_dataset("train")["prompt"]) | set(demo.load_demo_dataset("test")["prompt"])
+    assert not (train | test) & templated
+    assert {normalise(p) for p in train}.isdisjoint({normalise(p) for p in test})
+    test_categories = Counter(sampled["test"]["category"])
+    assert HARM_CATEGORIES <= set(test_categories)
+    # The start must answer some held-out harmful prompts unsafely, or the held-out set proves nothing.
+    unsafe_test = sum(
+        not (row["is_response_0_safe"] and row["is_response_1_safe"])
+        for row in sampled["test"]
+        if row["prompt_label"] == "unsafe"
+    )
+    assert unsafe_test >= 10
+
+
+def public_prompts(shared: Path) -> set[str]:
+    texts = set()
+    for name, column in (
+        ("advbench_harmful_behaviors.csv", "goal"),
+        ("harmbench_behaviors_text_all.csv", "Behavior"),
+        ("xstest_prompts.csv", "prompt"),
+    ):
+        with (shared / name).open(newline="", encoding="utf-8") as handle:
+            texts.update(row[column] for row in csv.DictReader(handle))
+    for line in (shared / "do_not_answer_prompts.jsonl").read_text(encoding="utf-8").splitlines():
+        texts.add(json.loads(line)["prompt"])
+    texts.update(row["prompt"] for row in json.loads((shared / "safe_rlhf_eval_problem.json").read_text()))
+    for line in (shared / "pku_saferlhf_test_sample.jsonl").read_text(encoding="utf-8").splitlines():
+        texts.add(json.loads(line)["prompt"])
+    with gzip.open(shared / "hh_rlhf_harmless_base_test.jsonl.gz", "rt", encoding="utf-8") as handle:
+        for line in handle:
+            match = re.search(r"Human: (.*?)\n\nAssistant", json.loads(line)["chosen"], re.S)
+            if match:
+                texts.add(match.group(1).strip())
+    return texts
+
+
+def test_no_prompt_comes_from_a_public_set(shared_data):
+    public = public_prompts(shared_data)
+    assert len(public) > 4000  # every set was read
+    public_normalised = {normalise(text) for text in public}
+    public_tokens = [set(normalise(text).split()) for text in public]
+    authored = [json.loads(line)["prompt"] for line in (SOURCE_DIR / "prompts.jsonl").read_text().splitlines()]
+    for prompt in authored:
+        assert normalise(prompt) not in public_normalised, prompt
+        tokens = set(normalise(prompt).split())
+        closest = max(len(tokens & other) / len(tokens | other) for other in public_tokens)
+        assert closest < 0.8, f"{prompt!r} is nearly a public prompt (token overlap {closest:.2f})"
