@@ -16,7 +16,8 @@ Output: PKU-SafeRLHF rows with the same columns as the templated demo data. The 
 harmlessness preference, as in the templated data), and the labelled `safer` when both are unsafe. The split is by
 prompt: within each category, `TEST_FRACTION` of the labelled prompts (rounded, at least one) go to `test`, drawn
 with `random.Random(SEED)` from the prompt ids in sorted order. Prompts without labels or without both answers are
-counted and listed, never silently left out. Deterministic: `tests/test_demo_sampled.py` rebuilds and compares.
+counted and listed (`unsampled_prompts`: the sampling run did not reach them; `unlabelled_prompts`), never silently
+left out. Deterministic: `tests/test_demo_sampled.py` rebuilds and compares.
 """
 
 from __future__ import annotations
@@ -137,8 +138,10 @@ def build(source_dir: Path) -> tuple[dict[str, list[dict]], dict]:
         if prompt_id in labels:
             split = "test" if prompt_id in test_ids else "train"
             splits[split].append(pair_row(prompt, answers[prompt_id], labels[prompt_id]))
+    sampled = {prompt_id for prompt_id, found in answers.items() if set(found) == set(SAMPLE_IDS)}
     report = {
-        "unlabelled_prompts": sorted(set(prompts) - set(labels)),
+        "unsampled_prompts": sorted(set(prompts) - sampled),
+        "unlabelled_prompts": sorted(sampled - set(labels)),
         "prompts_per_split": {split: len(rows) for split, rows in splits.items()},
         "categories": {
             split: dict(sorted(Counter(row["category"] for row in rows).items())) for split, rows in splits.items()
@@ -204,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
         print(f"{path}: {len(rows)} pairs")
     print(f"Per category: {report['categories']}")
-    if report["unlabelled_prompts"]:
-        print(f"{len(report['unlabelled_prompts'])} prompts have no labels yet and are not in the output.")
+    for key, what in (("unsampled_prompts", "no sampled answers"), ("unlabelled_prompts", "answers but no labels")):
+        if report[key]:
+            print(f"{len(report[key])} prompts have {what} yet and are not in the output: {report[key]}")
     return 0
 
 

@@ -52,9 +52,10 @@ def test_shipped_files_are_the_build_output(builder, tmp_path):
         assert (tmp_path / f"sampled_{split}.jsonl").read_text(encoding="utf-8") == shipped, split
 
 
-def test_every_prompt_is_labelled_and_every_answer_was_sampled(builder):
+def test_every_sampled_prompt_is_labelled_and_every_answer_was_sampled(builder):
     splits, report = builder.build(SOURCE_DIR)
     assert report["unlabelled_prompts"] == []
+    assert len(splits["train"]) + len(splits["test"]) + len(report["unsampled_prompts"]) == 340
     raw = {}
     for path in SOURCE_DIR.glob("raw_samples*.jsonl"):
         for line in path.read_text(encoding="utf-8").splitlines():
