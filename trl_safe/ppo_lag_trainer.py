@@ -188,7 +188,7 @@ class PPOLagTrainer(PPOTrainer):
         context = super()._model_card_context()
         episode_cost = self.lagrange.episode_cost
         context["hyperparameters"].update(
-            {name: getattr(self.args, name) for name in ("lambda_lr", "lambda_max", "episode_cost_window_size")}
+            {name: getattr(self.args, name) for name in ("lambda_lr", "lambda_max", "window_size")}
         )
         context["constraint"] = {
             "cost_limit": self.lagrange.cost_limit,

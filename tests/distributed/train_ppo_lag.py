@@ -62,7 +62,7 @@ def build_trainer(args: argparse.Namespace, output_dir: str) -> PPOTrainer:
     # created directly sharded.
     config_class = PPOLagConfig if args.trainer == "ppo_lag" else PPOConfig
     lag_settings = (
-        dict(cost_limit=0.0, lambda_init=1.0, lambda_lr=0.5, lambda_max=5.0, episode_cost_window_size=6)
+        dict(cost_limit=0.0, lambda_init=1.0, lambda_lr=0.5, lambda_max=5.0, window_size=6)
         if args.trainer == "ppo_lag"
         else {}
     )

@@ -1,6 +1,3 @@
-# /// script
-# dependencies = ["trl-safe"]
-# ///
 """Evaluate policies for helpfulness, harmlessness and over-refusal with a reward model and a cost model.
 
 Every policy answers every prompt; the reward model R and the cost model C score each answer (C > 0: unsafe). The
@@ -8,19 +5,19 @@ report compares the policies (the first is the baseline): reward/cost statistics
 breakdown, refusal rates, the arena's win rate and safe/unsafe transition table, and Bradley-Terry ratings.
 
     # a PPO-Lag policy against its SFT starting point, on the Safe RLHF red-team prompts
-    python examples/evaluate.py \
+    trl-safe evaluate \
         --policies my-sft my-ppo-lag --reward_model my-reward --cost_model my-cost \
         --prompts safe_rlhf_eval_problem.json --output_dir evaluation --trainer_state my-ppo-lag
 
     # over-refusal on XSTest's safe prompts (label column `label`, safe label `safe`)
-    python examples/evaluate.py --policies my-ppo-lag --reward_model my-reward --cost_model my-cost \
+    trl-safe evaluate --policies my-ppo-lag --reward_model my-reward --cost_model my-cost \
         --prompts xstest_prompts.csv --output_dir evaluation-xstest
 
     # publish the results as a data set, and add the evaluation to the policies' local model cards
-    python examples/evaluate.py ... --push_to_hub --hub_dataset_id me/ppo-lag-evaluation --update_model_cards
+    trl-safe evaluate ... --push_to_hub --hub_dataset_id me/ppo-lag-evaluation --update_model_cards
 
-Writes generations.json/.csv, summary.json, report.md and the plots to `--output_dir`. `main` takes the parsed
-arguments and returns the `SafetyReport`, so that a pipeline can import it.
+Writes generations.json/.csv, summary.json, report.md and the plots to `--output_dir`. `make_parser()` builds the
+command line; `main` takes the parsed arguments and returns the `SafetyReport`.
 """
 
 from __future__ import annotations
@@ -36,7 +33,7 @@ from trl_safe.hub import add_evaluation_to_model_card, push_evaluation_to_hub
 
 @dataclass
 class EvaluateScriptArguments(SafetyEvaluationConfig):
-    """Arguments of `examples/evaluate.py`: what to evaluate, on which prompts, where to write; plus every field of
+    """Arguments of `trl-safe evaluate`: what to evaluate, on which prompts, where to write; plus every field of
     `SafetyEvaluationConfig` (batch size, decoding, tie margin, ...).
 
     Parameters:
@@ -92,6 +89,10 @@ class EvaluateScriptArguments(SafetyEvaluationConfig):
             raise ValueError("--push_to_hub needs --hub_dataset_id.")
 
 
+def make_parser(prog: str | None = None) -> TrlParser:
+    return TrlParser(EvaluateScriptArguments, prog=prog)
+
+
 def main(args: EvaluateScriptArguments) -> SafetyReport:
     """Run the evaluation, write the report (and push it / update model cards if asked); return the report."""
     prompts = load_prompts(
@@ -131,6 +132,4 @@ def main(args: EvaluateScriptArguments) -> SafetyReport:
 
 
 if __name__ == "__main__":
-    parser = TrlParser(EvaluateScriptArguments)
-    (script_args,) = parser.parse_args_and_config()
-    main(script_args)
+    main(*make_parser().parse_args_and_config())

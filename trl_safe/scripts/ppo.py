@@ -1,12 +1,9 @@
-# /// script
-# dependencies = ["trl-safe"]
-# ///
 """RLHF with PPO (`trl_safe.PPOTrainer`): fine-tune a policy to maximise a reward model's score, with a KL penalty
-to the initial policy. This is the unconstrained baseline of Safe RLHF; `examples/ppo_lag.py` adds the cost
+to the initial policy. This is the unconstrained baseline of Safe RLHF; `trl-safe ppo_lag` adds the cost
 constraint.
 
 The prompts are the distinct prompts of PKU-SafeRLHF (or of a local file in its format), through
-`trl_safe.data.to_prompts`. The reward model is a sequence classifier trained with `examples/reward_model.py`.
+`trl_safe.data.to_prompts`. The reward model is a sequence classifier trained with `trl-safe reward_model`.
 
     accelerate launch examples/ppo.py \
         --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct --reward_model_name_or_path Qwen2.5-0.5B-Reward \
@@ -18,20 +15,21 @@ The prompts are the distinct prompts of PKU-SafeRLHF (or of a local file in its 
     accelerate launch --config_file examples/accelerate_configs/multi_gpu.yaml examples/ppo.py ... \
         --use_peft --lora_r 16 --lora_target_modules q_proj v_proj
 
-`main` takes the parsed arguments and returns the trained `PPOTrainer`, so that a pipeline can import it.
+`make_parser()` builds the command line (also `trl-safe ppo ...`); `main` takes the parsed arguments and returns the
+trained `PPOTrainer`. `train_policy` is shared with `trl_safe.scripts.ppo_lag`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from datasets import Dataset
-from transformers import AutoTokenizer
 from trl import ModelConfig, TrlParser, get_peft_config
 
-from trl_safe import PPOConfig, PPOTrainer
 from trl_safe.data import PromptScriptArguments, load_prompt_dataset
+from trl_safe.ppo_config import PPOConfig
+from trl_safe.ppo_trainer import PPOTrainer
+from trl_safe.scripts.utils import load_splits, load_tokenizer, require, save_and_push, set_model_init_kwargs
 
 
 @dataclass
@@ -51,22 +49,17 @@ class PPOScriptArguments(PromptScriptArguments):
     value_model_name_or_path: str | None = field(default=None, metadata={"help": "Initial weights of the critic."})
 
 
-def main(script_args: PPOScriptArguments, training_args: PPOConfig, model_args: ModelConfig) -> PPOTrainer:
-    """Train and save the policy (and push it with `--push_to_hub`); return the trainer."""
-    if script_args.reward_model_name_or_path is None:
-        raise ValueError("--reward_model_name_or_path is required.")
-    training_args.model_init_kwargs = {
-        "revision": model_args.model_revision,
-        "trust_remote_code": training_args.trust_remote_code,
-        "attn_implementation": model_args.attn_implementation,
-        "dtype": model_args.dtype,
-        **(training_args.model_init_kwargs or {}),
-    }
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-    )
+def train_policy(
+    trainer_class: type[PPOTrainer],
+    script_args: PPOScriptArguments,
+    training_args: PPOConfig,
+    model_args: ModelConfig,
+    **score_models: str,
+) -> PPOTrainer:
+    """Build `trainer_class` (PPO or PPO-Lag) on the prompts and the score models named on the command line, and
+    train it (resuming with `--resume_from_checkpoint`). Saving is the caller's, after what it reports."""
+    set_model_init_kwargs(training_args, model_args)
+    tokenizer = load_tokenizer(model_args, training_args)
 
     def load(split: str) -> Dataset:
         return load_prompt_dataset(
@@ -77,12 +70,10 @@ def main(script_args: PPOScriptArguments, training_args: PPOConfig, model_args: 
             max_prompts=script_args.max_prompts,
         )
 
-    train_dataset = load(script_args.dataset_train_split)
-    eval_dataset = load(script_args.dataset_test_split) if training_args.eval_strategy != "no" else None
-
-    trainer = PPOTrainer(
+    train_dataset, eval_dataset = load_splits(load, script_args, training_args)
+    trainer = trainer_class(
         model=model_args.model_name_or_path,
-        reward_model=script_args.reward_model_name_or_path,
+        **score_models,
         value_model=script_args.value_model_name_or_path,
         args=training_args,
         train_dataset=train_dataset,
@@ -91,15 +82,22 @@ def main(script_args: PPOScriptArguments, training_args: PPOConfig, model_args: 
         peft_config=get_peft_config(model_args),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    return trainer
 
-    trainer.save_model(training_args.output_dir)
-    dataset_name = None if Path(script_args.dataset_name).exists() else script_args.dataset_name
-    trainer.create_model_card(dataset_name=dataset_name)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=dataset_name)
+
+def make_parser(prog: str | None = None) -> TrlParser:
+    return TrlParser((PPOScriptArguments, PPOConfig, ModelConfig), prog=prog)
+
+
+def main(script_args: PPOScriptArguments, training_args: PPOConfig, model_args: ModelConfig) -> PPOTrainer:
+    """Train and save the policy (and push it with `--push_to_hub`); return the trainer."""
+    require(script_args, "reward_model_name_or_path")
+    trainer = train_policy(
+        PPOTrainer, script_args, training_args, model_args, reward_model=script_args.reward_model_name_or_path
+    )
+    save_and_push(trainer, training_args, script_args)
     return trainer
 
 
 if __name__ == "__main__":
-    parser = TrlParser((PPOScriptArguments, PPOConfig, ModelConfig))
-    main(*parser.parse_args_and_config())
+    main(*make_parser().parse_args_and_config())

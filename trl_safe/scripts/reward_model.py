@@ -1,12 +1,9 @@
-# /// script
-# dependencies = ["trl-safe"]
-# ///
 """Train the reward model R of Safe RLHF (helpfulness) with TRL's `RewardTrainer`.
 
 The data is PKU-SafeRLHF (or a local file in its format) turned into helpfulness preferences: `chosen` is the more
-helpful response, whatever its safety; harmlessness is the cost model's job (`examples/cost_model.py`).
+helpful response, whatever its safety; harmlessness is the cost model's job (`trl-safe cost_model`).
 
-    python examples/reward_model.py \
+    trl-safe reward_model \
         --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct \
         --dataset_name PKU-Alignment/PKU-SafeRLHF --conversational \
         --output_dir Qwen2.5-0.5B-Reward --per_device_train_batch_size 8 --num_train_epochs 1 \
@@ -16,18 +13,25 @@ helpful response, whatever its safety; harmlessness is the cost model's job (`ex
     accelerate launch examples/reward_model.py --dataset_name my_pairs.jsonl --model_name_or_path ... \
         --use_peft --lora_r 16 --output_dir my-reward --push_to_hub
 
-`main` takes the parsed arguments and returns the trained `RewardTrainer`, so that a pipeline can import it.
+`make_parser()` builds the command line; `main` takes the parsed arguments and returns the trained `RewardTrainer`.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 from trl import ModelConfig, RewardConfig, RewardTrainer, TrlParser, get_peft_config, get_quantization_config
 
-from trl_safe import PreferenceScriptArguments, load_preference_data, to_helpfulness_preferences
+from trl_safe.data import PreferenceScriptArguments, to_helpfulness_preferences
+from trl_safe.scripts.utils import (
+    load_tokenizer,
+    preference_splits,
+    save_and_push,
+    sequence_classifier_lora,
+    set_model_init_kwargs,
+    train_and_evaluate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,46 +59,25 @@ def pad_token_distinct_from_eos(tokenizer: PreTrainedTokenizerBase) -> None:
     tokenizer.pad_token = candidates[0]
 
 
-def hub_dataset_name(name: str | None) -> str | None:
-    """The data set's Hub name for the model card, or `None` for a local file or folder."""
-    return None if name is None or Path(name).exists() else name
+def make_parser(prog: str | None = None) -> TrlParser:
+    return TrlParser((PreferenceScriptArguments, RewardConfig, ModelConfig), prog=prog)
 
 
 def main(
     script_args: PreferenceScriptArguments, training_args: RewardConfig, model_args: ModelConfig
 ) -> RewardTrainer:
     """Train, save (and optionally evaluate and push) the reward model; return the trainer."""
-    # Model loading options, as in TRL's scripts.
-    training_args.model_init_kwargs = {
-        "revision": model_args.model_revision,
-        "trust_remote_code": training_args.trust_remote_code,
-        "attn_implementation": model_args.attn_implementation,
-        "dtype": model_args.dtype,
-        **(training_args.model_init_kwargs or {}),
-    }
-    if model_args.use_peft and model_args.lora_task_type != "SEQ_CLS":
-        logger.warning("A reward model is a sequence classifier: using lora_task_type='SEQ_CLS' (trains its head).")
-        model_args.lora_task_type = "SEQ_CLS"
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-    )
+    set_model_init_kwargs(training_args, model_args)
+    sequence_classifier_lora(model_args, "reward model")
+    tokenizer = load_tokenizer(model_args, training_args)
     pad_token_distinct_from_eos(tokenizer)
 
     # Data: PKU-SafeRLHF rows -> (prompt, chosen = more helpful, rejected).
-    def load(split: str):
-        rows = load_preference_data(
-            script_args.dataset_name,
-            name=script_args.dataset_config,
-            split=split,
-            streaming=script_args.dataset_streaming,
-        )
-        return to_helpfulness_preferences(rows, conversational=script_args.conversational)
-
-    train_dataset = load(script_args.dataset_train_split)
-    eval_dataset = load(script_args.dataset_test_split) if training_args.eval_strategy != "no" else None
-
+    train_dataset, eval_dataset = preference_splits(
+        script_args,
+        training_args,
+        lambda rows: to_helpfulness_preferences(rows, conversational=script_args.conversational),
+    )
     trainer = RewardTrainer(
         model=model_args.model_name_or_path,
         args=training_args,
@@ -104,20 +87,10 @@ def main(
         quantization_config=get_quantization_config(model_args),
         peft_config=get_peft_config(model_args),
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    if eval_dataset is not None:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-
-    trainer.save_model(training_args.output_dir)
-    dataset_name = hub_dataset_name(script_args.dataset_name)
-    trainer.create_model_card(dataset_name=dataset_name)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=dataset_name)
+    train_and_evaluate(trainer, training_args)
+    save_and_push(trainer, training_args, script_args)
     return trainer
 
 
 if __name__ == "__main__":
-    parser = TrlParser((PreferenceScriptArguments, RewardConfig, ModelConfig))
-    main(*parser.parse_args_and_config())
+    main(*make_parser().parse_args_and_config())

