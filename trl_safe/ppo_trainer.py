@@ -56,7 +56,7 @@ from transformers import (
 )
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.utils import is_peft_available
-from trl.data_utils import apply_chat_template, is_conversational
+from trl.data_utils import is_conversational
 from trl.distributed import DistributedBackend
 from trl.generation.vllm_generation import VLLMGeneration
 from trl.import_utils import is_vllm_available
@@ -86,7 +86,7 @@ from trl_safe.rl_math import (
     masked_whiten,
     selective_logprobs,
 )
-from trl_safe.scoring import find_score_head, last_token_scores, per_token_scores
+from trl_safe.scoring import Scorer, find_score_head, per_token_scores
 
 if is_peft_available():
     from peft import PeftConfig, get_peft_model
@@ -179,8 +179,10 @@ class PolicyAndValueModel(nn.Module):
 class _Scorer:
     """One score stream (`"reward"`, or `"cost"` for PPO-Lag): a sequence-classification model or a function.
 
-    `processing_class` is set only for a model that needs its own tokenizer; `None` means the model shares the
-    policy's vocabulary and scores the generated token ids directly (no decode / re-encode round trip).
+    A model is read through `reader` (`trl_safe.scoring.Scorer`): each completion rendered with the tokenizer and
+    chat template the model was trained with, the score read at the last token, as in training and evaluation.
+    `processing_class` is `None` when the model shares the policy's vocabulary (then it can seed the critic's
+    weights), else the model's own tokenizer.
     """
 
     name: str
@@ -188,6 +190,7 @@ class _Scorer:
     model: nn.Module | None = None
     function: Callable[..., list[float]] | None = None
     processing_class: PreTrainedTokenizerBase | None = None
+    reader: Scorer | None = None
 
 
 class _RolloutSampler(RepeatSampler):
@@ -457,10 +460,10 @@ class PPOTrainer(_BaseTrainer):
             processing_class = processing_class or AutoTokenizer.from_pretrained(
                 source, trust_remote_code=args.trust_remote_code
             )
-            return self._model_scorer(name, source.rstrip("/").split("/")[-1], model, processing_class)
+            return self._model_scorer(name, source.rstrip("/").split("/")[-1], model, processing_class, args)
         if isinstance(source, nn.Module):
             display_name = get_config_model_id(source.config).split("/")[-1] or f"{name}_model"
-            return self._model_scorer(name, display_name, source, processing_class)
+            return self._model_scorer(name, display_name, source, processing_class, args)
         if callable(source):
             return _Scorer(name=name, display_name=getattr(source, "__name__", type(source).__name__), function=source)
         raise TypeError(
@@ -469,11 +472,21 @@ class PPOTrainer(_BaseTrainer):
         )
 
     def _model_scorer(
-        self, name: str, display_name: str, model: nn.Module, processing_class: PreTrainedTokenizerBase | None
+        self,
+        name: str,
+        display_name: str,
+        model: nn.Module,
+        processing_class: PreTrainedTokenizerBase | None,
+        args: PPOConfig,
     ) -> _Scorer:
-        find_score_head(model)  # fails early, with the attribute names it tried, on a model without a score head
+        reader = Scorer(
+            model,
+            processing_class or self.tokenizer,
+            name=name,
+            chat_template_kwargs=args.chat_template_kwargs,
+        )  # checks the score head and its single output
         if processing_class is not None and processing_class.get_vocab() == self.tokenizer.get_vocab():
-            processing_class = None  # same vocabulary: score the generated token ids as they are
+            processing_class = None  # same vocabulary as the policy: the model can seed the critic
         tokenizer = processing_class or self.tokenizer
         vocab_size = getattr(model.config, "vocab_size", None)
         if processing_class is None and vocab_size is not None and vocab_size < len(tokenizer):
@@ -483,8 +496,10 @@ class PPOTrainer(_BaseTrainer):
                 f"`{name}_processing_class`."
             )
         # transformers' own pooling (which we do not use, see trl_safe.scoring) needs a pad id for batches > 1.
-        model.config.pad_token_id = tokenizer.pad_token_id
-        return _Scorer(name=name, display_name=display_name, model=model, processing_class=processing_class)
+        model.config.pad_token_id = reader.pad_id
+        return _Scorer(
+            name=name, display_name=display_name, model=model, processing_class=processing_class, reader=reader
+        )
 
     def _build_value_model(self, value_model: str | nn.Module | None, policy: nn.Module, args: PPOConfig) -> nn.Module:
         """The critic, with one output column per entry of `value_head_names`.
@@ -819,31 +834,9 @@ class PPOTrainer(_BaseTrainer):
                 **extra_columns,
             )
             return torch.tensor(self._checked_scores(values, scorer, prompts), dtype=torch.float32, device=device)
-        if scorer.processing_class is None:
-            # Same vocabulary as the policy: score the sampled tokens themselves, at the last one (the EOS).
-            scores = last_token_scores(
-                scorer.model, batch["input_ids"], batch["attention_mask"], position_ids=batch["position_ids"]
-            )
-            return scores[:, 0].float()
-        # Another tokenizer: decode, re-apply its chat template (or append its EOS to completions that had one).
-        tokenizer = scorer.processing_class
-        if is_conversational({"prompt": prompts[0]}):
-            texts = [
-                apply_chat_template({"messages": prompt + completion}, tokenizer)["text"]
-                for prompt, completion in zip(prompts, completions)
-            ]
-            add_special_tokens = False
-        else:
-            eos = tokenizer.eos_token or ""
-            texts = [
-                prompt + completion + (eos if ended else "")
-                for prompt, completion, ended in zip(prompts, completions, batch["has_eos"].tolist())
-            ]
-            add_special_tokens = True
-        encoded = tokenizer(
-            text=texts, padding=True, padding_side="right", return_tensors="pt", add_special_tokens=add_special_tokens
-        ).to(device)
-        return last_token_scores(scorer.model, encoded["input_ids"], encoded["attention_mask"])[:, 0].float()
+        # A model reads each completion where it was trained: the rendered (prompt, completion) pair, closed as in
+        # training (chat template or EOS), at its last token (trl_safe.scoring.Scorer).
+        return scorer.reader.score(prompts, completions).to(device)
 
     @staticmethod
     def _checked_scores(values: Any, scorer: _Scorer, prompts: list[Any]) -> list[float]:
