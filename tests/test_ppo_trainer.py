@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM
 
 from trl_safe import PPOConfig, PPOTrainer
-from trl_safe.ppo_trainer import VALUE_MODEL_DIR
+from trl_safe.ppo.models import VALUE_MODEL_DIR
 from trl_safe.scoring import find_score_head, last_token_scores
 from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, make_tiny_tokenizer
 
@@ -90,7 +90,7 @@ def test_first_step_sees_ratio_one_and_logs_ppo_metrics(tmp_path, tiny_tokenizer
     assert second["val/ratio"] != pytest.approx(1.0, abs=1e-7)
 
     # Each PPO epoch is one shuffled pass over the whole rollout (4 prompts here).
-    rows = Counter(tuple(ids.tolist()) for batch in trainer._micro_batches for ids in batch["input_ids"])
+    rows = Counter(tuple(ids.tolist()) for batch in trainer._micro_batches for ids in batch.input_ids)
     assert sum(rows.values()) == 2 * 4
 
 
@@ -312,8 +312,8 @@ def test_save_model_writes_the_policy_tokenizer_and_card(tmp_path, tiny_tokenize
 def test_evaluate_reports_the_mean_score(tmp_path, tiny_tokenizer):
     scored = []
 
-    def recording_reward(completions, **kwargs):
-        scores = length_reward(completions)
+    def recording_reward(completions, **kwargs):  # a score that differs between completions of the same length
+        scores = [sum(map(ord, completion)) / 1000 for completion in completions]
         scored.extend(scores)
         return scores
 

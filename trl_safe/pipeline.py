@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import resource
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,39 +58,29 @@ class Budget:
     cost_limit: float
 
 
+# SmolLM2-135M, under 30 minutes on 2 CPU cores.
+_DEFAULT = Budget(
+    preference_max_steps=None,
+    preference_epochs=1.0,
+    preference_batch_size=8,
+    preference_learning_rate=2e-4,
+    max_length=192,
+    ppo_steps=36,
+    ppo_batch_size=8,
+    ppo_epochs=2,
+    # LoRA on 8 of 30 layers: at 1e-4 the policy did not move measurably in 80 optimizer steps (KL ≈ 0).
+    ppo_learning_rate=5e-4,
+    max_completion_length=48,
+    eval_limit=None,
+    lora_layers=8,
+    cost_limit=0.0,
+)
+
 PRESETS: dict[str, Budget] = {
-    # SmolLM2-135M, under 30 minutes on 2 CPU cores.
-    "default": Budget(
-        preference_max_steps=None,
-        preference_epochs=1.0,
-        preference_batch_size=8,
-        preference_learning_rate=2e-4,
-        max_length=192,
-        ppo_steps=36,
-        ppo_batch_size=8,
-        ppo_epochs=2,
-        # LoRA on 8 of 30 layers: at 1e-4 the policy did not move measurably in 80 optimizer steps (KL ≈ 0).
-        ppo_learning_rate=5e-4,
-        max_completion_length=48,
-        eval_limit=None,
-        lora_layers=8,
-        cost_limit=0.0,
-    ),
+    "default": _DEFAULT,
     # SmolLM2-135M, a few minutes: every stage runs, nothing is trained long enough to mean much.
-    "quick": Budget(
-        preference_max_steps=8,
-        preference_epochs=1.0,
-        preference_batch_size=8,
-        preference_learning_rate=2e-4,
-        max_length=192,
-        ppo_steps=3,
-        ppo_batch_size=8,
-        ppo_epochs=1,
-        ppo_learning_rate=5e-4,
-        max_completion_length=32,
-        eval_limit=16,
-        lora_layers=8,
-        cost_limit=0.0,
+    "quick": replace(
+        _DEFAULT, preference_max_steps=8, ppo_steps=3, ppo_epochs=1, max_completion_length=32, eval_limit=16
     ),
     # Tiny random models (`--model tiny`): the plumbing of every stage in well under a minute.
     "tiny": Budget(

@@ -27,8 +27,8 @@ from datasets import Dataset
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from trl_safe.data import PromptScriptArguments, load_prompt_dataset
+from trl_safe.ppo.trainer import PPOTrainer
 from trl_safe.ppo_config import PPOConfig
-from trl_safe.ppo_trainer import PPOTrainer
 from trl_safe.scripts.utils import load_splits, load_tokenizer, require, save_and_push, set_model_init_kwargs
 
 
