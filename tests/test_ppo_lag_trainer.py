@@ -147,6 +147,26 @@ def test_lambda_follows_the_dual_update_on_the_episode_costs(tmp_path, tiny_toke
         assert key in first, key
 
 
+def test_every_multiplier_metric_is_logged_with_the_pid_rule(tmp_path, tiny_tokenizer):
+    # A cost of 0.5 against a limit of 0.2, K_P = 1, K_I = 0.1: I = 1 + 0.1·0.3 per rollout, λ = K_P·Δ + I.
+    args = tiny_lag_config(tmp_path, max_steps=2, cost_limit=0.2, update_rule="pid", window_size=4)
+    trainer = PPOLagTrainer(
+        model=make_tiny_causal_lm(tiny_tokenizer),
+        reward_model=length_reward,
+        cost_model=constant_cost(0.5),
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+        processing_class=tiny_tokenizer,
+    )
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    integrals = [entry["lagrange/pid_integral"] for entry in logged]
+    assert integrals == pytest.approx([1.03, 1.06])
+    assert [entry["lagrange/lambda"] for entry in logged] == pytest.approx([0.3 + 1.03, 0.3 + 1.06])
+    assert set(trainer.lagrange.metrics()) == {"lambda", "episode_cost", "cost_violation", "pid_integral"}
+    assert all(f"lagrange/{name}" in logged[-1] for name in trainer.lagrange.metrics())
+
+
 def test_model_card_records_the_constraint_and_final_lambda(tmp_path, tiny_tokenizer):
     trainer = PPOLagTrainer(
         model=make_tiny_causal_lm(tiny_tokenizer),

@@ -309,6 +309,29 @@ def test_save_model_writes_the_policy_tokenizer_and_card(tmp_path, tiny_tokenize
     assert AutoConfig.from_pretrained(tmp_path / "with_critic" / VALUE_MODEL_DIR).num_labels == 1
 
 
+def test_score_sources_must_match_the_value_heads(tmp_path, tiny_tokenizer):
+    """The hook contract: one score source per critic value head, in the heads' order."""
+
+    class TwoHeads(PPOTrainer):
+        value_head_names = ("reward", "cost")
+
+    kwargs = dict(
+        model=make_tiny_causal_lm(tiny_tokenizer),
+        args=tiny_config(tmp_path),
+        train_dataset=text_prompts(),
+        processing_class=tiny_tokenizer,
+    )
+    with pytest.raises(ValueError, match=r"value heads \['reward', 'cost'\] .* got \['reward'\]"):
+        TwoHeads(reward_model=length_reward, **kwargs)
+    with pytest.raises(ValueError, match=r"got \['cost', 'reward'\]"):
+        TwoHeads(score_sources={"cost": length_reward, "reward": length_reward}, **kwargs)
+    with pytest.raises(ValueError, match="not both"):
+        PPOTrainer(reward_model=length_reward, score_sources={"reward": length_reward}, **kwargs)
+    trainer = TwoHeads(score_sources={"reward": length_reward, "cost": length_reward}, **kwargs)
+    assert list(trainer.scorers) == ["reward", "cost"]
+    assert trainer.model.value_model.config.num_labels == 2
+
+
 def test_evaluate_reports_the_mean_score(tmp_path, tiny_tokenizer):
     scored = []
 
