@@ -74,6 +74,7 @@ from trl.trainer.utils import (
 from trl_safe.distributed import check_processes_train_one_model
 from trl_safe.model_card import render_model_card
 from trl_safe.ppo_config import PPOConfig
+from trl_safe.ptx import PTXData, ptx_loss
 from trl_safe.rl_math import (
     add_at_last_token,
     clipped_policy_loss,
@@ -250,6 +251,8 @@ class PPOTrainer(_BaseTrainer):
         peft_config: a `peft.PeftConfig` (e.g. LoRA) applied to the policy.
         value_peft_config: a `peft.PeftConfig` applied to the critic (use `task_type="SEQ_CLS"` so the value head
             is trained). Default: the critic is trained in full.
+        ptx_dataset: supervised data for PTX, the pre-training mix (`trl_safe.ptx`; used when `args.ptx_coef > 0`):
+            `text`, `messages` or `prompt` + `completion` rows, like TRL's SFT data.
     """
 
     _tag_names = ["trl-safe", "ppo"]
@@ -288,6 +291,7 @@ class PPOTrainer(_BaseTrainer):
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         peft_config: PeftConfig | None = None,
         value_peft_config: PeftConfig | None = None,
+        ptx_dataset: Dataset | None = None,
     ) -> None:
         if args is None:
             model_id = model if isinstance(model, str) else get_config_model_id(model.config)
@@ -426,6 +430,9 @@ class PPOTrainer(_BaseTrainer):
             self.generation_config = GenerationConfig(**generation_kwargs, disable_compile=True)
         self._distributed = DistributedBackend(self.accelerator)
 
+        # PTX (pre-training mix): supervised examples mixed into every PPO micro-batch's loss when ptx_coef > 0.
+        self.ptx = self._build_ptx(ptx_dataset, args)
+
         # Rollout buffer: the micro-batches of the current rollout, and the micro-step counter that walks them.
         self._micro_batches: list[dict[str, Any]] = []
         self._micro_step = 0
@@ -499,6 +506,24 @@ class PPOTrainer(_BaseTrainer):
         model.config.pad_token_id = reader.pad_id
         return _Scorer(
             name=name, display_name=display_name, model=model, processing_class=processing_class, reader=reader
+        )
+
+    def _build_ptx(self, ptx_dataset: Dataset | None, args: PPOConfig) -> PTXData | None:
+        if args.ptx_coef > 0 and ptx_dataset is None:
+            raise ValueError(f"ptx_coef={args.ptx_coef} needs a `ptx_dataset` (text, messages or prompt-completion).")
+        if ptx_dataset is None:
+            return None
+        if args.ptx_coef == 0:
+            logger.warning(
+                "A ptx_dataset was given but ptx_coef is 0: PTX is off. Set ptx_coef (16 in the reference)."
+            )
+            return None
+        return PTXData(
+            ptx_dataset,
+            self.tokenizer,
+            max_length=args.ptx_max_length,
+            seed=args.seed,
+            chat_template_kwargs=args.chat_template_kwargs,
         )
 
     def _build_value_model(self, value_model: str | nn.Module | None, policy: nn.Module, args: PPOConfig) -> nn.Module:
@@ -920,6 +945,10 @@ class PPOTrainer(_BaseTrainer):
             value_clipped.append(clipped_k)
         value_loss = torch.stack(value_losses).sum()
         loss = policy_loss + args.vf_coef * value_loss
+        if self.ptx is not None:  # PTX: supervised loss on the pre-training mix, L += ptx_coef · L_ptx
+            loss_ptx = self._ptx_loss(model)
+            loss = loss + args.ptx_coef * loss_ptx
+            self._record("train", "loss/ptx", loss_ptx.detach())
 
         with torch.no_grad():
             log_ratio = logprobs - micro_batch["logprobs"]
@@ -935,6 +964,15 @@ class PPOTrainer(_BaseTrainer):
             self._record("train", "val/ratio", ratio_mean)
             self._record("train", "val/ratio_var", masked_mean((ratio - ratio_mean) ** 2, mask))
         return loss
+
+    def _ptx_loss(self, model: nn.Module) -> torch.Tensor:
+        """L_ptx on this micro-batch's PTX examples, drawn by (optimizer step, micro-step, process): resumable."""
+        accumulation = self.args.gradient_accumulation_steps
+        micro_step = self.state.global_step * accumulation + (self._micro_step - 1) % accumulation
+        draw = micro_step * self.accelerator.num_processes + self.accelerator.process_index
+        batch = self.ptx.batch(draw, self.args.per_device_train_batch_size, self.accelerator.device)
+        logits, _ = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], compute_values=False)
+        return ptx_loss(logits, batch["labels"])
 
     def _clip_grad_norm(self, model: nn.Module) -> torch.Tensor:
         """Clip the policy's and the critic's gradients separately, like the reference (two engines).
