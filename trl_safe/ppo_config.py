@@ -70,6 +70,11 @@ class PPOConfig(_BaseConfig):
             PTX, the pre-training mix: weight of the supervised loss on the trainer's `ptx_dataset`, added to each PPO
             micro-batch's loss, L = L_PPO + ptx_coef · L_ptx (`trl_safe.ptx`). 0 disables it. The reference's
             published PPO-Lag run uses 16 with Alpaca SFT data.
+        value_learning_rate (`float` or `None`, *optional*):
+            Initial learning rate of the critic, in its own optimizer parameter group (the reference trains the
+            critics at 5e-6 and the actor at 1e-5). `None`: the critic uses `learning_rate`.
+        value_weight_decay (`float` or `None`, *optional*):
+            Weight decay of the critic (0.0 in the reference, 0.01 for its actor). `None`: `weight_decay`.
         ptx_max_length (`int` or `None`, *optional*, defaults to `512`):
             PTX examples longer than this keep their first `ptx_max_length` tokens (the count is logged).
 
@@ -205,6 +210,14 @@ class PPOConfig(_BaseConfig):
             "(L = L_PPO + ptx_coef · L_ptx). 0 disables PTX. The reference's published run uses 16."
         },
     )
+    value_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Initial learning rate of the critic (the reference: 5e-6). None: `learning_rate`."},
+    )
+    value_weight_decay: float | None = field(
+        default=None,
+        metadata={"help": "Weight decay of the critic (the reference: 0.0). None: `weight_decay`."},
+    )
     ptx_max_length: int | None = field(
         default=512,
         metadata={
@@ -301,6 +314,11 @@ class PPOConfig(_BaseConfig):
             math.isfinite(self.ptx_coef) and self.ptx_coef >= 0,
             f"ptx_coef must be finite and >= 0, got {self.ptx_coef}",
         )
+        for name in ("value_learning_rate", "value_weight_decay"):
+            value = getattr(self, name)
+            require(
+                value is None or (math.isfinite(value) and value >= 0), f"{name} must be >= 0 or None, got {value}"
+            )
         require(
             self.ptx_max_length is None or self.ptx_max_length >= 2,
             f"ptx_max_length must be >= 2 or None, got {self.ptx_max_length}",

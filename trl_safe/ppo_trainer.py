@@ -965,6 +965,31 @@ class PPOTrainer(_BaseTrainer):
             self._record("train", "val/ratio_var", masked_mean((ratio - ratio_mean) ** 2, mask))
         return loss
 
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """`Trainer`'s optimizer, with the critic's parameters in their own groups when `value_learning_rate` or
+        `value_weight_decay` is set (the reference trains actor and critics with separate optimizers: 1e-5 / 5e-6,
+        weight decay 0.01 / 0.0). Groups are split before the scheduler is built, so each keeps its own peak lr."""
+        optimizer = super().create_optimizer(model)
+        args = self.args
+        if args.value_learning_rate is None and args.value_weight_decay is None:
+            return optimizer
+        critic = {id(p) for p in self.accelerator.unwrap_model(self.model).value_model.parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            policy_params = [p for p in group["params"] if id(p) not in critic]
+            critic_params = [p for p in group["params"] if id(p) in critic]
+            if policy_params:
+                groups.append({**group, "params": policy_params})
+            if critic_params:
+                critic_group = {**group, "params": critic_params}
+                if args.value_learning_rate is not None:
+                    critic_group["lr"] = args.value_learning_rate
+                if args.value_weight_decay is not None and group["weight_decay"] > 0:
+                    critic_group["weight_decay"] = args.value_weight_decay
+                groups.append(critic_group)
+        optimizer.param_groups = groups
+        return optimizer
+
     def _ptx_loss(self, model: nn.Module) -> torch.Tensor:
         """L_ptx on this micro-batch's PTX examples, drawn by (optimizer step, micro-step, process): resumable."""
         accumulation = self.args.gradient_accumulation_steps
