@@ -102,7 +102,8 @@ def read_in_ppo(scorer, tokenizer, prompt, completion: str, ended: bool, tmp_pat
         train_dataset=Dataset.from_list([{"prompt": prompt}]),
         processing_class=tokenizer,
     )
-    sampled = tokenizer(completion, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if ended else [])
+    sampled = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    sampled += [tokenizer.eos_token_id] if ended else []
 
     def generate(input_ids, attention_mask, **_):  # the policy "samples" exactly these tokens
         return torch.cat([input_ids, torch.tensor([sampled] * len(input_ids))], dim=1)
@@ -140,8 +141,9 @@ def test_training_ppo_and_evaluation_read_the_same_token(style, ended, tmp_path)
     in_ppo, ppo_score = read_in_ppo(scorer, tokenizer, prompt, completion, ended, tmp_path)
     in_eval, eval_score = read_in_evaluation(scorer, tokenizer, prompt, completion)
 
-    assert in_ppo == trained, f"PPO reads {tokenizer.decode(in_ppo)!r}, training {tokenizer.decode(trained)!r}"
-    assert in_eval == trained, f"evaluation reads {tokenizer.decode(in_eval)!r}, training {tokenizer.decode(trained)!r}"
+    trained_text = tokenizer.decode(trained)
+    assert in_ppo == trained, f"PPO reads {tokenizer.decode(in_ppo)!r}, training {trained_text!r}"
+    assert in_eval == trained, f"evaluation reads {tokenizer.decode(in_eval)!r}, training {trained_text!r}"
     ids = torch.tensor([trained])
     training_score = float(last_token_scores(scorer, ids, torch.ones_like(ids))[0, 0])
     assert ppo_score == pytest.approx(training_score, abs=1e-5)

@@ -64,9 +64,11 @@ from trl_safe.ppo.models import (
     build_value_model,
     load_model,
     prepare_frozen_model,
+    split_critic_param_groups,
 )
 from trl_safe.ppo.score_streams import ScoreSource, check_score_sources, load_score_stream
 from trl_safe.ppo_config import PPOConfig
+from trl_safe.ptx import build_ptx_data, ptx_loss
 from trl_safe.rl_math import (
     add_at_last_token,
     clipped_policy_loss,
@@ -128,6 +130,8 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
         peft_config: a `peft.PeftConfig` (e.g. LoRA) applied to the policy.
         value_peft_config: a `peft.PeftConfig` applied to the critic (use `task_type="SEQ_CLS"` so the value head
             is trained). Default: the critic is trained in full.
+        ptx_dataset: supervised data for PTX, the pre-training mix (`trl_safe.ptx`; used when `args.ptx_coef > 0`):
+            `text`, `messages` or `prompt` + `completion` rows, like TRL's SFT data.
         score_sources, score_processing_classes: for subclasses with more than one score (PPO-Lag): every score
             source by name, in the order of `value_head_names` (checked), and their tokenizers where they differ
             from the policy's. `reward_model` and `reward_processing_class` are the `"reward"` entries.
@@ -157,6 +161,7 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         peft_config: PeftConfig | None = None,
         value_peft_config: PeftConfig | None = None,
+        ptx_dataset: Dataset | None = None,
         *,
         score_sources: Mapping[str, ScoreSource] | None = None,
         score_processing_classes: Mapping[str, PreTrainedTokenizerBase | None] | None = None,
@@ -274,6 +279,9 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
             self.generation_config = backend
         self._distributed = DistributedBackend(self.accelerator)
 
+        # PTX (pre-training mix): supervised examples mixed into every PPO micro-batch's loss when ptx_coef > 0.
+        self.ptx = build_ptx_data(ptx_dataset, self.tokenizer, args)
+
         # Rollout buffer: the micro-batches of the current rollout, and the micro-step counter that walks them.
         self._micro_batches: list[dict[str, Any]] = []
         self._micro_step = 0
@@ -341,6 +349,10 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
             value_clipped.append(clipped_k)
         value_loss = torch.stack(value_losses).sum()
         loss = policy_loss + args.vf_coef * value_loss
+        if self.ptx is not None:  # PTX: supervised loss on the pre-training mix, L += ptx_coef · L_ptx
+            loss_ptx = self._ptx_loss(model)
+            loss = loss + args.ptx_coef * loss_ptx
+            self._record("train", "loss/ptx", loss_ptx.detach())
 
         with torch.no_grad():
             log_ratio = logprobs - micro_batch.logprobs
@@ -356,6 +368,23 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
             self._record("train", "val/ratio", ratio_mean)
             self._record("train", "val/ratio_var", masked_mean((ratio - ratio_mean) ** 2, mask))
         return loss
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """`Trainer`'s optimizer, with the critic's parameters in their own groups when `value_learning_rate` or
+        `value_weight_decay` is set (`trl_safe.ppo.models.split_critic_param_groups`)."""
+        optimizer = super().create_optimizer(model)
+        critic = self.accelerator.unwrap_model(self.model).value_model
+        split_critic_param_groups(optimizer, critic, self.args.value_learning_rate, self.args.value_weight_decay)
+        return optimizer
+
+    def _ptx_loss(self, model: nn.Module) -> torch.Tensor:
+        """L_ptx on this micro-batch's PTX examples, drawn by (optimizer step, micro-step, process): resumable."""
+        accumulation = self.args.gradient_accumulation_steps
+        micro_step = self.state.global_step * accumulation + (self._micro_step - 1) % accumulation
+        draw = micro_step * self.accelerator.num_processes + self.accelerator.process_index
+        batch = self.ptx.batch(draw, self.args.per_device_train_batch_size, self.accelerator.device)
+        logits, _ = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], compute_values=False)
+        return ptx_loss(logits, batch["labels"])
 
     def _clip_grad_norm(self, model: nn.Module) -> torch.Tensor:
         """Clip the policy's and the critic's gradients separately, like the reference (two engines).
