@@ -62,7 +62,7 @@ def test_summary_holds_the_final_table(tiny_run):
     summaries = saved["evaluate"]["summaries"]
     assert set(summaries) == {"initial", "ppo_lag"}
     assert all(summary["num_samples"] == 6 for summary in summaries.values())
-    assert 100 < saved["peak_rss_mb"] <= peak_rss_mb()  # in MB: torch alone takes more than 100 MB
+    assert 100 < saved["peak_rss_mb"] <= round(peak_rss_mb())  # in MB (rounded): torch alone takes over 100 MB
 
     table = (output_dir / "summary.md").read_text()
     for needle in (
