@@ -168,7 +168,8 @@ def run_one(contender: Contender, spec: BenchSpec, python: str, timeout: float) 
     spec_file.write_text(json.dumps(dataclasses.asdict(spec)))
     out_file.unlink(missing_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("PYTHONPATH", None)
+    if contender.trl112:  # its own venv must not see this environment's packages; the others keep the caller's path
+        env.pop("PYTHONPATH", None)
     command = [python, str(BENCH_DIR / "contenders" / contender.script), "--spec", str(spec_file)]
     command += ["--out", str(out_file)]
     print(f"[bench] {spec.size:8s} {contender.name:11s} ...", end="", flush=True)
