@@ -5,7 +5,8 @@ PyTorch / transformers / accelerate / peft stack, but without `trl`, `datasets` 
 needs must travel with the working tree (64 MiB in all, the tree included), so `make gpu-wheels` runs this script to:
 
 1. download, for that machine's platform (CPython 3.12, manylinux x86-64), the wheels of exactly the packages it
-   lacks, at the versions of `requirements/constraints.txt`, keeping one version of each (two stop the install);
+   lacks, at the versions of `requirements/constraints.txt`, keeping one version of each (two stop the install).
+   `transformers` is among them although the machine has one: its 5.17 lacks what trl-safe uses (`REPLACED`);
 2. prove the set is closed: every requirement of every bundled wheel and of trl-safe itself is either bundled or
    already on the machine (`DEVICE_PACKAGES`, as last read there), at a version its specifier accepts where the
    machine's version is known;
@@ -14,7 +15,9 @@ needs must travel with the working tree (64 MiB in all, the tree included), so `
    bfloat16) fits the transfer, so the GPU check builds a model of exactly this shape with random weights: the
    same time and memory per token as the real one, not the same text;
 4. print every file's size and the total, and fail when the bundle exceeds `--limit-mib` or the bundle plus the
-   working tree exceeds the 64 MiB transfer.
+   working tree exceeds the 64 MiB transfer;
+5. install the wheels as the GPU machine will (no index, no dependencies), for its Python and platform, into a
+   throw-away folder, so that a wheel pip would refuse there is caught here.
 
 On the GPU machine the folder is installed without an index:
 `python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl`
@@ -29,6 +32,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -214,6 +218,19 @@ def write_shape(dest: Path) -> str:
     return "written"
 
 
+def install_check(wheels: list[Path]) -> str | None:
+    """Install `wheels` as the GPU machine will (no index, no dependencies), for its Python and platform, into a
+    throw-away folder; the error output if pip refuses (a wheel for another Python, two versions of a package)."""
+    with tempfile.TemporaryDirectory() as target:
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index"]
+        command += ["--no-deps", "--no-compile", "--no-cache-dir", "--target", target, "--only-binary=:all:"]
+        command += ["--python-version", DEVICE_PYTHON, "--implementation", "cp"]
+        for platform in DEVICE_PLATFORMS:
+            command += ["--platform", platform]
+        completed = subprocess.run([*command, *map(str, wheels)], capture_output=True, text=True)
+    return None if completed.returncode == 0 else (completed.stderr or completed.stdout).strip()
+
+
 def tree_mib(paths: list[Path]) -> float:
     return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
 
@@ -260,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     problems = check_closure(wheels, project_requirements())
     absent = sorted(set(wanted) - {canonicalize_name(wheel_metadata(w)[0]) for w in wheels})
     problems += [f"{name} {wanted[name]} is not in {args.dest}" for name in absent]
+    refused = install_check(wheels) if wheels else "no wheel to install"
+    if refused:
+        problems.append(f"pip refuses to install the bundle for CPython {DEVICE_PYTHON}: {refused}")
 
     files = sorted(p for p in args.dest.rglob("*") if p.is_file())
     print(f"\n[gpu-wheels] {args.dest} ({SHAPE_DIR_NAME}: {shape})")

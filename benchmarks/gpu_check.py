@@ -37,7 +37,9 @@ import re
 import subprocess
 import sys
 import time
+import traceback
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -373,8 +375,14 @@ def summarise_run(plan: Plan, spec: BenchSpec, result: dict[str, Any]) -> dict[s
 
 
 def run_plans(
-    args: argparse.Namespace, plans: list[Plan], model_path: Path, deadline: float, notes: list[str]
+    args: argparse.Namespace,
+    plans: list[Plan],
+    model_path: Path,
+    deadline: float,
+    notes: list[str],
+    progress: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
+    """Every plan in order, each in its own process; `progress(rows)` after each, so a killed check leaves results."""
     largest = max(p.batch_size for p in plans) * (args.warmup + args.updates)
     prompts = cpu_bench.make_prompts(model_path, largest, args.prompt_length, args.seed)
     rows: list[dict[str, Any]] = []
@@ -382,26 +390,36 @@ def run_plans(
     failure_logs: list[str] = []
     os.environ.update(child_env())  # `run_one` passes this process's environment to each contender
     for plan in plans:
-        series = (plan.contender.name, plan.precision)
         left = deadline - time.monotonic()
         spec = make_spec(args, plan, model_path, prompts)
-        reason = stopped.get(series) or ("time budget spent" if left < 20 else None)
+        reason = stopped.get((plan.contender.name, plan.precision)) or ("time budget spent" if left < 20 else None)
         if reason:
             rows.append(summarise_run(plan, spec, {"error": f"skipped ({reason})"}))
-            continue
-        result = cpu_bench.run_one(plan.contender, spec, sys.executable, timeout=left)
-        if "error" in result:
-            log = Path(result["log"]).read_text(errors="replace") if Path(result.get("log", "")).is_file() else ""
-            if OUT_OF_MEMORY.search(log):
-                result["error"] = "out of memory"
-                stopped[series] = f"batch {plan.batch_size} ran out of memory"
-            failure_logs.append(f"===== {plan.key}: {result['error']} =====\n{log[-20000:]}")
-        rows.append(summarise_run(plan, spec, result))
+        else:
+            rows.append(run_plan(plan, spec, left, stopped, failure_logs))
+        add_ratios(rows)
+        if failure_logs:
+            (args.out / "failures.log").write_text("\n\n".join(failure_logs))
+        if progress is not None:
+            progress(rows)
     if failure_logs:
-        (args.out / "failures.log").write_text("\n\n".join(failure_logs))
         notes.append(f"{len(failure_logs)} run(s) failed; their logs are in failures.log.")
-    add_ratios(rows)
     return rows
+
+
+def run_plan(
+    plan: Plan, spec: BenchSpec, timeout: float, stopped: dict[tuple[str, str], str], failure_logs: list[str]
+) -> dict[str, Any]:
+    """One contender process (`make bench`'s `run_one`); out of memory stops the larger batches of its series."""
+    result = cpu_bench.run_one(plan.contender, spec, sys.executable, timeout=timeout)
+    if "error" in result:
+        log_file = Path(result.get("log", ""))
+        log = log_file.read_text(errors="replace") if log_file.is_file() else ""
+        if OUT_OF_MEMORY.search(log):
+            result["error"] = "out of memory"
+            stopped[(plan.contender.name, plan.precision)] = f"batch {plan.batch_size} ran out of memory"
+        failure_logs.append(f"===== {plan.key}: {result['error']} =====\n{log[-20000:]}")
+    return summarise_run(plan, spec, result)
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -431,7 +449,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Machine: {environment_line(env)}.",
         "",
-        f"Model: {report['model']['name']}, {report['model']['weights']} weights.",
+        f"Model: {report['model']['name']}; weights: {report['model']['weights']}.",
         "",
         f"Work per update: prompts of {settings['prompt_length']} tokens, exactly {settings['response_length']} "
         f"generated tokens each (EOS suppressed), {settings['epochs']} PPO epoch(s) over mini-batches of at most "
@@ -491,36 +509,50 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(args.device)
     print(f"[gpu-check] {environment_line(env)}", flush=True)
 
-    tests = run_gpu_tests(args, timeout=min(args.tests_timeout_s, deadline - time.monotonic() - 30))
-    print(f"[gpu-check] tests: {tests_line(tests)}", flush=True)
-
-    model_path, model = prepare_model(args)
-    plans = make_plans(args, notes)
-    runs = run_plans(args, plans, model_path, deadline, notes)
-
-    report = {
+    report: dict[str, Any] = {
         "command": command,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "seconds": time.monotonic() - started,
+        "seconds": 0.0,
         "environment": env,
-        "model": {**model, "path": str(model_path)},
+        "model": {"name": "not prepared yet", "weights": "no"},
         "settings": {
             name: getattr(args, name)
             for name in ("prompt_length", "response_length", "epochs", "mini_batch_size", "updates", "warmup")
         }
         | {"batch_sizes": args.batch_size_list, "precision": args.precision, "threads": args.threads},
-        "tests": tests,
-        "runs": runs,
+        "tests": {"status": "not run yet"},
+        "runs": [],
         "notes": notes,
     }
-    table = markdown(report)
-    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (args.out / "gpu_check.md").write_text(table + "\n")
+
+    def save(runs: list[dict[str, Any]] | None = None) -> str:
+        """Both report files as they stand (rewritten after every step: a check killed at its limit keeps them)."""
+        if runs is not None:
+            report["runs"] = runs
+        report["seconds"] = time.monotonic() - started
+        table = markdown(report)
+        (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        (args.out / "gpu_check.md").write_text(table + "\n")
+        return table
+
+    report["tests"] = tests = run_gpu_tests(args, timeout=min(args.tests_timeout_s, deadline - time.monotonic() - 30))
+    print(f"[gpu-check] tests: {tests_line(tests)}", flush=True)
+    save()
+    crashed = False
+    try:
+        model_path, model = prepare_model(args)
+        report["model"] = {**model, "path": str(model_path)}
+        runs = run_plans(args, make_plans(args, notes), model_path, deadline, notes, progress=save)
+    except Exception as error:  # the report is still written: the GPU minutes that ran are not lost
+        notes.append(f"the check stopped early: {type(error).__name__}: {error}")
+        runs, crashed = list(report["runs"]), True
+        traceback.print_exc()
+    table = save(runs)
     print("\n" + table + "\n", flush=True)
     print(f"[gpu-check] written: {args.out / 'gpu_check.json'}, {args.out / 'gpu_check.md'}", flush=True)
     # Out of memory and skipped runs are results ("up to what fits", "within the budget"); failures are not.
     failed = [r for r in runs if not (r["status"] in ("ok", "out of memory") or r["status"].startswith("skipped"))]
-    return 1 if failed or tests["status"].startswith(("failed", "timeout")) else 0
+    return 1 if crashed or failed or tests["status"].startswith(("failed", "timeout")) else 0
 
 
 if __name__ == "__main__":
