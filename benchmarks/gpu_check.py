@@ -55,8 +55,9 @@ from common import PRECISIONS, BenchSpec  # noqa: E402
 DEFAULT_SHAPE_DIR = REPO_ROOT / ".whl" / "smollm2-135m-shape"
 SHAPE_MODEL_DIR = cpu_bench.CACHE_DIR / "models"
 
-# The contenders timed here, by name: `make bench`'s PPO-Lag pair, and GRPO-Lag when the library has it.
-GRPO_LAG = cpu_bench.Contender("ours-grpo-lag", "trl-safe GRPOLagTrainer", "ours_grpo_lag.py", "grpo_lag")
+# The contenders timed here are `make bench`'s (benchmarks/run.py's CONTENDERS), by name: PPO-Lag and its floor,
+# and GRPO-Lag once the library and `make bench` have it.
+GRPO_LAG_NAME = "ours-grpo-lag"
 PACKAGES_REPORTED = (
     "trl",
     "transformers",
@@ -90,7 +91,7 @@ class Plan:
 def default_settings(tiny: bool) -> dict[str, Any]:
     """The work per update: SmolLM2 on a GPU, or a few tokens of the tiny model for the CPU dry run."""
     if tiny:
-        return dict(batch_sizes="2,4", prompt_length=8, response_length=4, epochs=1, mini_batch_size=2, updates=1)
+        return dict(batch_sizes="4,8", prompt_length=8, response_length=4, epochs=1, mini_batch_size=4, updates=1)
     return dict(
         batch_sizes="16,64,256", prompt_length=64, response_length=128, epochs=2, mini_batch_size=32, updates=2
     )
@@ -290,11 +291,14 @@ def build_shaped_model(shape_dir: Path, seed: int) -> Path:
 
 # -- step 3: the timed runs ----------------------------------------------------------------------------------------
 def grpo_lag_available() -> bool:
+    """Whether `make bench` has a GRPO-Lag contender and `trl_safe.GRPOLagTrainer` imports."""
+    if GRPO_LAG_NAME not in {c.name for c in cpu_bench.CONTENDERS}:
+        return False
     try:
         import trl_safe
 
-        return hasattr(trl_safe, "GRPOLagTrainer") and trl_safe.GRPOLagTrainer is not None
-    except Exception:  # an import error inside the module: reported as not available
+        return trl_safe.GRPOLagTrainer is not None
+    except Exception:  # missing, or an import error inside the module: reported as not available
         return False
 
 
@@ -309,9 +313,12 @@ def make_plans(args: argparse.Namespace, notes: list[str]) -> list[Plan]:
         middle = args.batch_size_list[len(args.batch_size_list) // 2]
         plans += [Plan(c, check, middle) for c in pair]
     if grpo_lag_available():
-        plans += [Plan(GRPO_LAG, args.precision, b) for b in args.batch_size_list]
+        plans += [Plan(by_name[GRPO_LAG_NAME], args.precision, b) for b in args.batch_size_list]
     else:
-        notes.append("GRPO-Lag not timed: `trl_safe.GRPOLagTrainer` is not importable in this checkout.")
+        notes.append(
+            f"GRPO-Lag not timed: `trl_safe.GRPOLagTrainer` or `make bench`'s `{GRPO_LAG_NAME}` contender is "
+            "missing in this checkout."
+        )
     return plans
 
 

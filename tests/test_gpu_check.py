@@ -23,7 +23,7 @@ TABLE_HEADER = "| trainer | precision | batch | update (s) | generation | scorin
 def test_cpu_dry_run_writes_the_json_and_the_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", "")  # restored after the test (the check sets it for its children)
     out = tmp_path / "results"
-    argv = ["--device", "cpu", "--tiny", "--out", str(out), "--batch-sizes", "2", "--tests", "tests/test_gpu.py"]
+    argv = ["--device", "cpu", "--tiny", "--out", str(out), "--batch-sizes", "4", "--tests", "tests/test_gpu.py"]
     code = gpu_check.main([*argv, "--default-precision-check", "none"])
     printed = capsys.readouterr().out
     assert code == 0, printed
@@ -35,10 +35,10 @@ def test_cpu_dry_run_writes_the_json_and_the_table(tmp_path, monkeypatch, capsys
         "prompt_length": 8,
         "response_length": 4,
         "epochs": 1,
-        "mini_batch_size": 2,
+        "mini_batch_size": 4,
         "updates": 1,
         "warmup": 1,
-        "batch_sizes": [2],
+        "batch_sizes": [4],
         "precision": "bf16",
         "threads": 1,
     }
@@ -48,20 +48,21 @@ def test_cpu_dry_run_writes_the_json_and_the_table(tmp_path, monkeypatch, capsys
     assert tests["skipped"] >= 5 and tests["passed"] == 0
     assert "skipped" in tests["summary_line"] and (out / "pytest.log").is_file()
 
-    # Step 2: PPO-Lag and its floor, each in its own process, doing exactly the work asked for.
+    # Step 2: PPO-Lag and its floor (and GRPO-Lag where it exists), each in its own process, doing exactly the work
+    # asked for: 4 completions of 4 tokens and one optimizer step per update.
     runs = {row["contender"]: row for row in report["runs"]}
-    assert set(runs) == {"ours-lag", "floor-lag"}
+    assert set(runs) == {"ours-lag", "floor-lag"} | ({"ours-grpo-lag"} if gpu_check.grpo_lag_available() else set())
     for row in runs.values():
-        assert row["status"] == "ok" and row["precision"] == "bf16" and row["batch_size"] == 2
+        assert row["status"] == "ok" and row["precision"] == "bf16" and row["batch_size"] == 4
         assert row["work_problems"] == []
-        assert [u["tokens_generated"] for u in row["result"]["updates"]] == [2 * 4, 2 * 4]
+        assert [u["tokens_generated"] for u in row["result"]["updates"]] == [4 * 4, 4 * 4]
         assert [u["optimizer_steps"] for u in row["result"]["updates"]] == [1, 1]
         phases = row["seconds_per_update"]
         assert phases["total"] > 0
         assert phases["generation"] + phases["scoring"] + phases["optimisation"] + phases["other"] == pytest.approx(
             phases["total"]
         )
-        assert row["generated_tokens_per_s"] == pytest.approx(8 / phases["generation"])
+        assert row["generated_tokens_per_s"] == pytest.approx(16 / phases["generation"])
         assert row["gpu_peak_allocated_mb"] is None  # no GPU here
     ours, floor = runs["ours-lag"], runs["floor-lag"]
     assert ours["ratio_to_floor"] == pytest.approx(
@@ -74,8 +75,8 @@ def test_cpu_dry_run_writes_the_json_and_the_table(tmp_path, monkeypatch, capsys
     # Step 3: the Markdown table, written and printed.
     table = (out / "gpu_check.md").read_text()
     assert TABLE_HEADER in table and TABLE_HEADER in printed
-    assert "| trl-safe PPOLagTrainer | bf16 | 2 | **" in table
-    assert "| floor, PPO-Lag | bf16 | 2 | **" in table
+    assert "| trl-safe PPOLagTrainer | bf16 | 4 | **" in table
+    assert "| floor, PPO-Lag | bf16 | 4 | **" in table
     assert "**Tests** (`pytest -m gpu`): 0 passed, 0 failed, 0 errors" in table
     assert not (out / "failures.log").exists()
 
