@@ -74,8 +74,9 @@ DEVICE_MARKERS = {
 BUNDLED = ("trl", "datasets", "dill", "multiprocess", "evaluate", "transformers")
 # Packages of the machine that the bundle replaces on purpose, and why (anything else there must not be shadowed).
 REPLACED = {
-    "transformers": "the machine's 5.17.0 has no `TrainingArguments.activation_checkpointing`, which trl-safe's "
-    "trainers and tests use; 5.23.0 (our pin) works with the machine's huggingface-hub 1.33 and tokenizers 0.23",
+    "transformers": "the machine's 5.17.0 has no `TrainingArguments.activation_checkpointing` (new in 5.23.0), which "
+    "trl-safe's trainers and tests use; 5.23.0 (our pin) works with the machine's huggingface-hub 1.33 and "
+    "tokenizers 0.23",
 }
 
 # Python packages the GPU machine's image holds (read there on 2026-11-17), with the versions read there on

@@ -450,7 +450,7 @@ def _cell(value: float | None, digits: int = 3) -> str:
 def markdown(report: dict[str, Any]) -> str:
     settings, env, tests = report["settings"], report["environment"], report["tests"]
     lines = [
-        f"### GPU check: {env['device']}, {report['date'][:10]}",
+        f"#### GPU check: {env['device']}, {report['date'][:10]}",
         "",
         f"Produced by `{report['command']}` in {report['seconds']:.0f} s.",
         "",
