@@ -22,6 +22,7 @@ TABLE_HEADER = "| trainer | precision | batch | update (s) | generation | scorin
 @pytest.mark.slow  # about half a minute on 2 cores: three processes each import torch and transformers
 def test_cpu_dry_run_writes_the_json_and_the_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", "")  # restored after the test (the check sets it for its children)
+    monkeypatch.delenv("TRL_SAFE_GPU_TEST_DEVICE", raising=False)  # the GPU tests must skip here, not run on the CPU
     out = tmp_path / "results"
     argv = ["--device", "cpu", "--tiny", "--out", str(out), "--batch-sizes", "4", "--tests", "tests/test_gpu.py"]
     code = gpu_check.main([*argv, "--default-precision-check", "none"])
