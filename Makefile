@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine (see README):
 #   make demo   creates .venv, installs trl-safe, runs the offline Safe RLHF pipeline on the embedded default
 #   make test   creates .venv, installs trl-safe with its test extras, runs the whole test suite
+#   (make test-fast: without the slow and multi-process tests)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv test demo demo-quick lint format bench clean
+.PHONY: venv test test-fast demo demo-quick lint format bench gpu-wheels gpu-check clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,10 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The inner loop: everything but the slow and the multi-process tests.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not multiprocess" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) examples/safe_rlhf_pipeline.py $(DEMO_ARGS)
@@ -43,6 +48,16 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# The wheels a bare GPU machine lacks (trl, datasets, ...) for CPython 3.12 x86-64, and SmolLM2-135M's config and
+# tokenizer, in .whl/ (git-ignored); prints the sizes and fails over the transfer limit. See docs/benchmarks.md, "GPU".
+gpu-wheels: $(STAMP)
+	$(PY) benchmarks/gpu_bundle.py --dest .whl $(GPU_WHEELS_ARGS)
+
+# The GPU check on a local CUDA machine (GPU tests, PPO-Lag timed in bf16): results in $(GPU_OUT).
+GPU_OUT ?= outputs/gpu_check
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --out $(GPU_OUT) $(GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -4,7 +4,8 @@ Given a trained reward model, a trained cost model and a starting policy, this t
 budget under every method, with several seeds each, evaluates every trained policy on held-out prompts, and writes a
 table and the reward-vs-cost plot (one point per method, ± one standard deviation over seeds, the cost limit drawn).
 
-Methods (all through `examples/ppo_lag.py`, so that only λ differs: same trainer, critic, KL penalty and budget):
+Methods (all through the `ppo_lag` script, `trl-safe ppo_lag`, so that only λ differs: same trainer, critic, KL
+penalty and budget):
 
 - `ppo`: no constraint, λ fixed at 0 (the advantage is then the reward advantage alone, as in plain PPO);
 - `ppo_lag_sgd`: PPO-Lag, λ adapted by gradient ascent on log λ (the paper's rule);
@@ -25,21 +26,18 @@ ratio on harmful prompts, the refusal rate on safe prompts, and training's final
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES_DIR = REPO_ROOT / "examples"
+from trl_safe.pipeline import lora_target_modules, merge_lora
 
 
 @dataclass(frozen=True)
 class Method:
-    """One way of setting λ; `ppo_lag_args` are appended to the shared PPO-Lag arguments."""
+    """One way of setting λ; `ppo_lag_args` are appended to the shared `trl-safe ppo_lag` arguments."""
 
     name: str
     description: str
@@ -100,7 +98,7 @@ def make_parser() -> argparse.ArgumentParser:
     budget.add_argument("--learning_rate", type=float, default=5e-4)
     budget.add_argument("--max_completion_length", type=int, default=48)
     budget.add_argument("--lora_layers", type=int, default=None, help="LoRA on the top layers (default: none).")
-    budget.add_argument("--ppo_lag_args", default="", help="Extra arguments of examples/ppo_lag.py (all runs).")
+    budget.add_argument("--ppo_lag_args", default="", help="Extra arguments of `trl-safe ppo_lag` (all runs).")
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument("--eval_limit", type=int, default=None, help="First held-out prompts only.")
     evaluation.add_argument("--eval_samples", type=int, default=1, help="Answers per prompt (>1 samples).")
@@ -114,22 +112,8 @@ def make_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@functools.cache
-def load_pipeline():
-    """`examples/safe_rlhf_pipeline.py` as a module: its stage helpers (example loading, LoRA) are reused here."""
-    import importlib.util
-
-    path = EXAMPLES_DIR / "safe_rlhf_pipeline.py"
-    spec = importlib.util.spec_from_file_location("trl_safe_examples.safe_rlhf_pipeline", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def ppo_lag_argv(args: argparse.Namespace, method: Method, seed: int, policy_dir: Path, dataset: str) -> list[str]:
-    """The command line of `examples/ppo_lag.py` for one run: the shared budget, then the method's λ settings."""
-    pipeline = load_pipeline()
+    """The command line of `trl-safe ppo_lag` for one run: the shared budget, then the method's λ settings."""
     argv = [
         "--model_name_or_path", args.policy,
         "--reward_model_name_or_path", args.reward_model,
@@ -160,29 +144,25 @@ def ppo_lag_argv(args: argparse.Namespace, method: Method, seed: int, policy_dir
         argv += [
             "--use_peft", "--lora_task_type", "CAUSAL_LM", "--lora_r", "16", "--lora_alpha", "64",
             "--lora_dropout", "0.0",
-            "--lora_target_modules", pipeline.lora_target_modules(num_layers, args.lora_layers),
+            "--lora_target_modules", lora_target_modules(num_layers, args.lora_layers),
         ]  # fmt: skip
     return argv + shlex.split(args.ppo_lag_args) + list(method.ppo_lag_args)
 
 
 def train(args: argparse.Namespace, method: Method, seed: int, policy_dir: Path, dataset: str) -> dict[str, float]:
-    """Train one policy with `examples/ppo_lag.py`'s `main`; return its final λ and J_C."""
+    """Train one policy with the `ppo_lag` script (`trl-safe ppo_lag`); return its final λ and J_C."""
     from transformers import AutoModelForCausalLM
-    from trl import ModelConfig
 
-    from trl_safe import PPOLagConfig
+    from trl_safe.cli import run_script
 
-    pipeline = load_pipeline()
     argv = ppo_lag_argv(args, method, seed, policy_dir, dataset)
-    print(f"\n=== {method.name}, seed {seed}\n    python examples/ppo_lag.py {shlex.join(argv)}", flush=True)
-    example = pipeline.load_example("ppo_lag.py")
-    parsed = pipeline.parse_stage_args((example.PPOLagScriptArguments, PPOLagConfig, ModelConfig), argv)
-    trainer = example.main(*parsed)
+    print(f"\n=== {method.name}, seed {seed}\n    trl-safe ppo_lag {shlex.join(argv)}", flush=True)
+    trainer = run_script("ppo_lag", argv)
     trainer.save_state()
     result = {"final_lambda": trainer.lagrange.value, "final_episode_cost": trainer.lagrange.episode_cost}
     del trainer
     if (policy_dir / "adapter_config.json").is_file():
-        pipeline.merge_lora(policy_dir, AutoModelForCausalLM)
+        merge_lora(policy_dir, AutoModelForCausalLM)
     return result
 
 
