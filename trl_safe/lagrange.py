@@ -26,10 +26,13 @@ See docs/lagrange.md for the sign conventions and how to choose the settings.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -349,3 +352,75 @@ def _as_float_list(episode_costs: Sequence[float] | torch.Tensor) -> list[float]
         if not math.isfinite(cost):
             raise ValueError(f"episode_costs[{index}] is {cost}: costs must be finite")
     return costs
+
+
+@dataclass
+class LagrangeSettings:
+    """The λ settings shared by every Lagrangian trainer config (PPO-Lag, GRPO-Lag, RLOO-Lag), as dataclass fields.
+
+    A mixin listed *before* the trainer's own config class (`class PPOLagConfig(LagrangeSettings, PPOConfig)`), so
+    that `TrainingArguments`' fields keep their positions (`output_dir` first). The bound on the cost is not here:
+    PPO-Lag has one (`cost_limit`), the critic-free trainers one per cost function (`cost_limits`). The fields are
+    documented in `PPOLagConfig`.
+    """
+
+    lambda_init: float = field(default=1.0, metadata={"help": "λ at the start of training."})
+    lambda_lr: float = field(default=0.1, metadata={"help": "Learning rate of λ (0 keeps λ fixed)."})
+    lambda_max: float | None = field(default=5.0, metadata={"help": "Upper bound on λ (None: unbounded)."})
+    lambda_update_delay_steps: int = field(default=0, metadata={"help": "Optimizer steps before λ starts to move."})
+    episode_cost_window_size: int = field(
+        default=128, metadata={"help": "Number of most recent episode costs whose mean is J_C."}
+    )
+    lambda_update_rule: str = field(default="sgd", metadata={"help": "Update rule of λ.", "choices": ["sgd", "pid"]})
+    pid_kp: float = field(default=1.0, metadata={"help": "Proportional gain of the 'pid' rule."})
+    pid_ki: float = field(default=0.1, metadata={"help": "Integral gain of the 'pid' rule."})
+    pid_kd: float = field(default=0.0, metadata={"help": "Derivative gain of the 'pid' rule."})
+    pid_p_ema_alpha: float = field(default=0.0, metadata={"help": "EMA smoothing of the 'pid' proportional term."})
+    pid_d_ema_alpha: float = field(default=0.0, metadata={"help": "EMA smoothing of the 'pid' derivative term."})
+
+    def lagrange_settings(self) -> dict[str, Any]:
+        """`LagrangeMultiplier`'s arguments other than `cost_limit`."""
+        return {
+            "lambda_init": self.lambda_init,
+            "lambda_lr": self.lambda_lr,
+            "lambda_max": self.lambda_max,
+            "update_delay_steps": self.lambda_update_delay_steps,
+            "window_size": self.episode_cost_window_size,
+            "update_rule": self.lambda_update_rule,
+            "pid_kp": self.pid_kp,
+            "pid_ki": self.pid_ki,
+            "pid_kd": self.pid_kd,
+            "pid_p_ema_alpha": self.pid_p_ema_alpha,
+            "pid_d_ema_alpha": self.pid_d_ema_alpha,
+        }
+
+
+def lagrange_logs(multiplier: LagrangeMultiplier, prefix: str = "lagrange/") -> dict[str, float]:
+    """What a trainer logs about one constraint at every log: λ, the limit, J_C and the violation J_C - limit.
+
+    λ and J_C are state, not averages over the logging interval, so every log shows their current values; J_C and the
+    violation are left out while no cost has been recorded (a NaN would break JSON loggers).
+    """
+    logs = {f"{prefix}lambda": multiplier.value, f"{prefix}cost_limit": multiplier.cost_limit}
+    if not math.isnan(multiplier.episode_cost):
+        logs[f"{prefix}episode_cost"] = multiplier.episode_cost
+        logs[f"{prefix}cost_violation"] = multiplier.episode_cost - multiplier.cost_limit
+    return logs
+
+
+def save_lagrange_state(checkpoint_dir: str | os.PathLike, file_name: str, state: Any) -> None:
+    """Write the multipliers' state (built-in types) into a checkpoint directory as JSON."""
+    with open(os.path.join(checkpoint_dir, file_name), "w") as file:
+        json.dump(state, file, indent=2)
+
+
+def load_lagrange_state(checkpoint_dir: str | os.PathLike, file_name: str, trainer_name: str) -> Any:
+    """Read what `save_lagrange_state` wrote; a checkpoint without it cannot resume λ, which is an error."""
+    path = os.path.join(checkpoint_dir, file_name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{checkpoint_dir} has no {file_name}: it was not written by {trainer_name}, so λ cannot resume where it "
+            "stopped."
+        )
+    with open(path) as file:
+        return json.load(file)

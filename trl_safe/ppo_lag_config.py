@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from trl_safe.lagrange import LagrangeMultiplier
+from trl_safe.lagrange import LagrangeMultiplier, LagrangeSettings
 from trl_safe.ppo_config import PPOConfig
 
 
 @dataclass
-class PPOLagConfig(PPOConfig):
+class PPOLagConfig(LagrangeSettings, PPOConfig):
     r"""
     Configuration class for [`PPOLagTrainer`]: Safe RLHF's Lagrangian PPO (Dai et al. 2024).
 
@@ -75,24 +75,11 @@ class PPOLagConfig(PPOConfig):
         },
     )
 
-    # Constraint and Lagrange multiplier
+    # Constraint (λ's settings come from `LagrangeSettings`)
     cost_limit: float = field(
         default=0.0,
         metadata={"help": "Bound on the expected cost J_C (the paper's -d, the reference's `threshold`)."},
     )
-    lambda_init: float = field(default=1.0, metadata={"help": "λ at the start of training."})
-    lambda_lr: float = field(default=0.1, metadata={"help": "Learning rate of λ (0 keeps λ fixed)."})
-    lambda_max: float | None = field(default=5.0, metadata={"help": "Upper bound on λ (None: unbounded)."})
-    lambda_update_delay_steps: int = field(default=0, metadata={"help": "Optimizer steps before λ starts to move."})
-    episode_cost_window_size: int = field(
-        default=128, metadata={"help": "Number of most recent episode costs whose mean is J_C."}
-    )
-    lambda_update_rule: str = field(default="sgd", metadata={"help": "Update rule of λ.", "choices": ["sgd", "pid"]})
-    pid_kp: float = field(default=1.0, metadata={"help": "Proportional gain of the 'pid' rule."})
-    pid_ki: float = field(default=0.1, metadata={"help": "Integral gain of the 'pid' rule."})
-    pid_kd: float = field(default=0.0, metadata={"help": "Derivative gain of the 'pid' rule."})
-    pid_p_ema_alpha: float = field(default=0.0, metadata={"help": "EMA smoothing of the 'pid' proportional term."})
-    pid_d_ema_alpha: float = field(default=0.0, metadata={"help": "EMA smoothing of the 'pid' derivative term."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -103,17 +90,4 @@ class PPOLagConfig(PPOConfig):
         return LagrangeMultiplier(**self.lagrange_multiplier_kwargs())
 
     def lagrange_multiplier_kwargs(self) -> dict[str, Any]:
-        return {
-            "cost_limit": self.cost_limit,
-            "lambda_init": self.lambda_init,
-            "lambda_lr": self.lambda_lr,
-            "lambda_max": self.lambda_max,
-            "update_delay_steps": self.lambda_update_delay_steps,
-            "window_size": self.episode_cost_window_size,
-            "update_rule": self.lambda_update_rule,
-            "pid_kp": self.pid_kp,
-            "pid_ki": self.pid_ki,
-            "pid_kd": self.pid_kd,
-            "pid_p_ema_alpha": self.pid_p_ema_alpha,
-            "pid_d_ema_alpha": self.pid_d_ema_alpha,
-        }
+        return {"cost_limit": self.cost_limit, **self.lagrange_settings()}

@@ -23,9 +23,7 @@ PKU-Alignment/safe-rlhf `ppo_lag`):
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import textwrap
 from typing import Any
 
@@ -33,6 +31,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from trl_safe.lagrange import lagrange_logs, load_lagrange_state, save_lagrange_state
 from trl_safe.model_card import SAFE_RLHF_CITATION, SAFE_RLHF_PAPER
 from trl_safe.ppo_lag_config import PPOLagConfig
 from trl_safe.ppo_trainer import PPOTrainer, ScoreSource
@@ -161,28 +160,15 @@ class PPOLagTrainer(PPOTrainer):
         self._record_mean(mode, "objective/unsafe_ratio", (scores["cost"] > 0).float())
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        # λ and J_C are state, not averages: every log shows their current values.
         if self.model.training:
-            logs["lagrange/lambda"] = self.lagrange.value
-            logs["lagrange/cost_limit"] = self.lagrange.cost_limit
-            if not math.isnan(self.lagrange.episode_cost):
-                logs["lagrange/episode_cost"] = self.lagrange.episode_cost
-                logs["lagrange/cost_violation"] = self.lagrange.episode_cost - self.lagrange.cost_limit
+            logs.update(lagrange_logs(self.lagrange))
         super().log(logs, start_time)
 
     def _save_extra_state(self, checkpoint_dir: str) -> None:
-        with open(os.path.join(checkpoint_dir, LAGRANGE_STATE_NAME), "w") as file:
-            json.dump(self.lagrange.state_dict(), file, indent=2)
+        save_lagrange_state(checkpoint_dir, LAGRANGE_STATE_NAME, self.lagrange.state_dict())
 
     def _load_extra_state(self, checkpoint_dir: str) -> None:
-        path = os.path.join(checkpoint_dir, LAGRANGE_STATE_NAME)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"{checkpoint_dir} has no {LAGRANGE_STATE_NAME}: it was not written by PPOLagTrainer, so λ cannot "
-                "resume where it stopped."
-            )
-        with open(path) as file:
-            self.lagrange.load_state_dict(json.load(file))
+        self.lagrange.load_state_dict(load_lagrange_state(checkpoint_dir, LAGRANGE_STATE_NAME, type(self).__name__))
 
     def _model_card_context(self) -> dict[str, Any]:
         context = super()._model_card_context()
