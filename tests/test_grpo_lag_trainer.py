@@ -1,20 +1,24 @@
 """GRPOLagTrainer and RLOOLagTrainer: a drop-in for TRL's trainers, the Lagrangian advantage, λ per constraint,
 bad cost functions, cost models, resume, and the toy constrained task of PPO-Lag's tests."""
 
+import importlib.util
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from datasets import Dataset
 from test_ppo_lag_trainer import COST_LIMIT, LENGTH, letters_tokenizer, toy_cost, toy_prompts, toy_reward
-from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+from trl import GRPOConfig, GRPOTrainer, ModelConfig, RLOOConfig, RLOOTrainer, TrlParser
 
 from trl_safe import GRPOLagConfig, GRPOLagTrainer, LagrangeMultiplier, RLOOLagConfig, RLOOLagTrainer
 from trl_safe._scorer_standin import Scorer
 from trl_safe.critic_free import LAGRANGE_STATES_NAME, checked_costs
 from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?", "abc", "Once upon", "x", "Name a color"]
 
 
@@ -360,7 +364,7 @@ def sampled_means(trainer, functions) -> list[float]:
     """Mean of each function over one completion per toy prompt (144), sampled from the current policy with a fixed
     seed, without disturbing the random state of the training run."""
     tokenizer = trainer.processing_class
-    encoded = tokenizer(toy_prompts()["prompt"], return_tensors="pt")
+    encoded = tokenizer(list(toy_prompts()["prompt"]), return_tensors="pt")
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(1234)
         sequences = trainer.model.generate(
@@ -462,3 +466,38 @@ def test_toy_task_with_two_costs_meets_both_limits(tmp_path):
         assert max(entry[f"lagrange/{name}/lambda"] for entry in history) > 0.5, name
     assert end[1] <= COST_LIMIT + 0.02 and end[2] <= COST_LIMIT + 0.02
     assert end[0] > start[0] + 0.3
+
+
+def test_example_script_trains_on_pku_saferlhf_prompts(tmp_path, tiny_tokenizer, shared_data):
+    make_tiny_causal_lm(tiny_tokenizer).save_pretrained(tmp_path / "policy")
+    tiny_tokenizer.save_pretrained(tmp_path / "policy")
+    for name, seed in (("reward", 1), ("cost_a", 2), ("cost_b", 3)):
+        make_tiny_scorer(tiny_tokenizer, seed=seed).save_pretrained(tmp_path / name)
+        tiny_tokenizer.save_pretrained(tmp_path / name)
+
+    spec = importlib.util.spec_from_file_location("grpo_lag_example", REPO_ROOT / "examples" / "grpo_lag.py")
+    example = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = example  # dataclasses resolve the module's annotations through sys.modules
+    spec.loader.exec_module(example)
+    parser = TrlParser((example.GRPOLagScriptArguments, GRPOLagConfig, ModelConfig))
+    argv = [
+        "--model_name_or_path", str(tmp_path / "policy"),
+        "--reward_model_name_or_path", str(tmp_path / "reward"),
+        "--cost_model_name_or_path", str(tmp_path / "cost_a"), str(tmp_path / "cost_b"),
+        "--cost_limits", "0.0", "-0.5",
+        "--dataset_name", str(shared_data / "pku_saferlhf_test_sample.jsonl"),
+        "--conversational", "--max_prompts", "8",
+        "--output_dir", str(tmp_path / "out"),
+        "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_steps", "2",
+        "--max_completion_length", "4", "--report_to", "none", "--bf16", "false", "--use_cpu", "true",
+        "--save_strategy", "no", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    trainer = example.main(*parser.parse_args_and_config(args=argv))
+
+    assert trainer.state.global_step == 2 and len(trainer.train_dataset) == 8
+    assert trainer.train_dataset[0]["prompt"][0]["role"] == "user"
+    assert trainer.cost_func_names == ["cost_a", "cost_b"]
+    assert [m.cost_limit for m in trainer.lagranges] == [0.0, -0.5]
+    assert all(m.num_updates == 2 for m in trainer.lagranges)
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert "grpo-lag" in (tmp_path / "out" / "README.md").read_text()
