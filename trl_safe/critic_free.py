@@ -241,6 +241,9 @@ class LagrangianRewardsMixin:
         # TRL loaded the cost models from their ids and prepared them for the distributed set-up; from here on each
         # cost column is scored through a `CostFunction`. (An environment's reward, if any, is appended after them.)
         self.cost_columns = list(range(num_rewards, num_rewards + num_costs))
+        for k, column in enumerate(self.cost_columns):
+            # A model built in memory from a config has no name; its logs and checkpointed λ need one.
+            self.reward_func_names[column] = self.reward_func_names[column] or f"cost_{k}"
         self.cost_func_names = [self.reward_func_names[i] for i in self.cost_columns]
         if len(set(self.cost_func_names)) != num_costs:
             raise ValueError(
