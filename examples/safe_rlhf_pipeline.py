@@ -45,7 +45,7 @@ from typing import Any
 
 from trl import ModelConfig, RewardConfig, TrlParser
 
-from trl_safe import CostConfig, PPOLagConfig, PreferenceScriptArguments
+from trl_safe import CostConfig, GRPOLagConfig, PPOLagConfig, PreferenceScriptArguments
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 STAGES = ("reward", "cost", "ppo_lag", "evaluate")
@@ -172,6 +172,9 @@ class PipelineArguments:
         cost_limit (`float` or `None`): PPO-Lag's bound on the expected cost J_C (C > 0 unsafe, so 0 means safe on
             average); default: the preset's (see `Budget`).
         seed (`int`): seed of every stage.
+        rl_trainer (`str`): the RL stage's trainer: `ppo_lag` (PPO-Lag, with a critic) or `grpo_lag` (GRPO-Lag,
+            critic-free: the same episodes per rollout, `num_generations` = 4 completions per prompt;
+            docs/grpo_lag.md). Its extra arguments go in `ppo_lag_args` either way.
         reward_args, cost_args, ppo_lag_args, evaluate_args (`str`): extra command-line arguments appended to a
             stage's own (they win), e.g. `--ppo_lag_args "--lambda_lr 0.2 --kl_coef 0.05"`.
     """
@@ -194,6 +197,10 @@ class PipelineArguments:
     use_peft: bool | None = field(default=None, metadata={"help": "Override the preset's LoRA choice."})
     cost_limit: float | None = field(default=None, metadata={"help": "PPO-Lag's bound on J_C = E[C]."})
     seed: int = field(default=42, metadata={"help": "Seed of every stage."})
+    rl_trainer: str = field(
+        default="ppo_lag",
+        metadata={"help": "Trainer of the RL stage (grpo_lag: critic-free).", "choices": ["ppo_lag", "grpo_lag"]},
+    )
     reward_args: str = field(default="", metadata={"help": "Extra arguments of examples/reward_model.py."})
     cost_args: str = field(default="", metadata={"help": "Extra arguments of examples/cost_model.py."})
     ppo_lag_args: str = field(default="", metadata={"help": "Extra arguments of examples/ppo_lag.py."})
@@ -476,9 +483,12 @@ class Pipeline:
         print(f"--- {title}: {held_out}.")
 
     def run_ppo_lag(self, index: int) -> None:
-        """Fine-tune the policy with PPO-Lag against the reward and cost models."""
+        """Fine-tune the policy with PPO-Lag (or GRPO-Lag, `--rl_trainer grpo_lag`) against the reward and cost
+        models."""
         from transformers import AutoModelForCausalLM
 
+        if self.args.rl_trainer == "grpo_lag":
+            return self.run_grpo_lag(index)
         budget = self.budget
         data = ["--dataset_name", self.dataset_name]
         data += ["--dataset_config", self.args.dataset_config] if self.args.dataset_config else []
@@ -514,6 +524,50 @@ class Pipeline:
         del trainer
         ppo = self.collect_results("ppo_lag")
         print(f"--- PPO-Lag: final λ = {ppo['final_lambda']:.3f}, J_C = {ppo['final_episode_cost']:.3f}.")
+
+    def run_grpo_lag(self, index: int) -> None:
+        """The RL stage with critic-free GRPO-Lag: the same rollouts of `ppo_batch_size` episodes, as
+        `ppo_batch_size / 4` prompts x 4 completions, each rollout used for `ppo_epochs` optimizer steps."""
+        from transformers import AutoModelForCausalLM
+
+        budget = self.budget
+        data = ["--dataset_name", self.dataset_name]
+        data += ["--dataset_config", self.args.dataset_config] if self.args.dataset_config else []
+        argv = [
+            "--model_name_or_path", self.base_model,
+            "--reward_model_name_or_path", str(self.output_dir / STAGE_DIRS["reward"]),
+            "--cost_model_name_or_path", str(self.output_dir / STAGE_DIRS["cost"]),
+            *data,
+            "--dataset_train_split", self.args.dataset_train_split,
+            "--conversational",
+            *self.common_training_args("ppo_lag"),
+            "--max_steps", str(budget.ppo_steps * budget.ppo_epochs),
+            "--per_device_train_batch_size", str(budget.ppo_batch_size),
+            "--num_generations", "4",
+            "--num_iterations", str(budget.ppo_epochs),
+            "--beta", "0.02",
+            "--learning_rate", str(budget.ppo_learning_rate),
+            "--max_completion_length", str(budget.max_completion_length),
+            "--temperature", "0.7",
+            "--cost_limits", str(self.cost_limit),
+            "--lambda_init", "1.0",
+            "--lambda_lr", "0.1",
+            "--episode_cost_window_size", str(4 * budget.ppo_batch_size),
+            "--eval_strategy", "no",
+            *self.precision_args(),
+            *self.lora_args("CAUSAL_LM"),
+        ]  # fmt: skip
+        argv += shlex.split(self.args.ppo_lag_args)
+        print_stage(index, "GRPO-Lag policy (maximise R subject to E[C] ≤ cost limit)", "grpo_lag.py", argv)
+        module = load_example("grpo_lag.py")
+        trainer = module.main(*parse_stage_args((module.GRPOLagScriptArguments, GRPOLagConfig, ModelConfig), argv))
+        output_dir = Path(trainer.args.output_dir)
+        trainer.save_state()
+        if (output_dir / "adapter_config.json").is_file():
+            merge_lora(output_dir, AutoModelForCausalLM)
+        del trainer
+        rl = self.collect_results("ppo_lag")
+        print(f"--- GRPO-Lag: final λ = {rl['final_lambda']:.3f}, J_C = {rl['final_episode_cost']:.3f}.")
 
     def run_evaluation(self, index: int) -> None:
         """Generate with the starting and the trained policy on held-out prompts; score with R and C."""
@@ -595,12 +649,15 @@ class Pipeline:
                 return {}
             history = json.loads(state_file.read_text())["log_history"]
             if stage == "ppo_lag":
-                logged = [entry for entry in history if "lagrange/lambda" in entry]
+                # PPO-Lag logs `lagrange/lambda`; GRPO-Lag `lagrange/<cost name>/lambda` (one cost here).
+                prefix = next(k for e in history for k in e if k.startswith("lagrange/") and k.endswith("lambda"))
+                prefix = prefix.removesuffix("lambda")
+                logged = [entry for entry in history if f"{prefix}lambda" in entry]
                 result = {
                     "path": str(path),
-                    "final_lambda": logged[-1]["lagrange/lambda"],
-                    "final_episode_cost": logged[-1]["lagrange/episode_cost"],
-                    "cost_limit": logged[-1]["lagrange/cost_limit"],
+                    "final_lambda": logged[-1][f"{prefix}lambda"],
+                    "final_episode_cost": logged[-1][f"{prefix}episode_cost"],
+                    "cost_limit": logged[-1][f"{prefix}cost_limit"],
                     "steps": logged[-1]["step"],
                 }
             else:

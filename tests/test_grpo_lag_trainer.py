@@ -502,3 +502,24 @@ def test_example_script_trains_on_pku_saferlhf_prompts(tmp_path, tiny_tokenizer,
     assert all(m.num_updates == 2 for m in trainer.lagranges)
     assert (tmp_path / "out" / "model.safetensors").is_file()
     assert "grpo-lag" in (tmp_path / "out" / "README.md").read_text()
+
+
+@pytest.mark.slow  # trains the tiny reward and cost models first
+def test_demo_pipeline_can_train_the_policy_with_grpo_lag(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "pipeline_grpo_lag", REPO_ROOT / "examples" / "safe_rlhf_pipeline.py"
+    )
+    pipeline = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = pipeline
+    spec.loader.exec_module(pipeline)
+    try:
+        args = pipeline.PipelineArguments(
+            output_dir=str(tmp_path), model="tiny", stages=["reward", "cost", "ppo_lag"], rl_trainer="grpo_lag"
+        )
+        results = pipeline.main(args)
+    finally:
+        sys.modules.pop(spec.name, None)
+    assert results["ppo_lag"]["steps"] == 2 and results["ppo_lag"]["final_lambda"] > 0
+    assert results["ppo_lag"]["cost_limit"] == 0.0
+    assert (tmp_path / "policy" / "model.safetensors").is_file()
+    assert "grpo-lag" in (tmp_path / "policy" / "README.md").read_text()
