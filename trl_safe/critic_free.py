@@ -280,6 +280,13 @@ class LagrangianRewardsMixin:
     # Logs, checkpoints
     # ------------------------------------------------------------------------------------------------------------
 
+    def _get_grad_norm(self, model, grad_norm=None):
+        """With clipping off (`max_grad_norm <= 0`), skip the pass over every gradient that `Trainer` makes only to
+        log `grad_norm`, as `trl_safe.PPOTrainer` does (benchmarks: ~2% of a SmolLM2 update)."""
+        if grad_norm is None and self.args.max_grad_norm is not None and self.args.max_grad_norm <= 0:
+            return None
+        return super()._get_grad_norm(model, grad_norm=grad_norm)
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training:
             for name, lagrange in zip(self.cost_func_names, self.lagranges):
