@@ -523,3 +523,28 @@ def test_demo_pipeline_can_train_the_policy_with_grpo_lag(tmp_path):
     assert results["ppo_lag"]["cost_limit"] == 0.0
     assert (tmp_path / "policy" / "model.safetensors").is_file()
     assert "grpo-lag" in (tmp_path / "policy" / "README.md").read_text()
+
+
+def test_rloo_lag_resumes_its_lambda_exactly(tmp_path, tiny_tokenizer):
+    def build(output_dir):
+        return RLOOLagTrainer(
+            model=make_tiny_causal_lm(tiny_tokenizer, seed=3),
+            reward_funcs=length_reward,
+            cost_funcs=char_cost,
+            args=tiny_args(RLOOLagConfig, output_dir, max_steps=4, save_strategy="steps", save_steps=2, lambda_lr=0.5),
+            train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+            processing_class=tiny_tokenizer,
+        )
+
+    uninterrupted = build(tmp_path / "full")
+    uninterrupted.train()
+    saved = json.loads((tmp_path / "full" / "checkpoint-2" / LAGRANGE_STATES_NAME).read_text())
+    assert saved["char_cost"]["num_updates"] == 2
+    assert "rloo-lag" in (tmp_path / "full" / "README.md").read_text()
+
+    resumed = build(tmp_path / "resumed")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
+    assert resumed.lagranges[0].state_dict() == uninterrupted.lagranges[0].state_dict()
+    assert resumed.lagranges[0].num_updates == 4
+    assert resumed.reward_weights.tolist() == pytest.approx([1.0, -uninterrupted.lagranges[0].value])
+    assert_same_weights(resumed.model, uninterrupted.model)
