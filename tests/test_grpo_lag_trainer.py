@@ -14,8 +14,8 @@ from test_ppo_lag_trainer import COST_LIMIT, LENGTH, letters_tokenizer, toy_cost
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, RLOOConfig, RLOOTrainer, TrlParser
 
 from trl_safe import GRPOLagConfig, GRPOLagTrainer, LagrangeMultiplier, RLOOLagConfig, RLOOLagTrainer
-from trl_safe._scorer_standin import Scorer
 from trl_safe.critic_free import LAGRANGE_STATES_NAME, checked_costs
+from trl_safe.scoring import Scorer
 from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

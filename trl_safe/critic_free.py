@@ -39,7 +39,6 @@ from transformers import PreTrainedTokenizerBase
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl.trainer.utils import is_async_callable
 
-from trl_safe._scorer_standin import Scorer
 from trl_safe.lagrange import (
     LagrangeMultiplier,
     LagrangeSettings,
@@ -47,6 +46,7 @@ from trl_safe.lagrange import (
     load_lagrange_state,
     save_lagrange_state,
 )
+from trl_safe.scoring import Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +130,17 @@ class CostFunction:
     `completion_ids`, `trainer_state`, ...). Either way the output is checked by `checked_costs`.
     """
 
-    def __init__(self, cost: nn.Module | Callable, name: str, processing_class: PreTrainedTokenizerBase | None):
+    def __init__(
+        self,
+        cost: nn.Module | Callable,
+        name: str,
+        processing_class: PreTrainedTokenizerBase | None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ):
         if isinstance(cost, nn.Module):
-            self.scorer: Scorer | None = Scorer(cost, processing_class)
+            self.scorer: Scorer | None = Scorer(
+                cost, processing_class, name=f"cost {name!r}", chat_template_kwargs=chat_template_kwargs
+            )
         elif is_async_callable(cost):
             raise TypeError(
                 f"The cost function {name!r} is asynchronous; cost functions must be plain functions (a cost is "
@@ -252,7 +260,10 @@ class LagrangianRewardsMixin:
             )
         for column in self.cost_columns:
             self.reward_funcs[column] = CostFunction(
-                self.reward_funcs[column], self.reward_func_names[column], self.reward_processing_classes[column]
+                self.reward_funcs[column],
+                self.reward_func_names[column],
+                self.reward_processing_classes[column],
+                self.chat_template_kwargs,
             )
         self.lagranges = lagranges
         self._set_cost_weights()

@@ -64,7 +64,7 @@ class PPOLagTrainer(PPOTrainer):
 
     Args:
         model, reward_model, args, train_dataset, eval_dataset, processing_class, ref_model, reward_processing_class,
-        callbacks, optimizers, peft_config, value_peft_config: as in [`PPOTrainer`].
+        callbacks, optimizers, peft_config, value_peft_config, ptx_dataset: as in [`PPOTrainer`].
         cost_model: the cost C(y, x), higher = more harmful: a sequence-classification model with one label (path
             or instance; e.g. trained with `CostTrainer`, C > 0 unsafe), or a function
             `f(prompts, completions, **kwargs) -> list[float]`.
@@ -104,6 +104,7 @@ class PPOLagTrainer(PPOTrainer):
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         peft_config: Any | None = None,
         value_peft_config: Any | None = None,
+        ptx_dataset: Dataset | None = None,
     ) -> None:
         # Read by `_score_sources`, which `PPOTrainer.__init__` calls.
         self._cost_source = (cost_model, cost_processing_class)
@@ -121,6 +122,7 @@ class PPOLagTrainer(PPOTrainer):
             optimizers=optimizers,
             peft_config=peft_config,
             value_peft_config=value_peft_config,
+            ptx_dataset=ptx_dataset,
         )
         self.lagrange = self.args.make_lagrange_multiplier()
 

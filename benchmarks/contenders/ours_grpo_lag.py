@@ -5,8 +5,8 @@ policy (β = PPO-Lag's KL coefficient, 0.02, so that GRPO's reference forward is
 penalty is). The same episodes per update: `batch_size` completions of exactly `response_length` tokens, here
 `batch_size / num_generations` prompts x `num_generations` completions (GRPO's groups); the same optimizer steps per
 update: `num_ppo_epochs` passes (`num_iterations`) x `num_mini_batches` (`steps_per_generation`). Per update is then
-per episode x `batch_size`, for both. Everything else as in `ours_ppo.py`: fp32, no gradient checkpointing, no
-gradient clipping, one log per update, no checkpoints.
+per episode x `batch_size`, for both. Everything else as in `ours_ppo.py`: the spec's device and precision, no
+gradient checkpointing, no gradient clipping, one log per update, no checkpoints.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main(spec: BenchSpec, timer: PhaseTimer) -> dict[str, Any]:
         top_p=1.0,
         learning_rate=1e-6,
         max_grad_norm=0.0,
-        bf16=False,
+        bf16=spec.precision != "fp32",
         gradient_checkpointing=False,
         shuffle_dataset=False,
         save_strategy="no",
@@ -72,7 +72,7 @@ def main(spec: BenchSpec, timer: PhaseTimer) -> dict[str, Any]:
         disable_tqdm=True,
         logging_steps=spec.steps_per_update,
         seed=spec.seed,
-        use_cpu=True,
+        use_cpu=not spec.on_cuda,
         cost_limits=[0.0],
     )
     trainer = GRPOLagTrainer(
