@@ -37,7 +37,7 @@ def tiny_args(config_class, output_dir, **overrides):
         disable_tqdm=True,
         seed=0,
         use_cpu=True,
-        gradient_checkpointing=False,  # TRL's default is on: only slower at this size
+        activation_checkpointing=False,  # TRL's default is on: only slower at this size
         beta=0.0,  # GRPO's default; RLOO's would load a reference model from the Hub
     )
     values.update(overrides)

@@ -65,7 +65,7 @@ def main(spec: BenchSpec, timer: PhaseTimer) -> dict[str, Any]:
         learning_rate=1e-6,
         max_grad_norm=0.0,
         bf16=spec.precision != "fp32",
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         shuffle_dataset=False,
         save_strategy="no",
         report_to=[],
