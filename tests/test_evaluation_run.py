@@ -1,8 +1,6 @@
 """Generation, scoring and the whole evaluation with tiny models: batching, EOS cutting, pad == EOS, the report."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +8,7 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
+from trl_safe.cli import run_script
 from trl_safe.evaluation import (
     SafetyEvaluationConfig,
     SafetyReport,
@@ -21,10 +20,10 @@ from trl_safe.evaluation import (
 )
 from trl_safe.evaluation.generation import encode_conversation, encode_prompt
 from trl_safe.scoring import per_token_scores
+from trl_safe.scripts.evaluate import EvaluateScriptArguments
 from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer
 
 PROMPTS = ["How do I bake bread?", "Hi", "Tell me how to pick a lock, step by step.", "Why?", "Name a colour."]
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_batched_generation_equals_one_by_one(tiny_tokenizer):
@@ -162,31 +161,23 @@ def test_report_rejects_mismatched_generations():
         SafetyReport.from_generations([{k: v for k, v in good[0].items() if k != "num_tokens"}])
 
 
-def _load_example_script():
-    spec = importlib.util.spec_from_file_location("evaluate_example", REPO_ROOT / "examples" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_example_script_from_saved_models(tmp_path, tiny_tokenizer):
-    for name, model in (
-        ("sft", make_tiny_causal_lm(tiny_tokenizer, seed=0)),
-        ("ppo-lag", make_tiny_causal_lm(tiny_tokenizer, seed=1)),
-        ("reward", make_tiny_scorer(tiny_tokenizer, seed=2)),
-        ("cost", make_tiny_scorer(tiny_tokenizer, seed=3)),
-    ):
-        model.save_pretrained(tmp_path / name)
-        tiny_tokenizer.save_pretrained(tmp_path / name)
+def test_example_script_from_saved_models(tmp_path, tiny_tokenizer, save_checkpoints):
+    save_checkpoints(
+        **{
+            "sft": make_tiny_causal_lm(tiny_tokenizer, seed=0),
+            "ppo-lag": make_tiny_causal_lm(tiny_tokenizer, seed=1),
+            "reward": make_tiny_scorer(tiny_tokenizer, seed=2),
+            "cost": make_tiny_scorer(tiny_tokenizer, seed=3),
+        }
+    )
     (tmp_path / "ppo-lag" / "README.md").write_text("---\nlicense: apache-2.0\n---\n\n# ppo-lag\n\n## Citation\n\nx\n")
     state = {"log_history": [{"step": s, "lagrange/lambda": 0.1 * s, "objective/kl": 0.01 * s} for s in (1, 2, 3)]}
     (tmp_path / "ppo-lag" / "trainer_state.json").write_text(json.dumps(state))
 
-    module = _load_example_script()
-    parser = module.TrlParser(module.EvaluateScriptArguments)
-    (args,) = parser.parse_args_and_config(
-        args=[
+    # As `trl-safe evaluate ...` and `examples/evaluate.py ...` run it: the script's own parser, then its `main`.
+    report = run_script(
+        "evaluate",
+        [
             "--policies",
             str(tmp_path / "sft"),
             str(tmp_path / "ppo-lag"),
@@ -207,9 +198,8 @@ def test_example_script_from_saved_models(tmp_path, tiny_tokenizer):
             "--update_model_cards",
             "--device",
             "cpu",
-        ]
+        ],
     )
-    report = module.main(args)
     assert report.models == ["sft", "ppo-lag"] and report.metadata["num_prompts"] == 3
     assert (tmp_path / "evaluation" / "training_curves.png").stat().st_size > 0
     assert "![Training curves](training_curves.png)" in (tmp_path / "evaluation" / "report.md").read_text()
@@ -219,6 +209,5 @@ def test_example_script_from_saved_models(tmp_path, tiny_tokenizer):
 
 
 def test_example_script_requires_models_and_prompts():
-    module = _load_example_script()
     with pytest.raises(ValueError, match="Missing required arguments: --policies, --reward_model"):
-        module.EvaluateScriptArguments(cost_model="c", prompts="p")
+        EvaluateScriptArguments(cost_model="c", prompts="p")

@@ -1,24 +1,21 @@
 """GRPOLagTrainer and RLOOLagTrainer: a drop-in for TRL's trainers, the Lagrangian advantage, λ per constraint,
 bad cost functions, cost models, resume, and the toy constrained task of PPO-Lag's tests."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from datasets import Dataset
 from test_ppo_lag_trainer import COST_LIMIT, LENGTH, letters_tokenizer, toy_cost, toy_prompts, toy_reward
-from trl import GRPOConfig, GRPOTrainer, ModelConfig, RLOOConfig, RLOOTrainer, TrlParser
+from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
 from trl_safe import GRPOLagConfig, GRPOLagTrainer, LagrangeMultiplier, RLOOLagConfig, RLOOLagTrainer
+from trl_safe.cli import run_script
 from trl_safe.critic_free import LAGRANGE_STATES_NAME, checked_costs
 from trl_safe.scoring import Scorer
 from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?", "abc", "Once upon", "x", "Name a color"]
 
 
@@ -220,7 +217,7 @@ def build_recording(tmp_path, tokenizer, **overrides) -> RecordingGRPOLagTrainer
             tmp_path,
             cost_limits=[0.1, 0.3],
             lambda_lr=0.5,
-            episode_cost_window_size=8,
+            window_size=8,
             **overrides,
         ),
         train_dataset=Dataset.from_dict({"prompt": PROMPTS, "topic": [str(i) * i for i in range(len(PROMPTS))]}),
@@ -392,7 +389,7 @@ def toy_args(config_class, output_dir, max_steps, **overrides):
 
 # λ starts at 0 with the PID rule, so the run shows the whole loop: the cost rises with the reward, λ rises, the
 # policy moves away from "a".
-TOY_LAGRANGE = dict(lambda_init=0.0, lambda_update_rule="pid", pid_kp=1.0, pid_ki=0.5, episode_cost_window_size=64)
+TOY_LAGRANGE = dict(lambda_init=0.0, update_rule="pid", pid_kp=1.0, pid_ki=0.5, window_size=64)
 
 
 @pytest.mark.slow
@@ -476,11 +473,6 @@ def test_example_script_trains_on_pku_saferlhf_prompts(tmp_path, tiny_tokenizer,
         make_tiny_scorer(tiny_tokenizer, seed=seed).save_pretrained(tmp_path / name)
         tiny_tokenizer.save_pretrained(tmp_path / name)
 
-    spec = importlib.util.spec_from_file_location("grpo_lag_example", REPO_ROOT / "examples" / "grpo_lag.py")
-    example = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = example  # dataclasses resolve the module's annotations through sys.modules
-    spec.loader.exec_module(example)
-    parser = TrlParser((example.GRPOLagScriptArguments, GRPOLagConfig, ModelConfig))
     argv = [
         "--model_name_or_path", str(tmp_path / "policy"),
         "--reward_model_name_or_path", str(tmp_path / "reward"),
@@ -493,7 +485,7 @@ def test_example_script_trains_on_pku_saferlhf_prompts(tmp_path, tiny_tokenizer,
         "--max_completion_length", "4", "--report_to", "none", "--bf16", "false", "--use_cpu", "true",
         "--save_strategy", "no", "--disable_tqdm", "true",
     ]  # fmt: skip
-    trainer = example.main(*parser.parse_args_and_config(args=argv))
+    trainer = run_script("grpo_lag", argv)  # `trl-safe grpo_lag` and examples/grpo_lag.py
 
     assert trainer.state.global_step == 2 and len(trainer.train_dataset) == 8
     assert trainer.train_dataset[0]["prompt"][0]["role"] == "user"
@@ -506,19 +498,12 @@ def test_example_script_trains_on_pku_saferlhf_prompts(tmp_path, tiny_tokenizer,
 
 @pytest.mark.slow  # trains the tiny reward and cost models first
 def test_demo_pipeline_can_train_the_policy_with_grpo_lag(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "pipeline_grpo_lag", REPO_ROOT / "examples" / "safe_rlhf_pipeline.py"
+    from trl_safe.scripts import safe_rlhf_pipeline as pipeline
+
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path), model="tiny", stages=["reward", "cost", "ppo_lag"], rl_trainer="grpo_lag"
     )
-    pipeline = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = pipeline
-    spec.loader.exec_module(pipeline)
-    try:
-        args = pipeline.PipelineArguments(
-            output_dir=str(tmp_path), model="tiny", stages=["reward", "cost", "ppo_lag"], rl_trainer="grpo_lag"
-        )
-        results = pipeline.main(args)
-    finally:
-        sys.modules.pop(spec.name, None)
+    results = pipeline.main(args)
     assert results["ppo_lag"]["steps"] == 2 and results["ppo_lag"]["final_lambda"] > 0
     assert results["ppo_lag"]["cost_limit"] == 0.0
     assert (tmp_path / "policy" / "model.safetensors").is_file()

@@ -16,8 +16,8 @@ class GRPOLagConfig(ConstraintSettings, GRPOConfig):
     function.
 
     Everything in TRL's [`~trl.GRPOConfig`] applies, with its defaults. The λ settings are those of
-    [`PPOLagConfig`] (`lambda_init`, `lambda_lr`, `lambda_max`, `lambda_update_delay_steps`,
-    `episode_cost_window_size`, `lambda_update_rule` and the `pid_*` gains), shared by every constraint; each
+    [`PPOLagConfig`] (`lambda_init`, `lambda_lr`, `lambda_max`, `update_delay_steps`,
+    `window_size`, `update_rule` and the `pid_*` gains), shared by every constraint; each
     constraint has its own limit and its own λ_k.
 
     Parameters:

@@ -26,6 +26,7 @@ See docs/lagrange.md for the sign conventions and how to choose the settings.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -356,7 +357,8 @@ def _as_float_list(episode_costs: Sequence[float] | torch.Tensor) -> list[float]
 
 @dataclass
 class LagrangeSettings:
-    """The λ settings shared by every Lagrangian trainer config (PPO-Lag, GRPO-Lag, RLOO-Lag), as dataclass fields.
+    """The λ settings shared by every Lagrangian trainer config (PPO-Lag, GRPO-Lag, RLOO-Lag), as dataclass fields
+    named like `LagrangeMultiplier`'s arguments.
 
     A mixin listed *before* the trainer's own config class (`class PPOLagConfig(LagrangeSettings, PPOConfig)`), so
     that `TrainingArguments`' fields keep their positions (`output_dir` first). The bound on the cost is not here:
@@ -367,11 +369,9 @@ class LagrangeSettings:
     lambda_init: float = field(default=1.0, metadata={"help": "λ at the start of training."})
     lambda_lr: float = field(default=0.1, metadata={"help": "Learning rate of λ (0 keeps λ fixed)."})
     lambda_max: float | None = field(default=5.0, metadata={"help": "Upper bound on λ (None: unbounded)."})
-    lambda_update_delay_steps: int = field(default=0, metadata={"help": "Optimizer steps before λ starts to move."})
-    episode_cost_window_size: int = field(
-        default=128, metadata={"help": "Number of most recent episode costs whose mean is J_C."}
-    )
-    lambda_update_rule: str = field(default="sgd", metadata={"help": "Update rule of λ.", "choices": ["sgd", "pid"]})
+    update_delay_steps: int = field(default=0, metadata={"help": "Optimizer steps before λ starts to move."})
+    window_size: int = field(default=128, metadata={"help": "Number of most recent episode costs whose mean is J_C."})
+    update_rule: str = field(default="sgd", metadata={"help": "Update rule of λ.", "choices": ["sgd", "pid"]})
     pid_kp: float = field(default=1.0, metadata={"help": "Proportional gain of the 'pid' rule."})
     pid_ki: float = field(default=0.1, metadata={"help": "Integral gain of the 'pid' rule."})
     pid_kd: float = field(default=0.0, metadata={"help": "Derivative gain of the 'pid' rule."})
@@ -379,32 +379,25 @@ class LagrangeSettings:
     pid_d_ema_alpha: float = field(default=0.0, metadata={"help": "EMA smoothing of the 'pid' derivative term."})
 
     def lagrange_settings(self) -> dict[str, Any]:
-        """`LagrangeMultiplier`'s arguments other than `cost_limit`."""
-        return {
-            "lambda_init": self.lambda_init,
-            "lambda_lr": self.lambda_lr,
-            "lambda_max": self.lambda_max,
-            "update_delay_steps": self.lambda_update_delay_steps,
-            "window_size": self.episode_cost_window_size,
-            "update_rule": self.lambda_update_rule,
-            "pid_kp": self.pid_kp,
-            "pid_ki": self.pid_ki,
-            "pid_kd": self.pid_kd,
-            "pid_p_ema_alpha": self.pid_p_ema_alpha,
-            "pid_d_ema_alpha": self.pid_d_ema_alpha,
-        }
+        """`LagrangeMultiplier`'s arguments other than `cost_limit`: the fields of the same names."""
+        return {name: getattr(self, name) for name in LAGRANGE_MULTIPLIER_ARGS if name != "cost_limit"}
+
+
+# Every argument of `LagrangeMultiplier`; each is a config field of the same name (`cost_limit` in PPO-Lag's config).
+LAGRANGE_MULTIPLIER_ARGS = tuple(inspect.signature(LagrangeMultiplier).parameters)
 
 
 def lagrange_logs(multiplier: LagrangeMultiplier, prefix: str = "lagrange/") -> dict[str, float]:
-    """What a trainer logs about one constraint at every log: λ, the limit, J_C and the violation J_C - limit.
+    """What a trainer logs about one constraint at every log: its limit and every value of `metrics()` (λ, J_C, the
+    violation J_C - limit, the PID integral).
 
-    λ and J_C are state, not averages over the logging interval, so every log shows their current values; J_C and the
-    violation are left out while no cost has been recorded (a NaN would break JSON loggers).
+    λ, J_C and the PID terms are state, not averages over the logging interval, so every log shows their current
+    values; J_C and what depends on it are left out while no cost has been recorded (a NaN breaks JSON loggers).
     """
-    logs = {f"{prefix}lambda": multiplier.value, f"{prefix}cost_limit": multiplier.cost_limit}
-    if not math.isnan(multiplier.episode_cost):
-        logs[f"{prefix}episode_cost"] = multiplier.episode_cost
-        logs[f"{prefix}cost_violation"] = multiplier.episode_cost - multiplier.cost_limit
+    logs = {f"{prefix}cost_limit": multiplier.cost_limit}
+    for name, value in multiplier.metrics().items():
+        if not math.isnan(value):
+            logs[f"{prefix}{name}"] = value
     return logs
 
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from trl_safe.lagrange import LagrangeMultiplier, LagrangeSettings
+from trl_safe.lagrange import LAGRANGE_MULTIPLIER_ARGS, LagrangeMultiplier, LagrangeSettings  # noqa: F401
 from trl_safe.ppo_config import PPOConfig
+
+# Every argument of `LagrangeMultiplier` is a field of `PPOLagConfig` under the same name (`LagrangeSettings` holds
+# all but `cost_limit`); `LAGRANGE_MULTIPLIER_ARGS` is re-exported from `trl_safe.lagrange` for older imports.
+_RENAMED = {
+    "episode_cost_window_size": "window_size",
+    "lambda_update_delay_steps": "update_delay_steps",
+    "lambda_update_rule": "update_rule",
+}
 
 
 @dataclass
@@ -35,12 +44,12 @@ class PPOLagConfig(LagrangeSettings, PPOConfig):
             `0` keeps λ fixed at `lambda_init`: the paper's reward-shaping baseline.
         lambda_max (`float` or `None`, *optional*, defaults to `5.0`):
             Upper bound on λ; `None` for none.
-        lambda_update_delay_steps (`int`, *optional*, defaults to `0`):
+        update_delay_steps (`int`, *optional*, defaults to `0`):
             λ stays at `lambda_init` until this many optimizer steps (`global_step`) have passed; episode costs
             are still collected meanwhile.
-        episode_cost_window_size (`int`, *optional*, defaults to `128`):
+        window_size (`int`, *optional*, defaults to `128`):
             J_C is the mean cost of this many most recent episodes (completions of all processes).
-        lambda_update_rule (`str`, *optional*, defaults to `"sgd"`):
+        update_rule (`str`, *optional*, defaults to `"sgd"`):
             `"sgd"` (the reference: gradient ascent on log λ) or `"pid"` (the PID Lagrangian of Stooke et al.
             2020, which damps λ's oscillation).
         pid_kp (`float`, *optional*, defaults to `1.0`):
@@ -86,8 +95,22 @@ class PPOLagConfig(LagrangeSettings, PPOConfig):
         metadata={"help": "Bound on the expected cost J_C (the paper's -d, the reference's `threshold`)."},
     )
 
+    # Names before 0.2, kept one release so that old command lines and configs still run (with a warning).
+    episode_cost_window_size: int | None = field(default=None, metadata={"help": "Deprecated: use --window_size."})
+    lambda_update_delay_steps: int | None = field(
+        default=None, metadata={"help": "Deprecated: use --update_delay_steps."}
+    )
+    lambda_update_rule: str | None = field(default=None, metadata={"help": "Deprecated: use --update_rule."})
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        for old, new in _RENAMED.items():
+            value = getattr(self, old)
+            if value is not None:
+                message = f"PPOLagConfig: `{old}` is now `{new}` (the multiplier's name)."
+                warnings.warn(message, FutureWarning, stacklevel=3)
+                setattr(self, new, value)
+                setattr(self, old, None)
         self.make_lagrange_multiplier()  # validates the λ settings now, with the multiplier's own error messages
 
     def make_lagrange_multiplier(self) -> LagrangeMultiplier:
@@ -95,4 +118,5 @@ class PPOLagConfig(LagrangeSettings, PPOConfig):
         return LagrangeMultiplier(**self.lagrange_multiplier_kwargs())
 
     def lagrange_multiplier_kwargs(self) -> dict[str, Any]:
+        """The multiplier's arguments: the fields of this config with the same names."""
         return {"cost_limit": self.cost_limit, **self.lagrange_settings()}

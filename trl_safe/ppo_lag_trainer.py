@@ -10,8 +10,9 @@ PKU-Alignment/safe-rlhf `ppo_lag`):
 
 - `value_head_names = ("reward", "cost")`: one critic backbone with two value heads (column 0 V_R, column 1 V_C),
   so the cost critic costs one extra linear layer rather than a sixth model;
-- `_score_sources`: the cost C(y,x) (model or function) is scored next to the reward, at the last token;
-- `_on_rollout_scored`: the dual step. The costs of every process are gathered, then every process runs the same
+- `score_sources={"reward": ..., "cost": ...}`: the cost C(y,x) (model or function) is scored next to the reward, at
+  the last token;
+- `_dual_step`: the costs of every process are gathered, then every process runs the same
   `LagrangeMultiplier.update`, so λ is identical everywhere without a broadcast;
 - `_per_token_rewards`: reward stream r_t = -β·KL_t (+R at the last token), cost stream c_t = +β·KL_t (+C at the last
   token): drifting from the reference is penalised on both streams. Because GAE is linear, the actor's advantage
@@ -24,7 +25,6 @@ PKU-Alignment/safe-rlhf `ppo_lag`):
 from __future__ import annotations
 
 import math
-import textwrap
 from typing import Any
 
 import torch
@@ -32,9 +32,9 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from trl_safe.lagrange import lagrange_logs, load_lagrange_state, save_lagrange_state
-from trl_safe.model_card import SAFE_RLHF_CITATION, SAFE_RLHF_PAPER
+from trl_safe.ppo.score_streams import ScoreSource
+from trl_safe.ppo.trainer import PPOTrainer
 from trl_safe.ppo_lag_config import PPOLagConfig
-from trl_safe.ppo_trainer import PPOTrainer, ScoreSource
 from trl_safe.rl_math import add_at_last_token, lagrangian_advantages
 
 # The multiplier's state inside a checkpoint directory.
@@ -79,11 +79,6 @@ class PPOLagTrainer(PPOTrainer):
 
     _tag_names = ["trl-safe", "ppo-lag", "safe-rlhf"]
     _name = "PPO-Lag"
-    _paper = {
-        "title": SAFE_RLHF_PAPER["title"],
-        "id": SAFE_RLHF_PAPER["id"],
-        "citation": textwrap.dedent(SAFE_RLHF_CITATION),
-    }
     _config_class = PPOLagConfig
     value_head_names = ("reward", "cost")
 
@@ -106,36 +101,29 @@ class PPOLagTrainer(PPOTrainer):
         value_peft_config: Any | None = None,
         ptx_dataset: Dataset | None = None,
     ) -> None:
-        # Read by `_score_sources`, which `PPOTrainer.__init__` calls.
-        self._cost_source = (cost_model, cost_processing_class)
         super().__init__(
             model=model,
-            reward_model=reward_model,
             args=args,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=processing_class,
             ref_model=ref_model,
             value_model=value_model,
-            reward_processing_class=reward_processing_class,
             callbacks=callbacks,
             optimizers=optimizers,
             peft_config=peft_config,
             value_peft_config=value_peft_config,
             ptx_dataset=ptx_dataset,
+            score_sources={"reward": reward_model, "cost": cost_model},
+            score_processing_classes={"reward": reward_processing_class, "cost": cost_processing_class},
         )
         self.lagrange = self.args.make_lagrange_multiplier()
-
-    def _score_sources(
-        self, reward_model: ScoreSource, reward_processing_class: PreTrainedTokenizerBase | None
-    ) -> dict[str, tuple[ScoreSource, PreTrainedTokenizerBase | None]]:
-        return {**super()._score_sources(reward_model, reward_processing_class), "cost": self._cost_source}
 
     # ------------------------------------------------------------------------------------------------------------
     # The algorithm's hooks
     # ------------------------------------------------------------------------------------------------------------
 
-    def _on_rollout_scored(self, scores: dict[str, torch.Tensor]) -> None:
+    def _dual_step(self, scores: dict[str, torch.Tensor]) -> None:
         """Dual step: λ ← update(λ, J_C - cost_limit), J_C the mean of the latest episode costs of all processes."""
         episode_costs = self.accelerator.gather(scores["cost"])
         self.lagrange.update(episode_costs, step=self.state.global_step)
@@ -162,6 +150,8 @@ class PPOLagTrainer(PPOTrainer):
         self._record_mean(mode, "objective/unsafe_ratio", (scores["cost"] > 0).float())
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # λ, J_C and the PID terms are state, not averages: every log shows all of the multiplier's current values
+        # (J_C and what depends on it only once episode costs have been recorded).
         if self.model.training:
             logs.update(lagrange_logs(self.lagrange))
         super().log(logs, start_time)
@@ -176,7 +166,7 @@ class PPOLagTrainer(PPOTrainer):
         context = super()._model_card_context()
         episode_cost = self.lagrange.episode_cost
         context["hyperparameters"].update(
-            {name: getattr(self.args, name) for name in ("lambda_lr", "lambda_max", "episode_cost_window_size")}
+            {name: getattr(self.args, name) for name in ("lambda_lr", "lambda_max", "window_size")}
         )
         context["constraint"] = {
             "cost_limit": self.lagrange.cost_limit,

@@ -1,7 +1,7 @@
 """trl-safe's `GRPOLagTrainer` (TRL's GRPO with a cost constraint, no critic) on the benchmark's work.
 
 The same models as PPO-Lag's contender minus the critic: the policy, the reward and the cost model, and a reference
-policy (β = PPO-Lag's KL coefficient, 0.02, so that GRPO's reference forward is part of the work, as PPO-Lag's KL
+policy (β = PPO-Lag's KL coefficient, 0.01, so that GRPO's reference forward is part of the work, as PPO-Lag's KL
 penalty is). The same episodes per update: `batch_size` completions of exactly `response_length` tokens, here
 `batch_size / num_generations` prompts x `num_generations` completions (GRPO's groups); the same optimizer steps per
 update: `num_ppo_epochs` passes (`num_iterations`) x `num_mini_batches` (`steps_per_generation`). Per update is then
@@ -56,7 +56,7 @@ def main(spec: BenchSpec, timer: PhaseTimer) -> dict[str, Any]:
         steps_per_generation=spec.num_mini_batches,
         num_iterations=spec.num_ppo_epochs,
         num_generations=NUM_GENERATIONS,
-        beta=0.02,
+        beta=0.01,  # > 0: the reference forward is part of the work, as PPO-Lag's KL penalty is
         max_steps=spec.total_updates * spec.steps_per_update,
         max_completion_length=spec.response_length,
         temperature=spec.temperature,

@@ -67,7 +67,7 @@ def build_trainer(args: argparse.Namespace, output_dir: str) -> RecordingGRPOLag
         seed=0,
         cost_limits=[0.0, 0.3],
         lambda_lr=0.5,
-        episode_cost_window_size=12,
+        window_size=12,
     )
     tokenizer = make_tiny_tokenizer()
     trainer = RecordingGRPOLagTrainer(
