@@ -33,6 +33,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from trl_safe.checks import load_json_file
 from trl_safe.model_card import SAFE_RLHF_CITATION, SAFE_RLHF_PAPER
 from trl_safe.ppo_lag_config import PPOLagConfig
 from trl_safe.ppo_trainer import PPOTrainer, ScoreSource
@@ -91,8 +92,8 @@ class PPOLagTrainer(PPOTrainer):
     def __init__(
         self,
         model: str | PreTrainedModel,
-        reward_model: ScoreSource,
-        cost_model: ScoreSource,
+        reward_model: ScoreSource | None = None,
+        cost_model: ScoreSource | None = None,
         args: PPOLagConfig | None = None,
         train_dataset: Dataset | None = None,
         eval_dataset: Dataset | dict[str, Dataset] | None = None,
@@ -105,7 +106,10 @@ class PPOLagTrainer(PPOTrainer):
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         peft_config: Any | None = None,
         value_peft_config: Any | None = None,
+        reward_funcs: ScoreSource | list[ScoreSource] | None = None,
     ) -> None:
+        if cost_model is None:
+            raise TypeError("PPOLagTrainer needs a `cost_model` (a model path, a model, or a function).")
         # Read by `_score_sources`, which `PPOTrainer.__init__` calls.
         self._cost_source = (cost_model, cost_processing_class)
         super().__init__(
@@ -122,6 +126,7 @@ class PPOLagTrainer(PPOTrainer):
             optimizers=optimizers,
             peft_config=peft_config,
             value_peft_config=value_peft_config,
+            reward_funcs=reward_funcs,
         )
         self.lagrange = self.args.make_lagrange_multiplier()
 
@@ -181,8 +186,7 @@ class PPOLagTrainer(PPOTrainer):
                 f"{checkpoint_dir} has no {LAGRANGE_STATE_NAME}: it was not written by PPOLagTrainer, so λ cannot "
                 "resume where it stopped."
             )
-        with open(path) as file:
-            self.lagrange.load_state_dict(json.load(file))
+        self.lagrange.load_state_dict(load_json_file(path, "Lagrange multiplier state"), source=path)
 
     def _model_card_context(self) -> dict[str, Any]:
         context = super()._model_card_context()

@@ -71,6 +71,18 @@ from trl.trainer.utils import (
     pad,
 )
 
+from trl_safe.checks import (
+    check_config_class,
+    check_finite_scores,
+    check_model_path,
+    check_policy_model,
+    check_prompt_dataset,
+    check_rollout_batches,
+    check_score_model,
+    check_score_model_trained,
+    check_tokenizer_can_pad,
+    resolve_reward_source,
+)
 from trl_safe.distributed import check_processes_train_one_model
 from trl_safe.model_card import render_model_card
 from trl_safe.ppo_config import PPOConfig
@@ -273,7 +285,7 @@ class PPOTrainer(_BaseTrainer):
     def __init__(
         self,
         model: str | PreTrainedModel,
-        reward_model: ScoreSource,
+        reward_model: ScoreSource | None = None,
         args: PPOConfig | None = None,
         train_dataset: Dataset | None = None,
         eval_dataset: Dataset | dict[str, Dataset] | None = None,
@@ -285,12 +297,13 @@ class PPOTrainer(_BaseTrainer):
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         peft_config: PeftConfig | None = None,
         value_peft_config: PeftConfig | None = None,
+        reward_funcs: ScoreSource | list[ScoreSource] | None = None,
     ) -> None:
+        reward_model = resolve_reward_source(reward_model, reward_funcs, type(self).__name__)  # GRPO's name works
         if args is None:
             model_id = model if isinstance(model, str) else get_config_model_id(model.config)
             args = self._config_class(f"{model_id.split('/')[-1] or 'policy'}-{self._name}")
-        if not isinstance(args, self._config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self._config_class.__name__}, got {type(args).__name__}.")
+        check_config_class(args, self._config_class, type(self).__name__)  # PPOTrainer + PPOLagConfig: refused
         if train_dataset is None:
             raise ValueError(f"{type(self).__name__} needs a `train_dataset` of prompts (a `prompt` column).")
         if isinstance(train_dataset, IterableDataset):
@@ -309,10 +322,12 @@ class PPOTrainer(_BaseTrainer):
 
         # Policy π_θ and its tokenizer.
         policy = self._load_model(model, AutoModelForCausalLM, args) if isinstance(model, str) else model
+        check_policy_model(policy)
         if processing_class is None:
             processing_class = AutoTokenizer.from_pretrained(get_config_model_id(policy.config))
         if not isinstance(processing_class, PreTrainedTokenizerBase):
             raise TypeError(f"processing_class must be a tokenizer, got {type(processing_class).__name__}.")
+        check_tokenizer_can_pad(processing_class)
         if processing_class.pad_token is None:
             processing_class.pad_token = processing_class.eos_token
         policy.config.pad_token_id = processing_class.pad_token_id
@@ -324,6 +339,8 @@ class PPOTrainer(_BaseTrainer):
             [] if eos_token_ids is None else [eos_token_ids] if isinstance(eos_token_ids, int) else eos_token_ids
         )
         self.eos_token_ids = list(dict.fromkeys([processing_class.eos_token_id, *eos_token_ids]))
+        for name, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
+            check_prompt_dataset(dataset, processing_class, args.max_prompt_length, args.chat_template_kwargs, name)
 
         # Score streams (R, and C for PPO-Lag), then the critic: its default weights come from a score model.
         sources = self._score_sources(reward_model, reward_processing_class)
@@ -372,6 +389,9 @@ class PPOTrainer(_BaseTrainer):
                 "`torchrun`, or make a single GPU visible with CUDA_VISIBLE_DEVICES."
             )
         check_processes_train_one_model(self.accelerator, type(self).__name__)
+        check_rollout_batches(
+            len(train_dataset), args.local_rollout_batch_size * self.accelerator.num_processes, args.shuffle_dataset
+        )
 
         # Frozen models run in inference mode on every process (sharded too under ZeRO-3 / FSDP).
         if self.ref_model is not None:
@@ -437,6 +457,7 @@ class PPOTrainer(_BaseTrainer):
 
     @staticmethod
     def _load_model(path: str, auto_class: type, args: PPOConfig, **kwargs: Any) -> PreTrainedModel:
+        check_model_path(path, "model")
         init_kwargs = {**(args.model_init_kwargs or {}), **kwargs}
         # Placement is accelerate's job: "auto" device maps would split models across devices under DDP.
         init_kwargs.setdefault("device_map", None)
@@ -453,6 +474,7 @@ class PPOTrainer(_BaseTrainer):
         self, name: str, source: ScoreSource, processing_class: PreTrainedTokenizerBase | None, args: PPOConfig
     ) -> _Scorer:
         if isinstance(source, str):
+            check_score_model_trained(source, name, allow_untrained=args.allow_untrained_score_head)
             model = self._load_model(source, AutoModelForSequenceClassification, args, num_labels=1)
             processing_class = processing_class or AutoTokenizer.from_pretrained(
                 source, trust_remote_code=args.trust_remote_code
@@ -472,6 +494,7 @@ class PPOTrainer(_BaseTrainer):
         self, name: str, display_name: str, model: nn.Module, processing_class: PreTrainedTokenizerBase | None
     ) -> _Scorer:
         find_score_head(model)  # fails early, with the attribute names it tried, on a model without a score head
+        check_score_model(model, name)  # one label: a 2-label classifier's column 0 is not a score
         if processing_class is not None and processing_class.get_vocab() == self.tokenizer.get_vocab():
             processing_class = None  # same vocabulary: score the generated token ids as they are
         tokenizer = processing_class or self.tokenizer
@@ -802,7 +825,11 @@ class PPOTrainer(_BaseTrainer):
         self, inputs: list[dict[str, Any]], prompts: list[Any], batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """One score per completion from every score stream: `{"reward": [batch]}` (plus `"cost"` for PPO-Lag)."""
-        return {name: self._score(scorer, inputs, prompts, batch) for name, scorer in self.scorers.items()}
+        scores = {name: self._score(scorer, inputs, prompts, batch) for name, scorer in self.scorers.items()}
+        for name, scorer in self.scorers.items():  # a NaN score must stop training here, naming its source
+            kind = "function" if scorer.function is not None else "model"
+            check_finite_scores(scores[name], f"{name} {kind} `{scorer.display_name}`", batch["completions"])
+        return scores
 
     def _score(
         self, scorer: _Scorer, inputs: list[dict[str, Any]], prompts: list[Any], batch: dict[str, Any]
