@@ -25,9 +25,10 @@ import logging
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
-from trl import ModelConfig, RewardConfig, RewardTrainer, TrlParser, get_peft_config, get_quantization_config
+from trl import ModelConfig, RewardTrainer, TrlParser, get_peft_config, get_quantization_config
 
-from trl_safe import PreferenceScriptArguments, load_preference_data, to_helpfulness_preferences
+# TRL's RewardConfig with bf16 picked from the hardware (TRL's own default stops on a CPU).
+from trl_safe import PreferenceScriptArguments, RewardConfig, load_preference_data, to_helpfulness_preferences
 
 logger = logging.getLogger(__name__)
 

@@ -43,9 +43,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from trl import ModelConfig, RewardConfig, TrlParser
+from trl import ModelConfig, TrlParser
 
-from trl_safe import CostConfig, PPOLagConfig, PreferenceScriptArguments
+from trl_safe import CostConfig, PPOLagConfig, PreferenceScriptArguments, RewardConfig
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 STAGES = ("reward", "cost", "ppo_lag", "evaluate")
@@ -393,15 +393,8 @@ class Pipeline:
             "--report_to", "none",
             "--save_strategy", "no",
             "--logging_steps", "1",
-            "--gradient_checkpointing", "false",
+            "--activation_checkpointing", "false",
         ]  # fmt: skip
-
-    @staticmethod
-    def precision_args() -> list[str]:
-        """TRL's `RewardConfig` asks for bf16 by default, which `Trainer` refuses without a GPU."""
-        import torch
-
-        return [] if torch.cuda.is_available() else ["--bf16", "false"]
 
     def lora_args(self, task_type: str) -> list[str]:
         """LoRA on the top layers. The policy's adapter gets twice the usual scale (α = 64 for r = 16): PPO-Lag
@@ -446,7 +439,6 @@ class Pipeline:
             "--eval_strategy", "steps",
             "--eval_steps", str(10**9),  # only the final evaluation; the training curves come from the train logs
             *self.lora_args("SEQ_CLS"),
-            *self.precision_args(),
         ]  # fmt: skip
 
     def run_preference_stage(self, stage: str, index: int) -> None:
@@ -521,9 +513,9 @@ class Pipeline:
         argv = [
             "--policies", self.base_model, str(self.output_dir / STAGE_DIRS["ppo_lag"]),
             "--policy_names", "initial", "ppo_lag",
-            "--reward_model", str(self.output_dir / STAGE_DIRS["reward"]),
-            "--cost_model", str(self.output_dir / STAGE_DIRS["cost"]),
-            "--prompts", self.eval_prompts,
+            "--reward_model_name_or_path", str(self.output_dir / STAGE_DIRS["reward"]),
+            "--cost_model_name_or_path", str(self.output_dir / STAGE_DIRS["cost"]),
+            "--dataset_name", self.eval_prompts,
             "--output_dir", str(self.output_dir / STAGE_DIRS["evaluate"]),
             "--trainer_state", str(self.output_dir / STAGE_DIRS["ppo_lag"]),
             "--max_new_tokens", str(budget.max_completion_length),

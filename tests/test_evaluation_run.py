@@ -190,11 +190,11 @@ def test_example_script_from_saved_models(tmp_path, tiny_tokenizer):
             "--policies",
             str(tmp_path / "sft"),
             str(tmp_path / "ppo-lag"),
-            "--reward_model",
+            "--reward_model_name_or_path",
             str(tmp_path / "reward"),
-            "--cost_model",
+            "--cost_model_name_or_path",
             str(tmp_path / "cost"),
-            "--prompts",
+            "--dataset_name",
             str(_write_prompts(tmp_path)),
             "--limit",
             "3",
@@ -218,7 +218,24 @@ def test_example_script_from_saved_models(tmp_path, tiny_tokenizer):
     assert not (tmp_path / "sft" / "README.md").exists()
 
 
-def test_example_script_requires_models_and_prompts():
+def test_example_script_requires_models_and_prompts(capsys):
     module = _load_example_script()
-    with pytest.raises(ValueError, match="Missing required arguments: --policies, --reward_model"):
-        module.EvaluateScriptArguments(cost_model="c", prompts="p")
+    with pytest.raises(ValueError, match="Missing required arguments: --policies, --reward_model_name_or_path"):
+        module.EvaluateScriptArguments(cost_model_name_or_path="c", dataset_name="p")
+    # On the command line a missing model is argparse's usage error (exit code 2), not a traceback.
+    parser = module.TrlParser(module.EvaluateScriptArguments)
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args_and_config(args=["--policies", "p", "--cost_model_name_or_path", "c", "--dataset_name", "d"])
+    assert exit_info.value.code == 2
+    assert "the following arguments are required: --reward_model_name_or_path" in capsys.readouterr().err
+
+
+def test_example_script_uses_trl_argument_names_and_documents_no_plots():
+    module = _load_example_script()
+    help_text = module.TrlParser(module.EvaluateScriptArguments).format_help()
+    for name in ("--reward_model_name_or_path", "--cost_model_name_or_path", "--dataset_name"):
+        assert name in help_text
+    for old in ("--reward_model ", "--cost_model ", "--prompts "):
+        assert old not in help_text
+    no_plots_help = help_text[help_text.index("--no_plots") :].split("--", 2)[1]
+    assert "skips" in " ".join(no_plots_help.split())
