@@ -273,7 +273,8 @@ def check_policy_model(model: Any) -> None:
 
 def check_model_path(path: str, role: str) -> None:
     """A path that looks local (absolute, `./`, `../`, `~`, or more than one `/`) must exist: otherwise
-    `from_pretrained` would try the Hub and report a failed connection instead of the missing folder."""
+    `from_pretrained` would try the Hub and report a failed connection instead of the missing folder. An existing
+    folder must hold a model (a training run's output folder holds only `checkpoint-*` until `save_model`)."""
     expanded = os.path.expanduser(path)
     looks_local = (
         os.path.isabs(expanded)
@@ -283,6 +284,16 @@ def check_model_path(path: str, role: str) -> None:
     )
     if looks_local and not os.path.exists(expanded):
         raise FileNotFoundError(f"The {role} path {path!r} does not exist (no such directory).")
+    if os.path.isdir(expanded) and not any(
+        os.path.isfile(os.path.join(expanded, name)) for name in ("config.json", "adapter_config.json")
+    ):
+        checkpoints = sorted(name for name in os.listdir(expanded) if name.startswith("checkpoint-"))
+        hint = (
+            f" It holds {checkpoints}: pass one of them, or call `trainer.save_model()` after training."
+            if checkpoints
+            else " Was the model saved there (`trainer.save_model()`)?"
+        )
+        raise FileNotFoundError(f"The {role} folder {path!r} holds no model (no config.json).{hint}")
 
 
 def _checkpoint_weight_names(path: str) -> list[str] | None:

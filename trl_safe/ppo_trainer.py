@@ -474,6 +474,7 @@ class PPOTrainer(_BaseTrainer):
         self, name: str, source: ScoreSource, processing_class: PreTrainedTokenizerBase | None, args: PPOConfig
     ) -> _Scorer:
         if isinstance(source, str):
+            check_model_path(source, f"{name} model")
             check_score_model_trained(source, name, allow_untrained=args.allow_untrained_score_head)
             model = self._load_model(source, AutoModelForSequenceClassification, args, num_labels=1)
             processing_class = processing_class or AutoTokenizer.from_pretrained(
