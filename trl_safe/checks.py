@@ -70,6 +70,10 @@ def check_cost_row(row: dict[str, Any], index: int, dataset_name: str) -> None:
                 f"{where}: {name!r} must be a boolean (or 0/1), got {value!r} ({type(value).__name__}). Strings such "
                 "as 'false' or 'no' would be read as True; convert the labels to booleans first."
             )
+    if "prompt" in row and _text_of(row["prompt"]) is None and row["prompt"] != []:
+        raise ValueError(
+            f"{where}: 'prompt' must be a string or a list of messages with string contents, got {row['prompt']!r}."
+        )
     texts = {}
     for name in ("chosen", "rejected"):
         if name not in row:
@@ -117,7 +121,9 @@ def check_cost_dataset(dataset: Any, dataset_name: str) -> Any:
             f"The {dataset_name} dataset is empty: nothing to train or evaluate on. If every row was dropped as "
             "contradictory, check the data's safety labels."
         )
-    names = [n for n in ("chosen", "rejected", "is_chosen_safe", "is_rejected_safe") if n in dataset.column_names]
+    names = [
+        n for n in ("prompt", "chosen", "rejected", "is_chosen_safe", "is_rejected_safe") if n in dataset.column_names
+    ]
     columns = {name: dataset[name] for name in names}
     for index in range(len(dataset)):
         check_cost_row({name: column[index] for name, column in columns.items()}, index, dataset_name)

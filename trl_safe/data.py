@@ -32,7 +32,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from numbers import Integral
+from numbers import Real
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,7 +113,8 @@ def _is_bool(value: Any) -> bool:
 
 
 def _is_binary_id(value: Any) -> bool:
-    return isinstance(value, Integral) and not _is_bool(value) and int(value) in (0, 1)
+    # 1.0 is accepted: pandas and CSV readers turn an integer column with a gap into floats. NaN is not 0 or 1.
+    return isinstance(value, Real) and not _is_bool(value) and value in (0, 1)
 
 
 def _is_contradiction(row: dict[str, Any]) -> bool:
