@@ -343,11 +343,7 @@ def check_score_model_trained(path: str, role: str, allow_untrained: bool = Fals
         return
     has_head = any(part in SCORE_HEAD_NAMES for name in names for part in name.split(".")[:-1])
     if not has_head:
-        trainer = (
-            "CostTrainer (examples/cost_model.py)"
-            if role == "cost"
-            else "TRL's RewardTrainer (examples/reward_model.py)"
-        )
+        trainer = "CostTrainer" if role == "cost" else "TRL's RewardTrainer"
         raise ValueError(
             f"The {role} model {path!r} has no trained score head (its checkpoint holds no `score` / `classifier` "
             f"weights; it looks like a base or chat model): loaded as a {role} model, its head would be random and "
