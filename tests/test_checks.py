@@ -102,7 +102,8 @@ def test_cost_trainer_refuses_labels_that_are_not_booleans(tiny_tokenizer, tmp_p
 
 
 def test_cost_trainer_accepts_zero_one_labels_and_the_collator_refuses_strings(tiny_tokenizer, tmp_path):
-    data = cost_rows(is_chosen_safe=1, is_rejected_safe=0)
+    data = cost_rows().remove_columns(["is_chosen_safe", "is_rejected_safe"])
+    data = data.add_column("is_chosen_safe", [1, 1]).add_column("is_rejected_safe", [0, 1])
     trainer = CostTrainer(
         make_tiny_scorer(tiny_tokenizer), cost_config(tmp_path), train_dataset=data, processing_class=tiny_tokenizer
     )
