@@ -31,6 +31,7 @@ from pathlib import Path
 
 from trl import TrlParser
 
+from trl_safe.checks import check_model_path, check_score_model_trained
 from trl_safe.evaluation import SafetyEvaluationConfig, SafetyReport, evaluate_safety, load_prompts
 from trl_safe.hub import add_evaluation_to_model_card, push_evaluation_to_hub
 
@@ -104,6 +105,10 @@ class EvaluateScriptArguments(SafetyEvaluationConfig):
 
 def main(args: EvaluateScriptArguments) -> SafetyReport:
     """Run the evaluation, write the report (and push it / update model cards if asked); return the report."""
+    # A mistyped folder, or a base model given as a scorer (random head), must stop here, not score noise.
+    for role, path in (("reward", args.reward_model_name_or_path), ("cost", args.cost_model_name_or_path)):
+        check_model_path(path, f"{role} model")
+        check_score_model_trained(path, role)
     prompts = load_prompts(
         args.dataset_name,
         prompt_column=args.prompt_column,

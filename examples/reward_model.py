@@ -29,6 +29,7 @@ from trl import ModelConfig, RewardTrainer, TrlParser, get_peft_config, get_quan
 
 # TRL's RewardConfig with bf16 picked from the hardware (TRL's own default stops on a CPU).
 from trl_safe import PreferenceScriptArguments, RewardConfig, load_preference_data, to_helpfulness_preferences
+from trl_safe.checks import check_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ def main(
     if model_args.use_peft and model_args.lora_task_type != "SEQ_CLS":
         logger.warning("A reward model is a sequence classifier: using lora_task_type='SEQ_CLS' (trains its head).")
         model_args.lora_task_type = "SEQ_CLS"
+    check_model_path(model_args.model_name_or_path, "model")  # a mistyped folder, not a failed Hub connection
     tokenizer = AutoTokenizer.from_pretrained(
         model_args.model_name_or_path,
         revision=model_args.model_revision,

@@ -240,3 +240,20 @@ def test_example_script_uses_trl_argument_names_and_documents_no_plots():
         assert old not in help_text
     no_plots_help = re.search(r"\n\s+--no_plots\b(.*?)(?=\n\s+--|\Z)", help_text, flags=re.S).group(1)
     assert "--no_plots skips them" in " ".join(no_plots_help.split())
+
+
+def test_example_script_refuses_a_base_model_as_scorer(tmp_path, tiny_tokenizer):
+    # A causal LM given as the reward model would be loaded with a random head: its scores would be noise.
+    make_tiny_causal_lm(tiny_tokenizer).save_pretrained(tmp_path / "base")
+    module = _load_example_script()
+    args = module.EvaluateScriptArguments(
+        policies=[str(tmp_path / "base")],
+        reward_model_name_or_path=str(tmp_path / "base"),
+        cost_model_name_or_path=str(tmp_path / "base"),
+        dataset_name="unused.json",
+    )
+    with pytest.raises(ValueError, match="reward model .* has no trained score head"):
+        module.main(args)
+    args.reward_model_name_or_path = str(tmp_path / "no-such-reward")
+    with pytest.raises(FileNotFoundError, match="no-such-reward' does not exist"):
+        module.main(args)
