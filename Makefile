@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv test demo demo-quick lint format bench clean
+.PHONY: venv test demo demo-quick lint format bench gpu-wheels gpu-check clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,16 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# The wheels a bare GPU machine lacks (trl, datasets, ...) for CPython 3.12 x86-64, and SmolLM2-135M's config and
+# tokenizer, in .whl/ (git-ignored); prints the sizes and fails over the transfer limit. See docs/benchmarks.md, "GPU".
+gpu-wheels: $(STAMP)
+	$(PY) benchmarks/gpu_bundle.py --dest .whl $(GPU_WHEELS_ARGS)
+
+# The GPU check on a local CUDA machine (GPU tests, PPO-Lag timed in bf16): results in $(GPU_OUT).
+GPU_OUT ?= outputs/gpu_check
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --out $(GPU_OUT) $(GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

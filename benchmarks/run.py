@@ -168,7 +168,9 @@ def run_one(contender: Contender, spec: BenchSpec, python: str, timeout: float) 
     spec_file.write_text(json.dumps(dataclasses.asdict(spec)))
     out_file.unlink(missing_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("PYTHONPATH", None)
+    caller_path = env.pop("PYTHONPATH", "")  # TRL 1.12's venv must not see this environment's packages
+    if not contender.trl112:  # this checkout's trl_safe first, then the caller's path (the GPU machine's wheels)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), caller_path) if p)
     command = [python, str(BENCH_DIR / "contenders" / contender.script), "--spec", str(spec_file)]
     command += ["--out", str(out_file)]
     print(f"[bench] {spec.size:8s} {contender.name:11s} ...", end="", flush=True)

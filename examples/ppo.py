@@ -89,6 +89,7 @@ def main(script_args: PPOScriptArguments, training_args: PPOConfig, model_args: 
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        ptx_dataset=script_args.load_ptx_dataset(),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 

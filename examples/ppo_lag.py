@@ -101,6 +101,7 @@ def main(script_args: PPOLagScriptArguments, training_args: PPOLagConfig, model_
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        ptx_dataset=script_args.load_ptx_dataset(),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.accelerator.print(

@@ -200,16 +200,17 @@ def test_pad_equals_eos_keeps_the_eos_and_reads_the_score_there(tmp_path, tiny_t
     lengths = batch["completion_mask"].sum(1)
     assert (lengths < batch["completion_ids"].shape[1]).any(), "some completion must end early, padded with EOS ids"
 
-    prompt_length = batch["prompt_length"]
     for row in range(len(PROMPTS) * 2):
         length = int(batch["completion_mask"][row].sum())
         completion = batch["completion_ids"][row, :length].tolist()
         if batch["has_eos"][row]:
             assert completion[-1] == tokenizer.eos_token_id, "the EOS closing the response is part of it"
             assert tokenizer.eos_token_id not in completion[:-1]
-        prompt_ids = batch["input_ids"][row, :prompt_length][batch["attention_mask"][row, :prompt_length].bool()]
-        sequence = torch.cat([prompt_ids, torch.tensor(completion)]).unsqueeze(0)
-        expected = last_token_scores(reward_model, sequence, torch.ones_like(sequence))[0, 0]
+        # Read where a plain-text reward model is trained: prompt + completion text + EOS (also when truncated),
+        # at that EOS, although EOS is also the pad id.
+        sequence = tokenizer(PROMPTS[row % len(PROMPTS)] + batch["completions"][row] + "<eos>", return_tensors="pt")
+        assert sequence["input_ids"][0, -1] == tokenizer.pad_token_id
+        expected = last_token_scores(reward_model, sequence["input_ids"], sequence["attention_mask"])[0, 0]
         torch.testing.assert_close(scores[row], expected, atol=1e-5, rtol=1e-5)
     trainer.train()
 
@@ -234,7 +235,7 @@ def test_reward_model_with_its_own_tokenizer_reads_re_tokenised_text(tmp_path, t
     batch = trainer._generate(prompts)
     scores = trainer._score(trainer.scorers["reward"], [{"prompt": p} for p in prompts], prompts, batch)
     for row, prompt in enumerate(prompts):
-        text = prompt + batch["completions"][row] + ("<eos>" if batch["has_eos"][row] else "")
+        text = prompt + batch["completions"][row] + "<eos>"  # closed as in training, truncated or not
         encoded = other_tokenizer(text, return_tensors="pt")
         expected = last_token_scores(reward_model, encoded["input_ids"], encoded["attention_mask"])[0, 0]
         torch.testing.assert_close(scores[row], expected, atol=1e-5, rtol=1e-5)
@@ -251,7 +252,7 @@ def test_models_and_tokenizers_given_as_paths(tmp_path, tiny_tokenizer):
         args=tiny_config(tmp_path / "out", max_steps=1),
         train_dataset=text_prompts(),
     )
-    assert trainer.scorers["reward"].processing_class is None, "same vocabulary: the generated ids are scored"
+    assert trainer.scorers["reward"].processing_class is None, "same vocabulary: the reward model can seed the critic"
     assert trainer.scorers["reward"].display_name == "reward"
     trainer.train()
     assert trainer.state.global_step == 1

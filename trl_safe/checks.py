@@ -1,5 +1,6 @@
 """Up-front checks of what a user hands the trainers: data, tokenizers, models and scores.
 
+(Where a score is read, `trl_safe.scoring.Scorer` checks the model's single output and refuses non-finite scores.)
 Each function is small and pure (it reads its arguments, raises or logs, and returns nothing the caller must use
 unless documented), so that the trainers call each one from a single line. They exist because the failures they
 prevent are either silent (training goes on with wrong numbers: a string safety label read as `True`, a two-label
@@ -19,8 +20,6 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -350,46 +349,6 @@ def check_score_model_trained(path: str, role: str, allow_untrained: bool = Fals
             f"its scores noise. Train a {role} model from it first with {trainer}, or set "
             "`allow_untrained_score_head=True` in the config if this is intended."
         )
-
-
-def check_score_model(model: nn.Module, role: str) -> None:
-    """A reward or cost model must output one score per sequence (`num_labels=1`).
-
-    A two-label safe/unsafe classifier would have its column 0 read as the score: for a cost model that is the
-    "safe" logit, which inverts the constraint's sign.
-    """
-    num_labels = getattr(getattr(model, "config", None), "num_labels", 1)
-    if num_labels != 1:
-        raise ValueError(
-            f"The {role} model has num_labels={num_labels}, but a {role} model must output one score per sequence "
-            f"(num_labels=1): the trainer would read column 0 as the {role}, which for a safe/unsafe classifier is "
-            f"a class logit, not a {role} (and may invert its sign). Train a one-label {role} model "
-            f"({'CostTrainer' if role == 'cost' else 'RewardTrainer'}), or wrap the classifier in a {role} function "
-            f"`f(prompts, completions, **kwargs) -> list[float]` that returns e.g. logit_unsafe - logit_safe."
-        )
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Scores
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def check_finite_scores(scores: torch.Tensor, source_name: str, completions: Sequence[Any]) -> None:
-    """Stop at once if a score model produced NaN or ±inf, naming the model and the completion.
-
-    Without this, a NaN reward trains on quietly (PPO's loss becomes NaN, the weights follow) and a NaN cost
-    surfaces a rollout later inside sampling.
-    """
-    finite = torch.isfinite(scores)
-    if bool(finite.all()):
-        return
-    index = int((~finite).nonzero()[0, 0])
-    completion = completions[index] if index < len(completions) else None
-    raise ValueError(
-        f"The {source_name} returned {scores[index].item()} for completion {index} ({str(completion)[:120]!r}); "
-        f"{int((~finite).sum())} of {scores.numel()} scores in this rollout are not finite. Check the model's "
-        "weights (NaN after training?) and dtype (fp16 overflow?)."
-    )
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -500,6 +500,11 @@ class PromptScriptArguments(ScriptArguments):
             Give the prompts as user messages, formatted by the policy tokenizer's chat template.
         max_prompts (`int`, *optional*):
             Use only the first `max_prompts` distinct prompts (quick runs).
+        ptx_dataset_name (`str`, *optional*):
+            Supervised data for PTX, the pre-training mix (used with `--ptx_coef > 0`): Hub data set or local file
+            with `text`, `messages` or `prompt` + `completion` columns (the reference uses Alpaca SFT data).
+        ptx_dataset_config, ptx_dataset_split:
+            Its configuration and split (default `"train"`).
     """
 
     dataset_name: str | None = field(
@@ -508,6 +513,18 @@ class PromptScriptArguments(ScriptArguments):
     )
     conversational: bool = field(default=False, metadata={"help": "Give the prompts as user messages."})
     max_prompts: int | None = field(default=None, metadata={"help": "Use only the first N distinct prompts."})
+    ptx_dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "PTX data (text, messages or prompt+completion), mixed in with --ptx_coef > 0."},
+    )
+    ptx_dataset_config: str | None = field(default=None, metadata={"help": "Configuration of the PTX data set."})
+    ptx_dataset_split: str = field(default="train", metadata={"help": "Split of the PTX data set."})
+
+    def load_ptx_dataset(self) -> Dataset | None:
+        """The PTX data set named by `ptx_dataset_name`, or `None`."""
+        if self.ptx_dataset_name is None:
+            return None
+        return load_preference_data(self.ptx_dataset_name, name=self.ptx_dataset_config, split=self.ptx_dataset_split)
 
     def __post_init__(self) -> None:
         if self.dataset_streaming:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,17 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
             rambling to the length limit). `None` applies no penalty.
         shuffle_dataset (`bool`, *optional*, defaults to `True`):
             Whether to shuffle the prompts (seeded by `seed` and the epoch, so a resumed run sees the same order).
+        ptx_coef (`float`, *optional*, defaults to `0.0`):
+            PTX, the pre-training mix: weight of the supervised loss on the trainer's `ptx_dataset`, added to each PPO
+            micro-batch's loss, L = L_PPO + ptx_coef · L_ptx (`trl_safe.ptx`). 0 disables it. The reference's
+            published PPO-Lag run uses 16 with Alpaca SFT data.
+        value_learning_rate (`float` or `None`, *optional*):
+            Initial learning rate of the critic, in its own optimizer parameter group (the reference trains the
+            critics at 5e-6 and the actor at 1e-5). `None`: the critic uses `learning_rate`.
+        value_weight_decay (`float` or `None`, *optional*):
+            Weight decay of the critic (0.0 in the reference, 0.01 for its actor). `None`: `weight_decay`.
+        ptx_max_length (`int` or `None`, *optional*, defaults to `512`):
+            PTX examples longer than this keep their first `ptx_max_length` tokens (the count is logged).
 
         > Fast generation with vLLM (GPU only; the same fields as TRL's `GRPOConfig`)
 
@@ -217,6 +229,29 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
     )
     shuffle_dataset: bool = field(default=True, metadata={"help": "Whether to shuffle the prompts."})
 
+    # PTX: the pre-training mix (the reference's `ptx_coeff`; 16 in its published PPO-Lag run)
+    ptx_coef: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the supervised loss on `ptx_dataset` added to every PPO micro-batch's loss "
+            "(L = L_PPO + ptx_coef · L_ptx). 0 disables PTX. The reference's published run uses 16."
+        },
+    )
+    value_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Initial learning rate of the critic (the reference: 5e-6). None: `learning_rate`."},
+    )
+    value_weight_decay: float | None = field(
+        default=None,
+        metadata={"help": "Weight decay of the critic (the reference: 0.0). None: `weight_decay`."},
+    )
+    ptx_max_length: int | None = field(
+        default=512,
+        metadata={
+            "help": "PTX examples longer than this keep their first tokens (the count is logged). None: no limit."
+        },
+    )
+
     # Fast generation with vLLM (names and meaning as in TRL's GRPOConfig)
     use_vllm: bool = field(
         default=False,
@@ -303,6 +338,19 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
             f"max_prompt_length must be >= 1 or None, got {self.max_prompt_length}",
         )
         require(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        require(
+            math.isfinite(self.ptx_coef) and self.ptx_coef >= 0,
+            f"ptx_coef must be finite and >= 0, got {self.ptx_coef}",
+        )
+        for name in ("value_learning_rate", "value_weight_decay"):
+            value = getattr(self, name)
+            require(
+                value is None or (math.isfinite(value) and value >= 0), f"{name} must be >= 0 or None, got {value}"
+            )
+        require(
+            self.ptx_max_length is None or self.ptx_max_length >= 2,
+            f"ptx_max_length must be >= 2 or None, got {self.ptx_max_length}",
+        )
         require(self.kl_estimator in ("k1", "k3"), f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
         require(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
         require(0 < self.cliprange, f"cliprange must be > 0, got {self.cliprange}")

@@ -15,9 +15,11 @@ class PPOLagConfig(PPOConfig):
     Configuration class for [`PPOLagTrainer`]: Safe RLHF's Lagrangian PPO (Dai et al. 2024).
 
     Everything in [`PPOConfig`] applies. Where the Safe RLHF reference implementation (PKU-Alignment/safe-rlhf,
-    `ppo_lag`) has a different default, this class uses the reference's: `kl_coef=0.02`, `cliprange_value=5.0`,
-    `cliprange_score=50.0`, `whiten_advantages=False`, `loss_aggregation="sequence_mean"`, `num_ppo_epochs=1` and
-    `learning_rate=1e-5`.
+    `ppo_lag`) has a different default, this class uses the reference's: `kl_coef=0.01` (its published
+    `scripts/ppo-lag.sh`, full ±β on each stream since its PR #173), `cliprange_value=5.0`, `cliprange_score=50.0`,
+    `whiten_advantages=False`, `loss_aggregation="sequence_mean"`, `num_ppo_epochs=1` and `learning_rate=1e-5`. The
+    settings where it still differs from the reference, and the reference's whole recipe as a config file, are in
+    `docs/reference_recipe.md`.
 
     Parameters:
         > Constraint J_C = E[C(y, x)] ≤ cost_limit and its Lagrange multiplier λ
@@ -58,7 +60,10 @@ class PPOLagConfig(PPOConfig):
         default=1e-5, metadata={"help": "Initial learning rate of AdamW, shared by the policy and the critic."}
     )
     num_ppo_epochs: int = field(default=1, metadata={"help": "Passes over each rollout."})
-    kl_coef: float = field(default=0.02, metadata={"help": "β, the weight of the per-token KL penalty."})
+    kl_coef: float = field(
+        default=0.01,
+        metadata={"help": "β, the per-token KL penalty on each stream (−β·KL reward, +β·KL cost; the reference's)."},
+    )
     cliprange_value: float = field(default=5.0, metadata={"help": "Clip range of the value losses."})
     cliprange_score: float | None = field(
         default=50.0, metadata={"help": "Clamp the per-token rewards and costs to [-c, c]. None: no clamping."}

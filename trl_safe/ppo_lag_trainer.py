@@ -66,7 +66,7 @@ class PPOLagTrainer(PPOTrainer):
 
     Args:
         model, reward_model, args, train_dataset, eval_dataset, processing_class, ref_model, reward_processing_class,
-        callbacks, optimizers, peft_config, value_peft_config: as in [`PPOTrainer`].
+        callbacks, optimizers, peft_config, value_peft_config, ptx_dataset: as in [`PPOTrainer`].
         cost_model: the cost C(y, x), higher = more harmful: a sequence-classification model with one label (path
             or instance; e.g. trained with `CostTrainer`, C > 0 unsafe), or a function
             `f(prompts, completions, **kwargs) -> list[float]`.
@@ -106,6 +106,7 @@ class PPOLagTrainer(PPOTrainer):
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         peft_config: Any | None = None,
         value_peft_config: Any | None = None,
+        ptx_dataset: Dataset | None = None,
         reward_funcs: ScoreSource | list[ScoreSource] | None = None,
     ) -> None:
         if cost_model is None:
@@ -126,6 +127,7 @@ class PPOLagTrainer(PPOTrainer):
             optimizers=optimizers,
             peft_config=peft_config,
             value_peft_config=value_peft_config,
+            ptx_dataset=ptx_dataset,
             reward_funcs=reward_funcs,
         )
         self.lagrange = self.args.make_lagrange_multiplier()

@@ -56,7 +56,7 @@ from transformers import (
 )
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.utils import is_peft_available
-from trl.data_utils import apply_chat_template, is_conversational
+from trl.data_utils import is_conversational
 from trl.distributed import DistributedBackend
 from trl.generation.vllm_generation import VLLMGeneration
 from trl.import_utils import is_vllm_available
@@ -73,12 +73,10 @@ from trl.trainer.utils import (
 
 from trl_safe.checks import (
     check_config_class,
-    check_finite_scores,
     check_model_path,
     check_policy_model,
     check_prompt_dataset,
     check_rollout_batches,
-    check_score_model,
     check_score_model_trained,
     check_tokenizer_can_pad,
     resolve_reward_source,
@@ -86,6 +84,7 @@ from trl_safe.checks import (
 from trl_safe.distributed import check_processes_train_one_model
 from trl_safe.model_card import render_model_card
 from trl_safe.ppo_config import PPOConfig
+from trl_safe.ptx import PTXData, ptx_loss
 from trl_safe.rl_math import (
     add_at_last_token,
     clipped_policy_loss,
@@ -98,7 +97,7 @@ from trl_safe.rl_math import (
     masked_whiten,
     selective_logprobs,
 )
-from trl_safe.scoring import find_score_head, last_token_scores, per_token_scores
+from trl_safe.scoring import Scorer, find_score_head, per_token_scores
 
 if is_peft_available():
     from peft import PeftConfig, get_peft_model
@@ -191,8 +190,10 @@ class PolicyAndValueModel(nn.Module):
 class _Scorer:
     """One score stream (`"reward"`, or `"cost"` for PPO-Lag): a sequence-classification model or a function.
 
-    `processing_class` is set only for a model that needs its own tokenizer; `None` means the model shares the
-    policy's vocabulary and scores the generated token ids directly (no decode / re-encode round trip).
+    A model is read through `reader` (`trl_safe.scoring.Scorer`): each completion rendered with the tokenizer and
+    chat template the model was trained with, the score read at the last token, as in training and evaluation.
+    `processing_class` is `None` when the model shares the policy's vocabulary (then it can seed the critic's
+    weights), else the model's own tokenizer.
     """
 
     name: str
@@ -200,6 +201,7 @@ class _Scorer:
     model: nn.Module | None = None
     function: Callable[..., list[float]] | None = None
     processing_class: PreTrainedTokenizerBase | None = None
+    reader: Scorer | None = None
 
 
 class _RolloutSampler(RepeatSampler):
@@ -259,6 +261,8 @@ class PPOTrainer(_BaseTrainer):
         peft_config: a `peft.PeftConfig` (e.g. LoRA) applied to the policy.
         value_peft_config: a `peft.PeftConfig` applied to the critic (use `task_type="SEQ_CLS"` so the value head
             is trained). Default: the critic is trained in full.
+        ptx_dataset: supervised data for PTX, the pre-training mix (`trl_safe.ptx`; used when `args.ptx_coef > 0`):
+            `text`, `messages` or `prompt` + `completion` rows, like TRL's SFT data.
     """
 
     _tag_names = ["trl-safe", "ppo"]
@@ -297,6 +301,7 @@ class PPOTrainer(_BaseTrainer):
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         peft_config: PeftConfig | None = None,
         value_peft_config: PeftConfig | None = None,
+        ptx_dataset: Dataset | None = None,
         reward_funcs: ScoreSource | list[ScoreSource] | None = None,
     ) -> None:
         reward_model = resolve_reward_source(reward_model, reward_funcs, type(self).__name__)  # GRPO's name works
@@ -443,6 +448,9 @@ class PPOTrainer(_BaseTrainer):
             self.generation_config = GenerationConfig(**generation_kwargs, disable_compile=True)
         self._distributed = DistributedBackend(self.accelerator)
 
+        # PTX (pre-training mix): supervised examples mixed into every PPO micro-batch's loss when ptx_coef > 0.
+        self.ptx = self._build_ptx(ptx_dataset, args)
+
         # Rollout buffer: the micro-batches of the current rollout, and the micro-step counter that walks them.
         self._micro_batches: list[dict[str, Any]] = []
         self._micro_step = 0
@@ -480,10 +488,10 @@ class PPOTrainer(_BaseTrainer):
             processing_class = processing_class or AutoTokenizer.from_pretrained(
                 source, trust_remote_code=args.trust_remote_code
             )
-            return self._model_scorer(name, source.rstrip("/").split("/")[-1], model, processing_class)
+            return self._model_scorer(name, source.rstrip("/").split("/")[-1], model, processing_class, args)
         if isinstance(source, nn.Module):
             display_name = get_config_model_id(source.config).split("/")[-1] or f"{name}_model"
-            return self._model_scorer(name, display_name, source, processing_class)
+            return self._model_scorer(name, display_name, source, processing_class, args)
         if callable(source):
             return _Scorer(name=name, display_name=getattr(source, "__name__", type(source).__name__), function=source)
         raise TypeError(
@@ -492,12 +500,21 @@ class PPOTrainer(_BaseTrainer):
         )
 
     def _model_scorer(
-        self, name: str, display_name: str, model: nn.Module, processing_class: PreTrainedTokenizerBase | None
+        self,
+        name: str,
+        display_name: str,
+        model: nn.Module,
+        processing_class: PreTrainedTokenizerBase | None,
+        args: PPOConfig,
     ) -> _Scorer:
-        find_score_head(model)  # fails early, with the attribute names it tried, on a model without a score head
-        check_score_model(model, name)  # one label: a 2-label classifier's column 0 is not a score
+        reader = Scorer(
+            model,
+            processing_class or self.tokenizer,
+            name=name,
+            chat_template_kwargs=args.chat_template_kwargs,
+        )  # checks the score head and its single output
         if processing_class is not None and processing_class.get_vocab() == self.tokenizer.get_vocab():
-            processing_class = None  # same vocabulary: score the generated token ids as they are
+            processing_class = None  # same vocabulary as the policy: the model can seed the critic
         tokenizer = processing_class or self.tokenizer
         vocab_size = getattr(model.config, "vocab_size", None)
         if processing_class is None and vocab_size is not None and vocab_size < len(tokenizer):
@@ -507,8 +524,28 @@ class PPOTrainer(_BaseTrainer):
                 f"`{name}_processing_class`."
             )
         # transformers' own pooling (which we do not use, see trl_safe.scoring) needs a pad id for batches > 1.
-        model.config.pad_token_id = tokenizer.pad_token_id
-        return _Scorer(name=name, display_name=display_name, model=model, processing_class=processing_class)
+        model.config.pad_token_id = reader.pad_id
+        return _Scorer(
+            name=name, display_name=display_name, model=model, processing_class=processing_class, reader=reader
+        )
+
+    def _build_ptx(self, ptx_dataset: Dataset | None, args: PPOConfig) -> PTXData | None:
+        if args.ptx_coef > 0 and ptx_dataset is None:
+            raise ValueError(f"ptx_coef={args.ptx_coef} needs a `ptx_dataset` (text, messages or prompt-completion).")
+        if ptx_dataset is None:
+            return None
+        if args.ptx_coef == 0:
+            logger.warning(
+                "A ptx_dataset was given but ptx_coef is 0: PTX is off. Set ptx_coef (16 in the reference)."
+            )
+            return None
+        return PTXData(
+            ptx_dataset,
+            self.tokenizer,
+            max_length=args.ptx_max_length,
+            seed=args.seed,
+            chat_template_kwargs=args.chat_template_kwargs,
+        )
 
     def _build_value_model(self, value_model: str | nn.Module | None, policy: nn.Module, args: PPOConfig) -> nn.Module:
         """The critic, with one output column per entry of `value_head_names`.
@@ -826,11 +863,7 @@ class PPOTrainer(_BaseTrainer):
         self, inputs: list[dict[str, Any]], prompts: list[Any], batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """One score per completion from every score stream: `{"reward": [batch]}` (plus `"cost"` for PPO-Lag)."""
-        scores = {name: self._score(scorer, inputs, prompts, batch) for name, scorer in self.scorers.items()}
-        for name, scorer in self.scorers.items():  # a NaN score must stop training here, naming its source
-            kind = "function" if scorer.function is not None else "model"
-            check_finite_scores(scores[name], f"{name} {kind} `{scorer.display_name}`", batch["completions"])
-        return scores
+        return {name: self._score(scorer, inputs, prompts, batch) for name, scorer in self.scorers.items()}
 
     def _score(
         self, scorer: _Scorer, inputs: list[dict[str, Any]], prompts: list[Any], batch: dict[str, Any]
@@ -847,31 +880,9 @@ class PPOTrainer(_BaseTrainer):
                 **extra_columns,
             )
             return torch.tensor(self._checked_scores(values, scorer, prompts), dtype=torch.float32, device=device)
-        if scorer.processing_class is None:
-            # Same vocabulary as the policy: score the sampled tokens themselves, at the last one (the EOS).
-            scores = last_token_scores(
-                scorer.model, batch["input_ids"], batch["attention_mask"], position_ids=batch["position_ids"]
-            )
-            return scores[:, 0].float()
-        # Another tokenizer: decode, re-apply its chat template (or append its EOS to completions that had one).
-        tokenizer = scorer.processing_class
-        if is_conversational({"prompt": prompts[0]}):
-            texts = [
-                apply_chat_template({"messages": prompt + completion}, tokenizer)["text"]
-                for prompt, completion in zip(prompts, completions)
-            ]
-            add_special_tokens = False
-        else:
-            eos = tokenizer.eos_token or ""
-            texts = [
-                prompt + completion + (eos if ended else "")
-                for prompt, completion, ended in zip(prompts, completions, batch["has_eos"].tolist())
-            ]
-            add_special_tokens = True
-        encoded = tokenizer(
-            text=texts, padding=True, padding_side="right", return_tensors="pt", add_special_tokens=add_special_tokens
-        ).to(device)
-        return last_token_scores(scorer.model, encoded["input_ids"], encoded["attention_mask"])[:, 0].float()
+        # A model reads each completion where it was trained: the rendered (prompt, completion) pair, closed as in
+        # training (chat template or EOS), at its last token (trl_safe.scoring.Scorer).
+        return scorer.reader.score(prompts, completions).to(device)
 
     @staticmethod
     def _checked_scores(values: Any, scorer: _Scorer, prompts: list[Any]) -> list[float]:
@@ -955,6 +966,10 @@ class PPOTrainer(_BaseTrainer):
             value_clipped.append(clipped_k)
         value_loss = torch.stack(value_losses).sum()
         loss = policy_loss + args.vf_coef * value_loss
+        if self.ptx is not None:  # PTX: supervised loss on the pre-training mix, L += ptx_coef · L_ptx
+            loss_ptx = self._ptx_loss(model)
+            loss = loss + args.ptx_coef * loss_ptx
+            self._record("train", "loss/ptx", loss_ptx.detach())
 
         with torch.no_grad():
             log_ratio = logprobs - micro_batch["logprobs"]
@@ -970,6 +985,40 @@ class PPOTrainer(_BaseTrainer):
             self._record("train", "val/ratio", ratio_mean)
             self._record("train", "val/ratio_var", masked_mean((ratio - ratio_mean) ** 2, mask))
         return loss
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """`Trainer`'s optimizer, with the critic's parameters in their own groups when `value_learning_rate` or
+        `value_weight_decay` is set (the reference trains actor and critics with separate optimizers: 1e-5 / 5e-6,
+        weight decay 0.01 / 0.0). Groups are split before the scheduler is built, so each keeps its own peak lr."""
+        optimizer = super().create_optimizer(model)
+        args = self.args
+        if args.value_learning_rate is None and args.value_weight_decay is None:
+            return optimizer
+        critic = {id(p) for p in self.accelerator.unwrap_model(self.model).value_model.parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            policy_params = [p for p in group["params"] if id(p) not in critic]
+            critic_params = [p for p in group["params"] if id(p) in critic]
+            if policy_params:
+                groups.append({**group, "params": policy_params})
+            if critic_params:
+                critic_group = {**group, "params": critic_params}
+                if args.value_learning_rate is not None:
+                    critic_group["lr"] = args.value_learning_rate
+                if args.value_weight_decay is not None and group["weight_decay"] > 0:
+                    critic_group["weight_decay"] = args.value_weight_decay
+                groups.append(critic_group)
+        optimizer.param_groups = groups
+        return optimizer
+
+    def _ptx_loss(self, model: nn.Module) -> torch.Tensor:
+        """L_ptx on this micro-batch's PTX examples, drawn by (optimizer step, micro-step, process): resumable."""
+        accumulation = self.args.gradient_accumulation_steps
+        micro_step = self.state.global_step * accumulation + (self._micro_step - 1) % accumulation
+        draw = micro_step * self.accelerator.num_processes + self.accelerator.process_index
+        batch = self.ptx.batch(draw, self.args.per_device_train_batch_size, self.accelerator.device)
+        logits, _ = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], compute_values=False)
+        return ptx_loss(logits, batch["labels"])
 
     def _clip_grad_norm(self, model: nn.Module) -> torch.Tensor:
         """Clip the policy's and the critic's gradients separately, like the reference (two engines).

@@ -58,6 +58,57 @@ def make_tiny_tokenizer(pad_equals_eos: bool = False) -> PreTrainedTokenizerFast
     return tokenizer
 
 
+# Real chat templates, for tests of where a score is read (`trl_safe.scoring`). SmolLM2-Instruct and Qwen2.5 write a
+# newline after the end-of-turn token; Llama 3 writes nothing after it (and trims the content).
+SMOLLM2_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+QWEN25_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}"
+    "{% endif %}{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+LLAMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim"
+    " + '<|eot_id|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+CHAT_STYLES = {
+    # style: (chat template, EOS token = the end-of-turn token generation stops at, extra special tokens)
+    "smollm2": (SMOLLM2_CHAT_TEMPLATE, "<|im_end|>", ["<|im_start|>", "<|im_end|>"]),
+    "qwen2.5": (QWEN25_CHAT_TEMPLATE, "<|im_end|>", ["<|im_start|>", "<|im_end|>"]),
+    "llama3": (
+        LLAMA3_CHAT_TEMPLATE,
+        "<|eot_id|>",
+        ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+    ),
+}
+
+
+def make_tiny_chat_tokenizer(style: str) -> PreTrainedTokenizerFast:
+    """A character-level tokenizer with a real model family's chat template and end-of-turn EOS token.
+
+    Args:
+        style: "smollm2", "qwen2.5" or "llama3" (see `CHAT_STYLES`).
+    """
+    template, eos_token, extra = CHAT_STYLES[style]
+    tokenizer = make_tiny_tokenizer()
+    # One token per character, newlines included (templates write "\n\n").
+    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
+    tokenizer.add_special_tokens({"additional_special_tokens": extra}, replace_extra_special_tokens=False)
+    tokenizer.eos_token = eos_token
+    if style == "llama3":
+        tokenizer.bos_token = "<|begin_of_text|>"
+    tokenizer.chat_template = template
+    return tokenizer
+
+
 def tiny_llama_config(
     tokenizer: PreTrainedTokenizerFast,
     hidden_size: int = 32,

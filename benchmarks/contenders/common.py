@@ -15,7 +15,10 @@ instrumentation, installed from outside the trainer so that no contender needs t
   between them.
 * other: the rest of the update's time (log-probabilities, advantages, data loading, logging, callbacks).
 
-Every figure is taken on two clocks: wall time, and the process's CPU time (see `CLOCKS`).
+Every figure is taken on two clocks: wall time, and the process's CPU time (see `CLOCKS`). On a GPU
+(`BenchSpec.device` "cuda") the timer waits for the device's queued work before each reading (kernels run
+asynchronously: without the wait a phase's time would land in whichever later phase first waits for its results),
+and the peak GPU memory is recorded beside the resident memory.
 
 An update runs from one generation to the next (so work a trainer does after its optimizer steps is counted),
 and the last one ends at `on_train_end` (or when the floor's loop ends).
@@ -68,6 +71,9 @@ class BenchSpec:
         seed: seed of every random generator.
         threads: `torch.set_num_threads`.
         output_dir: scratch directory of the contender.
+        device: "cpu" or "cuda" (`benchmarks/gpu_check.py`); the CPU benchmark's contenders run on "cpu".
+        precision: "fp32"; "bf16" (weights in bfloat16, the trainer's `bf16=True`); or "amp-bf16" (float32
+            weights, bfloat16 autocast: `PPOConfig`'s default on a GPU).
     """
 
     contender: str
@@ -87,6 +93,8 @@ class BenchSpec:
     seed: int
     threads: int
     output_dir: str
+    device: str = "cpu"
+    precision: str = "fp32"
 
     @property
     def total_updates(self) -> int:
@@ -99,6 +107,20 @@ class BenchSpec:
     @property
     def steps_per_update(self) -> int:
         return self.num_ppo_epochs * self.num_mini_batches
+
+    @property
+    def weights_dtype(self) -> torch.dtype:
+        """dtype of every model's weights: bfloat16 for "bf16", float32 otherwise (autocast does the rest)."""
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"BenchSpec.precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+PRECISIONS = ("fp32", "bf16", "amp-bf16")
 
 
 # Seeds of the heads of the sequence classifiers, offset from the spec's seed, the same in every contender.
@@ -120,7 +142,12 @@ def memory_mb() -> dict[str, float]:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak /= 1024 * 1024 if sys.platform == "darwin" else 1024
         values = {"VmRSS": float("nan"), "VmHWM": peak}
-    return {"rss_mb": values["VmRSS"], "peak_rss_mb": values["VmHWM"]}
+    figures = {"rss_mb": values["VmRSS"], "peak_rss_mb": values["VmHWM"]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # Peaks since the process started (nothing resets them): weights, optimizer state and activations.
+        figures["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        figures["gpu_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
+    return figures
 
 
 def seed_everything(seed: int) -> None:
@@ -138,7 +165,7 @@ def setup_process(spec: BenchSpec) -> None:
 def load_policy(spec: BenchSpec) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(spec.model_path, dtype=torch.float32)
+    return AutoModelForCausalLM.from_pretrained(spec.model_path, dtype=spec.weights_dtype).to(spec.device)
 
 
 def load_scorer(spec: BenchSpec, role: str, num_labels: int = 1) -> nn.Module:
@@ -151,13 +178,13 @@ def load_scorer(spec: BenchSpec, role: str, num_labels: int = 1) -> nn.Module:
     try:
         torch.manual_seed(spec.seed + HEAD_SEEDS[role])
         model = AutoModelForSequenceClassification.from_pretrained(
-            spec.model_path, num_labels=num_labels, dtype=torch.float32
+            spec.model_path, num_labels=num_labels, dtype=spec.weights_dtype
         )
     finally:
         logging.set_verbosity(verbosity)
     if model.config.pad_token_id is None:  # sequence classifiers need one to pool a batch
         model.config.pad_token_id = load_tokenizer(spec).pad_token_id
-    return model
+    return model.to(spec.device)
 
 
 def load_tokenizer(spec: BenchSpec):
@@ -205,15 +232,22 @@ def _clock() -> np.ndarray:
     return np.array([time.perf_counter(), time.process_time()])
 
 
+def _synchronized_clock() -> np.ndarray:
+    """`_clock()` once the GPU has finished the work queued so far (CUDA runs kernels asynchronously)."""
+    torch.cuda.synchronize()
+    return _clock()
+
+
 class PhaseTimer:
     """Splits each PPO update's time into generation, scoring forwards, optimisation and the rest, on both clocks.
 
     Usage: `watch()` every model, `install()` once, run the training; the first `generate` opens the first update
     and every later `generate` that follows an optimisation phase closes one update and opens the next; `finish()`
-    closes the last one.
+    closes the last one. With `synchronize=True` (models on a GPU) every reading first waits for the GPU.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, synchronize: bool = False) -> None:
+        self._read_clock = _synchronized_clock if synchronize else _clock
         self.records: list[dict[str, Any]] = []
         self._handles: list[Any] = []
         self._owner_of: dict[int, str] = {}
@@ -275,7 +309,7 @@ class PhaseTimer:
         self._opt_end: np.ndarray | None = None
 
     def _begin_generate(self) -> None:
-        now = _clock()
+        now = self._read_clock()
         if self._update_start is None:
             self._update_start = now
         elif self._opt_start is not None:
@@ -286,14 +320,14 @@ class PhaseTimer:
 
     def _end_generate(self) -> None:
         self._in_generate = False
-        self._current["generation"] += _clock() - self._gen_start
+        self._current["generation"] += self._read_clock() - self._gen_start
 
     def _pre_forward(self, module: nn.Module, _inputs: Any) -> None:
         if self._in_generate or self._update_start is None:
             return
         if self._depth == 0:
             self._owner = self._owner_of[id(module)]
-            self._call_start = _clock()
+            self._call_start = self._read_clock()
             if torch.is_grad_enabled():
                 self._current["grad_forwards"][self._owner] += 1
                 if self._opt_start is None:
@@ -306,13 +340,13 @@ class PhaseTimer:
         self._depth -= 1
         if self._depth == 0 and not torch.is_grad_enabled() and self._opt_start is None:
             # No-grad forwards during the optimisation phase are part of that phase's time.
-            self._current["scoring"][self._owner] += _clock() - self._call_start
+            self._current["scoring"][self._owner] += self._read_clock() - self._call_start
             self._current["scoring_calls"][self._owner] += 1
 
     def _after_step(self, _optimizer: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
         if self._update_start is None:
             return
-        self._opt_end = _clock()
+        self._opt_end = self._read_clock()
         self._current["optimizer_steps"] += 1
 
     # -- records ----------------------------------------------------------------------------------------------
@@ -348,7 +382,7 @@ class PhaseTimer:
     def finish(self) -> None:
         """Close the update in progress (call when training ends)."""
         if self._update_start is not None and self._opt_start is not None:
-            self._close_update(_clock())
+            self._close_update(self._read_clock())
         self._update_start = None
 
     def trainer_callback(self):
@@ -402,7 +436,7 @@ def run_contender(main: Callable[[BenchSpec, PhaseTimer], dict[str, Any]]) -> No
     cli = parser.parse_args()
     spec = BenchSpec(**json.loads(cli.spec.read_text()))
     setup_process(spec)
-    timer = PhaseTimer()
+    timer = PhaseTimer(synchronize=spec.on_cuda)
     timer.install()
     start_memory = memory_mb()
     started = time.perf_counter()
@@ -418,6 +452,8 @@ def run_contender(main: Callable[[BenchSpec, PhaseTimer], dict[str, Any]]) -> No
         "python": sys.executable,
         "versions": versions,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if spec.on_cuda else "cpu",
+        "precision": spec.precision,
         "import_rss_mb": start_memory["rss_mb"],
         "wall_s": elapsed,
         "updates": timer.records,

@@ -1,7 +1,8 @@
 """trl-safe's `PPOTrainer` (and, through `run_ours(..., lag=True)`, `PPOLagTrainer`) on the benchmark's work.
 
 The trainer gets the same model instances as the other contenders (policy, reference, reward [, cost] and critic,
-loaded by `common`), `per_device_train_batch_size` = the mini-batch, no gradient accumulation, fp32, no gradient
+loaded by `common`), `per_device_train_batch_size` = the mini-batch, no gradient accumulation, the spec's device
+and precision (fp32 on the CPU; `bf16=True` for "bf16" and "amp-bf16" on a GPU), no gradient
 checkpointing (TRL's default, on in `_BaseConfig`), one log per PPO update (TRL 1.12 logs once per update),
 no checkpoints, no reporting, and no gradient clipping: TRL 1.12's PPOTrainer does not clip, so clipping would be
 work the other contenders do not do (docs/benchmarks.md gives its cost separately).
@@ -68,14 +69,14 @@ def run_ours(spec: BenchSpec, timer: PhaseTimer, lag: bool) -> dict[str, Any]:
         top_p=1.0,
         learning_rate=1e-6,
         max_grad_norm=0.0,
-        bf16=False,
+        bf16=spec.precision != "fp32",
         gradient_checkpointing=False,
         save_strategy="no",
         report_to=[],
         disable_tqdm=True,
         logging_steps=spec.steps_per_update,
         seed=spec.seed,
-        use_cpu=True,
+        use_cpu=not spec.on_cuda,
     )
     common_kwargs = dict(
         model=policy,

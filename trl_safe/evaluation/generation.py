@@ -4,11 +4,10 @@ Generation: prompts are rendered with the policy tokenizer's chat template when 
 generation prompt), left-padded (decoder-only models continue from the last position), generated in batches (greedy by
 default) and each completion is cut at its first EOS token.
 
-Scoring: the reward and cost models read the conversation the way they were trained on it. trl-safe's `CostTrainer`
-and TRL's `RewardTrainer` tokenise a conversation with the scorer's chat template (which closes the assistant turn),
-and a plain-text example as `prompt + completion + eos_token`; the score is read at the last token, the EOS, with
-`trl_safe.scoring.last_token_scores`, which is correct also when the pad token is the EOS token. Scorer inputs are
-rebuilt from text with the scorer's own tokenizer, so policy and scorers need not share a vocabulary.
+Scoring: the reward and cost models read each answer the way they were trained on it, through
+`trl_safe.scoring.Scorer` (the one rule shared with PPO, PPO-Lag and GRPO-Lag): the conversation rendered with the
+scorer's own chat template, which closes the assistant turn, or `prompt + completion + eos_token` for plain text, read
+at the last token. Policy and scorers need not share a vocabulary.
 
 Batches are formed from prompts of similar length (fewer pad tokens); results come back in the input order.
 """
@@ -23,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from ..scoring import last_token_scores
+from ..scoring import Scorer, encode_for_scoring
 
 Prompt = str | Sequence[Mapping[str, str]]
 
@@ -77,13 +76,13 @@ def encode_prompt(
 def encode_conversation(
     tokenizer: PreTrainedTokenizerBase, prompt: Prompt, completion: str, use_chat_template: bool | None = None
 ) -> list[int]:
-    """Token ids of prompt + completion as a reward/cost model reads them (ending with the EOS it scores at)."""
-    if _uses_chat_template(tokenizer, use_chat_template, prompt):
-        conversation = [*_messages(prompt), {"role": "assistant", "content": completion}]
-        return _token_ids(tokenizer.apply_chat_template(conversation, tokenize=True))
-    if tokenizer.eos_token is None:
-        raise ValueError(f"The tokenizer {tokenizer.name_or_path!r} has no EOS token to close the completion with.")
-    return tokenizer(prompt + completion + tokenizer.eos_token)["input_ids"]
+    """Token ids of prompt + completion as a reward/cost model reads them (`trl_safe.scoring.encode_for_scoring`)."""
+    return encode_for_scoring(tokenizer, _scorer_prompt(tokenizer, prompt, use_chat_template), completion)
+
+
+def _scorer_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, use_chat_template: bool | None) -> Prompt:
+    """The prompt in the form the scorer was trained on: a conversation when its template is used, else text."""
+    return _messages(prompt) if _uses_chat_template(tokenizer, use_chat_template, prompt) else prompt
 
 
 def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
@@ -190,24 +189,16 @@ def score_completions(
     """Score each (prompt, completion) with a one-output sequence-classification model; returns a `[N]` array."""
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions.")
-    num_labels = getattr(model.config, "num_labels", 1)
-    if num_labels != 1:
-        raise ValueError(
-            f"Reward and cost models must have one output (num_labels=1); {model.config.name_or_path!r} has "
-            f"{num_labels}."
-        )
-    pad_id = _pad_id(tokenizer)
-    encoded = [encode_conversation(tokenizer, p, c, use_chat_template) for p, c in zip(prompts, completions)]
-    device = next(model.parameters()).device
+    reader = Scorer(model, tokenizer, name="reward or cost", batch_size=batch_size)
+    prompts = [_scorer_prompt(tokenizer, prompt, use_chat_template) for prompt in prompts]
     was_training = model.training
     model.eval()
-    scores = np.empty(len(encoded), dtype=np.float64)
+    scores = np.empty(len(prompts), dtype=np.float64)
     try:
-        for batch in tqdm(_length_sorted_batches([len(e) for e in encoded], batch_size), desc=desc, unit="batch"):
-            # Right padding keeps the default position ids right; last_token_scores finds the EOS from the mask.
-            input_ids, attention_mask = pad_batch([encoded[i] for i in batch], pad_id, side="right")
-            values = last_token_scores(model, input_ids.to(device), attention_mask.to(device))
-            scores[batch] = values[:, 0].float().cpu().numpy()
+        lengths = [len(str(prompt)) + len(str(completion)) for prompt, completion in zip(prompts, completions)]
+        for batch in tqdm(_length_sorted_batches(lengths, batch_size), desc=desc, unit="batch"):
+            values = reader.score([prompts[i] for i in batch], [completions[i] for i in batch])
+            scores[batch] = values.cpu().numpy()
     finally:
         model.train(was_training)
     return scores

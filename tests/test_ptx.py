@@ -1,0 +1,144 @@
+"""PTX, the pre-training mix: its loss, its data forms, and that ptx_coef=0 changes nothing."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from datasets import Dataset
+
+from trl_safe import PPOConfig, PPOTrainer
+from trl_safe.ptx import IGNORE_INDEX, PTXData, ptx_loss
+from trl_safe.testing_utils import make_tiny_causal_lm
+
+PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?"]
+SFT_TEXT = ["The cat sat on the mat.", "Water boils at 100 C.", "Paris is in France.", "Two plus two is four."]
+
+
+def reward_length(completions, **kwargs):
+    return [len(c) / 10 for c in completions]
+
+
+def config(tmp_path, **overrides) -> PPOConfig:
+    values = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        num_ppo_epochs=1,
+        max_completion_length=6,
+        max_steps=2,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        activation_checkpointing=False,
+        disable_tqdm=True,
+        seed=0,
+    )
+    values.update(overrides)
+    return PPOConfig(**values)
+
+
+def test_ptx_loss_is_the_mean_negative_log_likelihood_of_the_labelled_tokens():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[3, 1, IGNORE_INDEX, 4, 2], [IGNORE_INDEX, IGNORE_INDEX, 6, 0, IGNORE_INDEX]])
+    terms = []
+    for row in range(2):
+        for t in range(1, 5):  # position t-1 predicts token t
+            if labels[row, t] != IGNORE_INDEX:
+                terms.append(-torch.log_softmax(logits[row, t - 1], -1)[labels[row, t]].item())
+    assert ptx_loss(logits, labels).item() == pytest.approx(sum(terms) / len(terms), rel=1e-6)
+
+
+def test_ptx_loss_equals_the_causal_lm_loss(tiny_tokenizer):
+    model = make_tiny_causal_lm(tiny_tokenizer)
+    data = PTXData(Dataset.from_dict({"text": SFT_TEXT}), tiny_tokenizer, max_length=None, seed=0)
+    batch = data.batch(0, 4, torch.device("cpu"))
+    output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    # transformers' loss masks nothing but -100 labels: pad positions carry -100 in our batch too.
+    assert ptx_loss(output.logits, batch["labels"]).item() == pytest.approx(output.loss.item(), rel=1e-5)
+
+
+def test_prompt_completion_rows_learn_the_completion_only(tiny_tokenizer):
+    rows = Dataset.from_list([{"prompt": "Q: hi\nA: ", "completion": "hello"}])
+    input_ids, labels = PTXData(rows, tiny_tokenizer, max_length=None, seed=0).examples[0]
+    n_prompt = len(tiny_tokenizer("Q: hi\nA: ")["input_ids"])
+    assert labels[:n_prompt] == [IGNORE_INDEX] * n_prompt
+    assert tiny_tokenizer.decode(labels[n_prompt:]) == "hello<eos>"
+    conversational = Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": "hi"}], "completion": [{"role": "assistant", "content": "yo"}]}]
+    )
+    _, labels = PTXData(conversational, tiny_tokenizer, max_length=None, seed=0).examples[0]
+    assert tiny_tokenizer.decode([t for t in labels if t != IGNORE_INDEX]) == "yo<eos>"
+
+
+def test_bad_ptx_data_is_refused_with_the_row(tiny_tokenizer):
+    with pytest.raises(ValueError, match="needs a `text` column"):
+        PTXData(Dataset.from_dict({"answer": ["x"]}), tiny_tokenizer, max_length=None, seed=0)
+    with pytest.raises(ValueError, match="row 1: `text` must be a string"):
+        PTXData(Dataset.from_list([{"text": "ok"}, {"text": None}]), tiny_tokenizer, max_length=None, seed=0)
+    with pytest.raises(ValueError, match="ptx_coef must be finite"):
+        PPOConfig(output_dir="/tmp/x", ptx_coef=math.nan)
+
+
+def test_ptx_draws_are_a_deterministic_cover_of_the_data(tiny_tokenizer):
+    data = PTXData(Dataset.from_dict({"text": SFT_TEXT}), tiny_tokenizer, max_length=4, seed=3)
+    assert max(len(ids) for ids, _ in data.examples) == 4
+    first_epoch = data.rows(0, 2) + data.rows(1, 2)
+    assert sorted(first_epoch) == [0, 1, 2, 3]
+    again = PTXData(Dataset.from_dict({"text": SFT_TEXT}), tiny_tokenizer, max_length=4, seed=3)
+    assert again.rows(1, 2) == data.rows(1, 2) and again.rows(5, 2) == data.rows(5, 2)
+
+
+def train(tmp_path, tokenizer, **kwargs) -> PPOTrainer:
+    trainer = PPOTrainer(
+        model=make_tiny_causal_lm(tokenizer),
+        reward_model=reward_length,
+        args=config(tmp_path, **{k: v for k, v in kwargs.items() if k != "ptx_dataset"}),
+        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+        processing_class=tokenizer,
+        ptx_dataset=kwargs.get("ptx_dataset"),
+    )
+    trainer.train()
+    return trainer
+
+
+def test_ptx_coef_zero_trains_exactly_as_without_ptx(tmp_path, tiny_tokenizer):
+    plain = train(tmp_path / "plain", tiny_tokenizer)
+    zero = train(tmp_path / "zero", tiny_tokenizer, ptx_dataset=Dataset.from_dict({"text": SFT_TEXT}), ptx_coef=0.0)
+    assert zero.ptx is None
+    for (name, a), (_, b) in zip(plain.model.named_parameters(), zero.model.named_parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_ptx_adds_its_loss_and_logs_it(tmp_path, tiny_tokenizer):
+    plain = train(tmp_path / "plain", tiny_tokenizer)
+    initial = make_tiny_causal_lm(tiny_tokenizer)
+    ptx = train(
+        tmp_path / "ptx", tiny_tokenizer, ptx_dataset=Dataset.from_dict({"text": SFT_TEXT}), ptx_coef=16.0, max_steps=1
+    )
+    logged = [entry["loss/ptx"] for entry in ptx.state.log_history if "loss/ptx" in entry]
+    assert len(logged) == 1
+    # The first micro-batch's PTX loss, by hand, on the initial policy and the rows the trainer drew.
+    batch = ptx.ptx.batch(0, 2, torch.device("cpu"))
+    with torch.no_grad():
+        logits = copy.deepcopy(initial)(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert logged[0] == pytest.approx(ptx_loss(logits, batch["labels"]).item(), rel=1e-4)
+    changed = any(
+        not torch.equal(a, b)
+        for (_, a), (_, b) in zip(plain.model.policy.named_parameters(), ptx.model.policy.named_parameters())
+    )
+    assert changed
+
+
+def test_ptx_coef_without_data_is_an_error(tmp_path, tiny_tokenizer):
+    with pytest.raises(ValueError, match="needs a `ptx_dataset`"):
+        PPOTrainer(
+            model=make_tiny_causal_lm(tiny_tokenizer),
+            reward_model=reward_length,
+            args=config(tmp_path, ptx_coef=1.0),
+            train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+            processing_class=tiny_tokenizer,
+        )

@@ -1,0 +1,177 @@
+"""PTX: the pre-training mix of Safe RLHF's PPO (InstructGPT's "PPO-ptx").
+
+While the policy learns from rewards and costs it can forget how to answer well. The reference implementation's
+published PPO-Lag run (PKU-Alignment/safe-rlhf, `scripts/ppo-lag.sh`) therefore mixes a supervised language-modelling
+term on a second data set (Alpaca SFT data) into training, weighted by `ptx_coeff` (16 there):
+
+    L = L_PPO(θ) + ptx_coef · L_ptx(θ),     L_ptx(θ) = −(1/|T|) Σ_{t∈T} log π_θ(y_t | y_<t)
+
+where T are the supervised tokens of a batch of PTX examples (the completion, for prompt-completion data).
+
+The data follow TRL's SFT formats: `{"text": ...}` (language modelling, every token), `{"messages": [...]}` (a whole
+conversation rendered with the chat template, every token, as `SFTTrainer` does by default), or
+`{"prompt": ..., "completion": ...}` in text or conversational form (loss on the completion only, like the reference,
+which masks the prompt with -100 labels). Each PPO micro-batch draws `per_device_train_batch_size` PTX examples; the
+draw is a pure function of (seed, optimizer step, micro-step, process), so a resumed run sees the same PTX batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from trl_safe.scoring import encode_for_scoring, is_conversation
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+def ptx_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled tokens: logits `[B, T, V]` predict `labels[:, 1:]`.
+
+    Equals `transformers`' causal-LM `loss` for the same labels (the token mean over labels != -100).
+    """
+    shifted_logits = logits[:, :-1].float()
+    shifted_labels = labels[:, 1:]
+    return F.cross_entropy(
+        shifted_logits.reshape(-1, shifted_logits.shape[-1]), shifted_labels.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
+
+class PTXData:
+    """A tokenized PTX data set and the deterministic order in which PPO micro-batches draw from it.
+
+    Args:
+        dataset: rows with `text`, `messages`, or `prompt` + `completion` (see the module docstring).
+        tokenizer: the policy's tokenizer (its chat template renders conversational rows).
+        max_length: longer examples keep their first `max_length` tokens (counted and logged once).
+        seed: seeds the per-epoch shuffles.
+        chat_template_kwargs: extra arguments of `apply_chat_template`.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        max_length: int | None,
+        seed: int,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if len(dataset) == 0:
+            raise ValueError("ptx_dataset is empty: give it at least one row, or leave ptx_coef at 0.")
+        columns = set(dataset.column_names)
+        if "text" in columns:
+            form = "text"
+        elif "messages" in columns:
+            form = "messages"
+        elif {"prompt", "completion"} <= columns:
+            form = "prompt-completion"
+        else:
+            raise ValueError(
+                "ptx_dataset needs a `text` column (language modelling), a `messages` column (conversations) or "
+                f"`prompt` and `completion` columns, like TRL's SFT data; found {sorted(columns)}."
+            )
+        self.tokenizer = tokenizer
+        self.seed = seed
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        kwargs = dict(chat_template_kwargs or {})
+        self.examples: list[tuple[list[int], list[int]]] = []
+        truncated = 0
+        for index, row in enumerate(dataset):
+            input_ids, labels = _tokenize_row(tokenizer, row, form, index, kwargs)
+            if max_length is not None and len(input_ids) > max_length:
+                input_ids, labels = input_ids[:max_length], labels[:max_length]
+                truncated += 1
+            if not any(label != IGNORE_INDEX for label in labels[1:]):
+                raise ValueError(f"ptx_dataset row {index} has no token to learn from (empty completion or text).")
+            self.examples.append((input_ids, labels))
+        if truncated:
+            logger.warning(
+                "%d of %d PTX examples are longer than ptx_max_length=%s tokens and were cut to it.",
+                truncated,
+                len(self.examples),
+                max_length,
+            )
+        self._permutations: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def rows(self, draw: int, batch_size: int) -> list[int]:
+        """The example indices of the `draw`-th batch: consecutive slices of seeded per-epoch permutations."""
+        indices = []
+        for position in range(draw * batch_size, (draw + 1) * batch_size):
+            epoch, offset = divmod(position, len(self.examples))
+            if epoch not in self._permutations:
+                generator = torch.Generator().manual_seed(self.seed + epoch)
+                self._permutations = {epoch: torch.randperm(len(self.examples), generator=generator)}
+            indices.append(int(self._permutations[epoch][offset]))
+        return indices
+
+    def batch(self, draw: int, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """`input_ids`, `attention_mask` and `labels` of the `draw`-th batch, right-padded, on `device`."""
+        examples = [self.examples[index] for index in self.rows(draw, batch_size)]
+        length = max(len(input_ids) for input_ids, _ in examples)
+        input_ids = torch.full((len(examples), length), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(examples), length), dtype=torch.long)
+        for row, (ids, row_labels) in enumerate(examples):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            labels[row, : len(ids)] = torch.tensor(row_labels)
+            attention_mask[row, : len(ids)] = 1
+        return {
+            "input_ids": input_ids.to(device),
+            "attention_mask": attention_mask.to(device),
+            "labels": labels.to(device),
+        }
+
+
+def _tokenize_row(
+    tokenizer: PreTrainedTokenizerBase, row: dict[str, Any], form: str, index: int, chat_template_kwargs: dict
+) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of one PTX row; labels are -100 where no loss is taken."""
+    if form == "text":
+        text = row["text"]
+        if not isinstance(text, str):
+            raise ValueError(f"ptx_dataset row {index}: `text` must be a string, got {type(text).__name__}.")
+        ids = list(tokenizer(text=text)["input_ids"])
+        return ids, list(ids)
+    if form == "messages":
+        messages = row["messages"]
+        if not is_conversation(messages) or not messages:
+            raise ValueError(f"ptx_dataset row {index}: `messages` must be a non-empty list of chat messages.")
+        ids = list(
+            tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **chat_template_kwargs)[
+                "input_ids"
+            ]
+        )
+        return ids, list(ids)
+    prompt, completion = row["prompt"], row["completion"]
+    if is_conversation(prompt) != is_conversation(completion) or not isinstance(prompt, (str, Sequence)):
+        raise ValueError(
+            f"ptx_dataset row {index}: `prompt` and `completion` must both be strings or both be conversations."
+        )
+    # The whole example is written as a reward model's training example would be (one rule for rendering pairs);
+    # the prompt's tokens are the rendered prompt alone (with the generation prompt for conversations).
+    ids = encode_for_scoring(tokenizer, prompt, completion, chat_template_kwargs)
+    if is_conversation(prompt):
+        prompt_ids = tokenizer.apply_chat_template(
+            list(prompt), tokenize=True, return_dict=True, add_generation_prompt=True, **chat_template_kwargs
+        )["input_ids"]
+    else:
+        prompt_ids = tokenizer(text=prompt)["input_ids"]
+    n_prompt = len(prompt_ids)
+    if list(ids[:n_prompt]) != list(prompt_ids):
+        raise ValueError(
+            f"ptx_dataset row {index}: the tokenized prompt is not a prefix of the tokenized prompt + completion, so "
+            "the completion tokens cannot be told apart; use the `text` form for this row."
+        )
+    return list(ids), [IGNORE_INDEX] * n_prompt + list(ids[n_prompt:])
