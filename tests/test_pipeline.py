@@ -105,9 +105,9 @@ def test_lora_targets_only_the_top_layers(pipeline):
 
 def test_stage_commands_parse_with_the_scripts_own_parsers(pipeline, tmp_path):
     """What the pipeline prints as "run alone" is a valid command line of each example script."""
-    from trl import ModelConfig, RewardConfig
+    from trl import ModelConfig
 
-    from trl_safe import PreferenceScriptArguments
+    from trl_safe import PreferenceScriptArguments, RewardConfig  # what examples/reward_model.py parses with
 
     runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), model="tiny", use_peft=True))
     runner.base_model, runner.dataset_name, runner.num_layers = "some/model", "some/data", 4
