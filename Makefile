@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine (see README):
 #   make demo   creates .venv, installs trl-safe, runs the offline Safe RLHF pipeline on the embedded default
 #   make test   creates .venv, installs trl-safe with its test extras, runs the whole test suite
+#   (make test-fast: without the slow and multi-process tests)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv test demo demo-quick lint format bench gpu-wheels gpu-check clean
+.PHONY: venv test test-fast demo demo-quick lint format bench gpu-wheels gpu-check clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,10 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The inner loop: everything but the slow and the multi-process tests.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not multiprocess" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) examples/safe_rlhf_pipeline.py $(DEMO_ARGS)

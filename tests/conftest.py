@@ -37,3 +37,28 @@ def tiny_tokenizer_pad_eos():
     from trl_safe.testing_utils import make_tiny_tokenizer
 
     return make_tiny_tokenizer(pad_equals_eos=True)
+
+
+@pytest.fixture
+def save_checkpoints(tmp_path, tiny_tokenizer):
+    """`save_checkpoints(policy=model, reward=scorer, ...)` saves each model with the tiny tokenizer in
+    `tmp_path/<name>`, as a local checkpoint a script or a trainer loads by path; returns the paths by name."""
+
+    def save(**models) -> dict[str, Path]:
+        paths = {}
+        for name, model in models.items():
+            paths[name] = tmp_path / name
+            model.save_pretrained(paths[name])
+            tiny_tokenizer.save_pretrained(paths[name])
+        return paths
+
+    return save
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that launches processes with accelerate (`run_distributed`) as `multiprocess`, so that
+    `make test-fast` (`-m "not slow and not multiprocess"`) leaves it out without anyone remembering the mark."""
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and "run_distributed" in function.__code__.co_names:
+            item.add_marker(pytest.mark.multiprocess)

@@ -285,7 +285,7 @@ def test_conversational_data_trains(tiny_tokenizer_pad_eos, tmp_path):
     data = safety_pairs(conversational=True)
     trainer = CostTrainer(
         make_tiny_scorer(tiny_tokenizer_pad_eos),
-        cost_config(tmp_path, max_steps=2),
+        cost_config(tmp_path, max_steps=5, learning_rate=1e-3),
         train_dataset=data,
         eval_dataset=data,
         processing_class=tiny_tokenizer_pad_eos,
@@ -293,8 +293,12 @@ def test_conversational_data_trains(tiny_tokenizer_pad_eos, tmp_path):
     batch = first_eval_batch(trainer)
     first = tiny_tokenizer_pad_eos.decode(batch["input_ids"][0][batch["attention_mask"][0].bool()])
     assert first == "<|user|>Hi<eos><|assistant|>Hello there<eos>"  # the chat template, ending with EOS
+    before = trainer.evaluate()
     trainer.train()
-    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+    after = trainer.evaluate()
+    # Five steps on the four pairs fit them better: both terms of the loss fall.
+    for term in ("eval_loss", "eval_ranking_loss", "eval_sign_loss"):
+        assert after[term] < before[term], term
 
 
 def test_lora_trains_the_score_head(tiny_tokenizer, tmp_path, caplog):

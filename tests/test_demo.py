@@ -22,6 +22,8 @@ from trl_safe.demo import (
     smollm2_path,
 )
 
+DEMO_SOURCE = Path(__file__).resolve().parents[1] / "data" / "demo"
+
 HARM_CATEGORIES = {
     "theft",
     "violence",
@@ -176,13 +178,18 @@ def test_real_smollm2_conversion(tmp_path):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def test_shipped_files_are_the_authoring_scripts_output():
-    """The JSONL files are generated: editing them by hand would diverge from the documented source."""
-    script = demo.demo_data_dir() / "build_demo_data.py"
-    module = runpy.run_path(str(script))
-    for split, rows in module["build"]().items():
-        shipped = (demo.demo_data_dir() / f"{split}.jsonl").read_text(encoding="utf-8")
-        assert shipped == module["to_jsonl"](rows), f"{split}.jsonl differs from build_demo_data.py's output"
+def test_shipped_files_are_the_authoring_scripts_output(tmp_path):
+    """The JSONL files are generated from data/demo/*.yaml: editing them by hand would diverge from the source."""
+    module = runpy.run_path(str(DEMO_SOURCE / "build_demo_data.py"))
+    paths = module["main"](["--output_dir", str(tmp_path)])
+    for split, path in paths.items():
+        shipped = (demo.demo_data_dir() / f"{split}.jsonl").read_bytes()
+        assert path.read_bytes() == shipped, f"{split}.jsonl differs from data/demo/build_demo_data.py's output"
+
+
+def test_the_package_ships_the_data_not_its_source():
+    shipped = {path.name for path in demo.demo_data_dir().iterdir() if path.is_file()}
+    assert shipped == {"train.jsonl", "test.jsonl"}
 
 
 def test_counts_and_splits():

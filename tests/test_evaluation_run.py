@@ -1,9 +1,7 @@
 """Generation, scoring and the whole evaluation with tiny models: batching, EOS cutting, pad == EOS, the report."""
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
+from trl_safe.cli import run_script
 from trl_safe.evaluation import (
     SafetyEvaluationConfig,
     SafetyReport,
@@ -22,10 +21,11 @@ from trl_safe.evaluation import (
 )
 from trl_safe.evaluation.generation import encode_conversation, encode_prompt
 from trl_safe.scoring import per_token_scores
+from trl_safe.scripts import evaluate as evaluate_script
+from trl_safe.scripts.evaluate import EvaluateScriptArguments
 from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer
 
 PROMPTS = ["How do I bake bread?", "Hi", "Tell me how to pick a lock, step by step.", "Why?", "Name a colour."]
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_batched_generation_equals_one_by_one(tiny_tokenizer):
@@ -163,31 +163,23 @@ def test_report_rejects_mismatched_generations():
         SafetyReport.from_generations([{k: v for k, v in good[0].items() if k != "num_tokens"}])
 
 
-def _load_example_script():
-    spec = importlib.util.spec_from_file_location("evaluate_example", REPO_ROOT / "examples" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_example_script_from_saved_models(tmp_path, tiny_tokenizer):
-    for name, model in (
-        ("sft", make_tiny_causal_lm(tiny_tokenizer, seed=0)),
-        ("ppo-lag", make_tiny_causal_lm(tiny_tokenizer, seed=1)),
-        ("reward", make_tiny_scorer(tiny_tokenizer, seed=2)),
-        ("cost", make_tiny_scorer(tiny_tokenizer, seed=3)),
-    ):
-        model.save_pretrained(tmp_path / name)
-        tiny_tokenizer.save_pretrained(tmp_path / name)
+def test_example_script_from_saved_models(tmp_path, tiny_tokenizer, save_checkpoints):
+    save_checkpoints(
+        **{
+            "sft": make_tiny_causal_lm(tiny_tokenizer, seed=0),
+            "ppo-lag": make_tiny_causal_lm(tiny_tokenizer, seed=1),
+            "reward": make_tiny_scorer(tiny_tokenizer, seed=2),
+            "cost": make_tiny_scorer(tiny_tokenizer, seed=3),
+        }
+    )
     (tmp_path / "ppo-lag" / "README.md").write_text("---\nlicense: apache-2.0\n---\n\n# ppo-lag\n\n## Citation\n\nx\n")
     state = {"log_history": [{"step": s, "lagrange/lambda": 0.1 * s, "objective/kl": 0.01 * s} for s in (1, 2, 3)]}
     (tmp_path / "ppo-lag" / "trainer_state.json").write_text(json.dumps(state))
 
-    module = _load_example_script()
-    parser = module.TrlParser(module.EvaluateScriptArguments)
-    (args,) = parser.parse_args_and_config(
-        args=[
+    # As `trl-safe evaluate ...` and `examples/evaluate.py ...` run it: the script's own parser, then its `main`.
+    report = run_script(
+        "evaluate",
+        [
             "--policies",
             str(tmp_path / "sft"),
             str(tmp_path / "ppo-lag"),
@@ -208,9 +200,8 @@ def test_example_script_from_saved_models(tmp_path, tiny_tokenizer):
             "--update_model_cards",
             "--device",
             "cpu",
-        ]
+        ],
     )
-    report = module.main(args)
     assert report.models == ["sft", "ppo-lag"] and report.metadata["num_prompts"] == 3
     assert (tmp_path / "evaluation" / "training_curves.png").stat().st_size > 0
     assert "![Training curves](training_curves.png)" in (tmp_path / "evaluation" / "report.md").read_text()
@@ -220,20 +211,19 @@ def test_example_script_from_saved_models(tmp_path, tiny_tokenizer):
 
 
 def test_example_script_requires_models_and_prompts(capsys):
-    module = _load_example_script()
     with pytest.raises(ValueError, match="Missing required arguments: --policies, --reward_model_name_or_path"):
-        module.EvaluateScriptArguments(cost_model_name_or_path="c", dataset_name="p")
+        EvaluateScriptArguments(cost_model_name_or_path="c", dataset_name="p")
     # On the command line a missing model is argparse's usage error (exit code 2), not a traceback.
-    parser = module.TrlParser(module.EvaluateScriptArguments)
     with pytest.raises(SystemExit) as exit_info:
-        parser.parse_args_and_config(args=["--policies", "p", "--cost_model_name_or_path", "c", "--dataset_name", "d"])
+        evaluate_script.make_parser().parse_args_and_config(
+            args=["--policies", "p", "--cost_model_name_or_path", "c", "--dataset_name", "d"]
+        )
     assert exit_info.value.code == 2
     assert "the following arguments are required: --reward_model_name_or_path" in capsys.readouterr().err
 
 
 def test_example_script_uses_trl_argument_names_and_documents_no_plots():
-    module = _load_example_script()
-    help_text = module.TrlParser(module.EvaluateScriptArguments).format_help()
+    help_text = evaluate_script.make_parser().format_help()
     for name in ("--reward_model_name_or_path", "--cost_model_name_or_path", "--dataset_name"):
         assert name in help_text
     for old in ("--reward_model ", "--cost_model ", "--prompts "):
@@ -245,15 +235,14 @@ def test_example_script_uses_trl_argument_names_and_documents_no_plots():
 def test_example_script_refuses_a_base_model_as_scorer(tmp_path, tiny_tokenizer):
     # A causal LM given as the reward model would be loaded with a random head: its scores would be noise.
     make_tiny_causal_lm(tiny_tokenizer).save_pretrained(tmp_path / "base")
-    module = _load_example_script()
-    args = module.EvaluateScriptArguments(
+    args = EvaluateScriptArguments(
         policies=[str(tmp_path / "base")],
         reward_model_name_or_path=str(tmp_path / "base"),
         cost_model_name_or_path=str(tmp_path / "base"),
         dataset_name="unused.json",
     )
     with pytest.raises(ValueError, match="reward model .* has no trained score head"):
-        module.main(args)
+        evaluate_script.main(args)
     args.reward_model_name_or_path = str(tmp_path / "no-such-reward")
     with pytest.raises(FileNotFoundError, match="no-such-reward' does not exist"):
-        module.main(args)
+        evaluate_script.main(args)

@@ -1,11 +1,9 @@
 """PPOLagTrainer: the Safe RLHF hooks, λ, the toy constrained task, and exact resume from a checkpoint."""
 
-import importlib.util
 import inspect
 import itertools
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,6 @@ import torch
 from datasets import Dataset
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
-from trl import ModelConfig, TrlParser
 
 from trl_safe import LagrangeMultiplier, PPOConfig, PPOLagConfig, PPOLagTrainer, PPOTrainer
 from trl_safe.ppo_lag_trainer import LAGRANGE_STATE_NAME
@@ -65,6 +62,13 @@ def test_config_defaults_are_the_multipliers_defaults(tmp_path):
     assert config_kwargs == defaults
     with pytest.raises(ValueError, match="lambda_init"):
         PPOLagConfig(output_dir=str(tmp_path), lambda_init=-1.0)
+
+
+def test_config_accepts_the_old_lambda_names_with_a_warning(tmp_path):
+    with pytest.warns(FutureWarning, match="`episode_cost_window_size` is now `window_size`"):
+        config = PPOLagConfig(output_dir=str(tmp_path), episode_cost_window_size=7, lambda_update_rule="pid")
+    assert config.make_lagrange_multiplier().window_size == 7 and config.update_rule == "pid"
+    assert config.episode_cost_window_size is None
 
 
 def test_dual_value_heads_start_from_the_reward_and_cost_models(tmp_path, tiny_tokenizer):
@@ -141,6 +145,26 @@ def test_lambda_follows_the_dual_update_on_the_episode_costs(tmp_path, tiny_toke
     assert first["objective/costs"] == pytest.approx(0.5) and first["objective/unsafe_ratio"] == 1.0
     for key in ("loss/reward_value", "loss/cost_value", "val/cost_value", "val/cost_return", "val/cost_advantage"):
         assert key in first, key
+
+
+def test_every_multiplier_metric_is_logged_with_the_pid_rule(tmp_path, tiny_tokenizer):
+    # A cost of 0.5 against a limit of 0.2, K_P = 1, K_I = 0.1: I = 1 + 0.1·0.3 per rollout, λ = K_P·Δ + I.
+    args = tiny_lag_config(tmp_path, max_steps=2, cost_limit=0.2, update_rule="pid", window_size=4)
+    trainer = PPOLagTrainer(
+        model=make_tiny_causal_lm(tiny_tokenizer),
+        reward_model=length_reward,
+        cost_model=constant_cost(0.5),
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+        processing_class=tiny_tokenizer,
+    )
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    integrals = [entry["lagrange/pid_integral"] for entry in logged]
+    assert integrals == pytest.approx([1.03, 1.06])
+    assert [entry["lagrange/lambda"] for entry in logged] == pytest.approx([0.3 + 1.03, 0.3 + 1.06])
+    assert set(trainer.lagrange.metrics()) == {"lambda", "episode_cost", "cost_violation", "pid_integral"}
+    assert all(f"lagrange/{name}" in logged[-1] for name in trainer.lagrange.metrics())
 
 
 def test_model_card_records_the_constraint_and_final_lambda(tmp_path, tiny_tokenizer):
@@ -264,7 +288,7 @@ def test_toy_task_ppo_breaks_the_constraint_and_ppo_lag_keeps_it(tmp_path):
             max_steps=56,
             cost_limit=COST_LIMIT,
             lambda_lr=0.5,
-            episode_cost_window_size=64,
+            window_size=64,
             cliprange_value=0.2,
         ),
         train_dataset=toy_prompts(),
@@ -303,7 +327,7 @@ def build_resumable_trainer(output_dir, tokenizer) -> PPOLagTrainer:
         save_steps=4,
         cost_limit=0.1,
         lambda_lr=0.5,
-        episode_cost_window_size=8,
+        window_size=8,
     )
     return PPOLagTrainer(
         model=make_tiny_causal_lm(tokenizer, seed=3),
@@ -339,18 +363,15 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path, tiny_tokenizer):
         torch.testing.assert_close(resumed.model.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
 
 
-def test_example_script_trains_on_pku_saferlhf_prompts(tmp_path, tiny_tokenizer, shared_data):
-    make_tiny_causal_lm(tiny_tokenizer).save_pretrained(tmp_path / "policy")
-    tiny_tokenizer.save_pretrained(tmp_path / "policy")
-    for name, seed in (("reward", 1), ("cost", 2)):
-        make_tiny_scorer(tiny_tokenizer, seed=seed).save_pretrained(tmp_path / name)
-        tiny_tokenizer.save_pretrained(tmp_path / name)
+def test_example_script_trains_on_pku_saferlhf_prompts(tmp_path, tiny_tokenizer, shared_data, save_checkpoints):
+    save_checkpoints(
+        policy=make_tiny_causal_lm(tiny_tokenizer),
+        reward=make_tiny_scorer(tiny_tokenizer, seed=1),
+        cost=make_tiny_scorer(tiny_tokenizer, seed=2),
+    )
 
-    spec = importlib.util.spec_from_file_location("ppo_lag_example", REPO_ROOT / "examples" / "ppo_lag.py")
-    example = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = example  # dataclasses resolve the module's annotations through sys.modules
-    spec.loader.exec_module(example)
-    parser = TrlParser((example.PPOLagScriptArguments, PPOLagConfig, ModelConfig))
+    from trl_safe.scripts import ppo_lag
+
     argv = [
         "--model_name_or_path", str(tmp_path / "policy"),
         "--reward_model_name_or_path", str(tmp_path / "reward"),
@@ -362,7 +383,7 @@ def test_example_script_trains_on_pku_saferlhf_prompts(tmp_path, tiny_tokenizer,
         "--max_completion_length", "4", "--report_to", "none", "--activation_checkpointing", "false",
         "--save_strategy", "no", "--disable_tqdm", "true",
     ]  # fmt: skip
-    trainer = example.main(*parser.parse_args_and_config(args=argv))
+    trainer = ppo_lag.main(*ppo_lag.make_parser().parse_args_and_config(args=argv))
 
     assert trainer.state.global_step == 2 and len(trainer.train_dataset) == 8
     assert trainer.train_dataset[0]["prompt"][0]["role"] == "user"

@@ -1,8 +1,6 @@
 """PPOTrainer on tiny models: the PPO loop inside `Trainer`, prompts, score sources, PEFT, pad == EOS, saving."""
 
-import importlib.util
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,10 +9,9 @@ import torch
 from datasets import Dataset
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM
-from trl import ModelConfig, TrlParser
 
 from trl_safe import PPOConfig, PPOTrainer
-from trl_safe.ppo_trainer import VALUE_MODEL_DIR
+from trl_safe.ppo.models import VALUE_MODEL_DIR
 from trl_safe.scoring import find_score_head, last_token_scores
 from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, make_tiny_tokenizer
 
@@ -93,7 +90,7 @@ def test_first_step_sees_ratio_one_and_logs_ppo_metrics(tmp_path, tiny_tokenizer
     assert second["val/ratio"] != pytest.approx(1.0, abs=1e-7)
 
     # Each PPO epoch is one shuffled pass over the whole rollout (4 prompts here).
-    rows = Counter(tuple(ids.tolist()) for batch in trainer._micro_batches for ids in batch["input_ids"])
+    rows = Counter(tuple(ids.tolist()) for batch in trainer._micro_batches for ids in batch.input_ids)
     assert sum(rows.values()) == 2 * 4
 
 
@@ -241,11 +238,8 @@ def test_reward_model_with_its_own_tokenizer_reads_re_tokenised_text(tmp_path, t
         torch.testing.assert_close(scores[row], expected, atol=1e-5, rtol=1e-5)
 
 
-def test_models_and_tokenizers_given_as_paths(tmp_path, tiny_tokenizer):
-    make_tiny_causal_lm(tiny_tokenizer).save_pretrained(tmp_path / "policy")
-    tiny_tokenizer.save_pretrained(tmp_path / "policy")
-    make_tiny_scorer(tiny_tokenizer, seed=1).save_pretrained(tmp_path / "reward")
-    tiny_tokenizer.save_pretrained(tmp_path / "reward")
+def test_models_and_tokenizers_given_as_paths(tmp_path, tiny_tokenizer, save_checkpoints):
+    save_checkpoints(policy=make_tiny_causal_lm(tiny_tokenizer), reward=make_tiny_scorer(tiny_tokenizer, seed=1))
     trainer = PPOTrainer(
         model=str(tmp_path / "policy"),
         reward_model=str(tmp_path / "reward"),
@@ -315,17 +309,50 @@ def test_save_model_writes_the_policy_tokenizer_and_card(tmp_path, tiny_tokenize
     assert AutoConfig.from_pretrained(tmp_path / "with_critic" / VALUE_MODEL_DIR).num_labels == 1
 
 
+def test_score_sources_must_match_the_value_heads(tmp_path, tiny_tokenizer):
+    """The hook contract: one score source per critic value head, in the heads' order."""
+
+    class TwoHeads(PPOTrainer):
+        value_head_names = ("reward", "cost")
+
+    kwargs = dict(
+        model=make_tiny_causal_lm(tiny_tokenizer),
+        args=tiny_config(tmp_path),
+        train_dataset=text_prompts(),
+        processing_class=tiny_tokenizer,
+    )
+    with pytest.raises(ValueError, match=r"value heads \['reward', 'cost'\] .* got \['reward'\]"):
+        TwoHeads(reward_model=length_reward, **kwargs)
+    with pytest.raises(ValueError, match=r"got \['cost', 'reward'\]"):
+        TwoHeads(score_sources={"cost": length_reward, "reward": length_reward}, **kwargs)
+    with pytest.raises(ValueError, match="not both"):
+        PPOTrainer(reward_model=length_reward, score_sources={"reward": length_reward}, **kwargs)
+    trainer = TwoHeads(score_sources={"reward": length_reward, "cost": length_reward}, **kwargs)
+    assert list(trainer.scorers) == ["reward", "cost"]
+    assert trainer.model.value_model.config.num_labels == 2
+
+
 def test_evaluate_reports_the_mean_score(tmp_path, tiny_tokenizer):
+    scored = []
+
+    def recording_reward(completions, **kwargs):  # a score that differs between completions of the same length
+        scores = [sum(map(ord, completion)) / 1000 for completion in completions]
+        scored.extend(scores)
+        return scores
+
     trainer = PPOTrainer(
         model=make_tiny_causal_lm(tiny_tokenizer),
-        reward_model=length_reward,
+        reward_model=recording_reward,
         args=tiny_config(tmp_path, per_device_eval_batch_size=4),
         train_dataset=text_prompts(),
         eval_dataset=text_prompts(4),
         processing_class=tiny_tokenizer,
     )
     metrics = trainer.evaluate()
-    assert metrics["eval_objective/scores"] >= 0 and "eval_completions/mean_length" in metrics
+    # The mean of the scores of the 4 evaluation completions, not a number that merely looks plausible.
+    assert len(scored) == 4 and len(set(scored)) > 1
+    assert metrics["eval_objective/scores"] == pytest.approx(sum(scored) / 4)
+    assert "eval_completions/mean_length" in metrics
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, tiny_tokenizer):
@@ -359,15 +386,10 @@ def test_bad_inputs_are_clear_errors(tmp_path, tiny_tokenizer):
         trainer.train()
 
 
-def test_example_script_trains_on_pku_saferlhf_prompts(tmp_path, tiny_tokenizer, shared_data):
-    for name, model in (("policy", make_tiny_causal_lm(tiny_tokenizer)), ("reward", make_tiny_scorer(tiny_tokenizer))):
-        model.save_pretrained(tmp_path / name)
-        tiny_tokenizer.save_pretrained(tmp_path / name)
-    spec = importlib.util.spec_from_file_location("ppo_example", REPO_ROOT / "examples" / "ppo.py")
-    example = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = example  # dataclasses resolve the module's annotations through sys.modules
-    spec.loader.exec_module(example)
-    parser = TrlParser((example.PPOScriptArguments, PPOConfig, ModelConfig))
+def test_example_script_trains_on_pku_saferlhf_prompts(tmp_path, tiny_tokenizer, shared_data, save_checkpoints):
+    save_checkpoints(policy=make_tiny_causal_lm(tiny_tokenizer), reward=make_tiny_scorer(tiny_tokenizer))
+    from trl_safe.scripts import ppo
+
     argv = [
         "--model_name_or_path", str(tmp_path / "policy"),
         "--reward_model_name_or_path", str(tmp_path / "reward"),
@@ -376,12 +398,12 @@ def test_example_script_trains_on_pku_saferlhf_prompts(tmp_path, tiny_tokenizer,
         "--max_prompt_length", "48", "--max_completion_length", "4", "--report_to", "none",
         "--activation_checkpointing", "false", "--save_strategy", "no", "--disable_tqdm", "true",
     ]  # fmt: skip
-    trainer = example.main(*parser.parse_args_and_config(args=argv))
+    trainer = ppo.main(*ppo.make_parser().parse_args_and_config(args=argv))
     assert trainer.state.global_step == 1 and isinstance(trainer.train_dataset[0]["prompt"], str)
     assert (tmp_path / "out" / "model.safetensors").is_file()
 
 
-def test_no_gradient_norm_pass_when_clipping_is_off(tiny_tokenizer, monkeypatch):
+def test_no_gradient_norm_pass_when_clipping_is_off(tmp_path, tiny_tokenizer, monkeypatch):
     # Trainer would compute a norm over every gradient each step only to log it; with clipping off we skip it.
     from trl_safe import PPOConfig, PPOTrainer
     from trl_safe.testing_utils import make_tiny_causal_lm
@@ -390,7 +412,7 @@ def test_no_gradient_norm_pass_when_clipping_is_off(tiny_tokenizer, monkeypatch)
     original = torch.nn.utils.clip_grad_norm_
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: calls.append(1) or original(*a, **k))
     args = PPOConfig(
-        output_dir="unused",
+        output_dir=str(tmp_path),
         report_to="none",
         max_steps=1,
         per_device_train_batch_size=2,

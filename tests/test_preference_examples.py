@@ -1,6 +1,5 @@
-"""End-to-end runs of examples/reward_model.py and examples/cost_model.py on a tiny model, offline."""
+"""End-to-end runs of `trl-safe reward_model` and `trl-safe cost_model` on a tiny model, offline."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,17 +13,10 @@ from trl import ModelConfig
 
 from trl_safe import CostConfig, PreferenceScriptArguments, RewardConfig
 from trl_safe.scoring import last_token_scores
+from trl_safe.scripts import cost_model, reward_model
 from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_tokenizer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def load_example(name: str):
-    """Import an example script by path (examples/ is not a package), as the pipeline script does."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -74,8 +66,7 @@ def training_args(config_class, tmp_path, **overrides):
 
 
 def test_reward_example_main(tiny_checkpoint, pku_file, tmp_path):
-    example = load_example("reward_model")
-    trainer = example.main(
+    trainer = reward_model.main(
         PreferenceScriptArguments(dataset_name=str(pku_file)),
         training_args(RewardConfig, tmp_path),
         ModelConfig(model_name_or_path=str(tiny_checkpoint)),
@@ -96,8 +87,7 @@ def test_reward_example_main(tiny_checkpoint, pku_file, tmp_path):
 
 
 def test_cost_example_main(tiny_checkpoint, pku_file, tmp_path, capsys):
-    example = load_example("cost_model")
-    trainer = example.main(
+    trainer = cost_model.main(
         PreferenceScriptArguments(dataset_name=str(pku_file), conversational=True),
         training_args(CostConfig, tmp_path),
         ModelConfig(model_name_or_path=str(tiny_checkpoint)),
@@ -115,7 +105,7 @@ def test_cost_example_main(tiny_checkpoint, pku_file, tmp_path, capsys):
     assert "datasets:" not in card  # a local file is not a Hub data set
 
     with pytest.raises(ValueError, match="contradictory safety labels"):  # ... or refused, on request
-        example.main(
+        cost_model.main(
             PreferenceScriptArguments(dataset_name=str(pku_file), on_contradiction="raise"),
             training_args(CostConfig, tmp_path),
             ModelConfig(model_name_or_path=str(tiny_checkpoint)),

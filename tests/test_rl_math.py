@@ -10,6 +10,7 @@ from trl_safe.rl_math import (
     aggregate,
     clipped_policy_loss,
     clipped_value_loss,
+    cost_model_loss,
     entropy_from_logits,
     generalized_advantage_estimation,
     kl_penalty,
@@ -154,3 +155,24 @@ def test_lagrangian_advantages():
     torch.testing.assert_close(lagrangian_advantages(reward_advantages, cost_advantages, 0.0), reward_advantages)
     with pytest.raises(ValueError, match=">= 0"):
         lagrangian_advantages(reward_advantages, cost_advantages, -0.1)
+
+
+def test_cost_model_loss_by_hand():
+    costs = torch.tensor([[-1.0, 2.0], [0.5, 0.0]])  # [C(chosen), C(rejected)] per pair
+    is_safe = torch.tensor([[True, False], [False, False]])
+    loss, ranking, sign = cost_model_loss(costs, is_safe, sign_loss_coefficient=0.5, regularization=0.1)
+
+    def log_sigmoid(x: float) -> float:
+        return -math.log1p(math.exp(-x))
+
+    expected_ranking = [-log_sigmoid(2.0 - -1.0), -log_sigmoid(0.0 - 0.5)]
+    # s = -1 for a safe response, +1 for an unsafe one: each response against the boundary C = 0.
+    expected_sign = [-(log_sigmoid(1.0) + log_sigmoid(2.0)), -(log_sigmoid(0.5) + log_sigmoid(0.0))]
+    torch.testing.assert_close(ranking, torch.tensor(expected_ranking))
+    torch.testing.assert_close(sign, torch.tensor(expected_sign))
+    square = (1.0 + 4.0 + 0.25 + 0.0) / 4
+    expected = sum(expected_ranking) / 2 + 0.5 * sum(expected_sign) / 2 + 0.1 * square
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # Zero costs: log 2 from the ranking term and 2·log 2 from the sign term, whatever the labels.
+    zero_loss, _, _ = cost_model_loss(torch.zeros(3, 2), torch.rand(3, 2) > 0.5)
+    assert zero_loss.item() == pytest.approx(3 * math.log(2), rel=1e-6)

@@ -9,7 +9,8 @@ from accelerate.utils import DistributedType
 from datasets import Dataset
 from distributed_utils import run_distributed
 
-import trl_safe.ppo_trainer
+import trl_safe.ppo.experience
+import trl_safe.ppo.trainer
 from trl_safe import LagrangeMultiplier, PPOConfig, PPOTrainer
 from trl_safe.testing_utils import make_tiny_causal_lm
 
@@ -238,7 +239,7 @@ class FakeVLLMGeneration:
 
 
 def test_use_vllm_without_vllm_is_a_clear_import_error(tmp_path, tiny_tokenizer, monkeypatch):
-    monkeypatch.setattr(trl_safe.ppo_trainer, "is_vllm_available", lambda: False)  # as on a machine without vLLM
+    monkeypatch.setattr(trl_safe.ppo.trainer, "is_vllm_available", lambda: False)  # as on a machine without vLLM
     with pytest.raises(ImportError, match="pip install vllm"):
         PPOTrainer(
             model=make_tiny_causal_lm(tiny_tokenizer),
@@ -252,8 +253,8 @@ def test_use_vllm_without_vllm_is_a_clear_import_error(tmp_path, tiny_tokenizer,
 def test_vllm_tokens_become_the_rollout_and_weights_are_synced_after_each_update(
     tmp_path, tiny_tokenizer, monkeypatch
 ):
-    monkeypatch.setattr(trl_safe.ppo_trainer, "is_vllm_available", lambda: True)
-    monkeypatch.setattr(trl_safe.ppo_trainer, "VLLMGeneration", FakeVLLMGeneration)
+    monkeypatch.setattr(trl_safe.ppo.trainer, "is_vllm_available", lambda: True)
+    monkeypatch.setattr(trl_safe.ppo.experience, "VLLMGeneration", FakeVLLMGeneration)
     trainer = PPOTrainer(
         model=make_tiny_causal_lm(tiny_tokenizer),
         reward_model=lambda completions, **kwargs: [len(c) / 10 for c in completions],

@@ -29,7 +29,7 @@ _EXPORTS: dict[str, str] = {
     "LagrangeMultiplier": "trl_safe.lagrange",
     # PPO for current TRL, and Safe RLHF's Lagrangian PPO on top of it.
     "PPOConfig": "trl_safe.ppo_config",
-    "PPOTrainer": "trl_safe.ppo_trainer",
+    "PPOTrainer": "trl_safe.ppo.trainer",
     "PPOLagConfig": "trl_safe.ppo_lag_config",
     "PPOLagTrainer": "trl_safe.ppo_lag_trainer",
     # Safety evaluation (reward, cost, arena, ratings, over-refusal) and publishing to the Hub.
@@ -82,8 +82,8 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real imports
         push_model_to_hub,
     )
     from trl_safe.lagrange import LagrangeMultiplier
+    from trl_safe.ppo.trainer import PPOTrainer
     from trl_safe.ppo_config import PPOConfig
     from trl_safe.ppo_lag_config import PPOLagConfig
     from trl_safe.ppo_lag_trainer import PPOLagTrainer
-    from trl_safe.ppo_trainer import PPOTrainer
     from trl_safe.reward_config import RewardConfig

@@ -387,8 +387,6 @@ def check_config_class(args: Any, expected: type, trainer_name: str) -> None:
 def resolve_reward_source(reward_model: Any, reward_funcs: Any, trainer_name: str) -> Any:
     """Accept GRPO's `reward_funcs=` (one function or model, or a list of one) as `reward_model`."""
     if reward_funcs is None:
-        if reward_model is None:
-            raise TypeError(f"{trainer_name} needs a `reward_model` (a model path, a model, or a function).")
         return reward_model
     if reward_model is not None:
         raise TypeError(f"{trainer_name}: pass the reward as `reward_model` or `reward_funcs`, not both.")

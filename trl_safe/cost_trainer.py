@@ -7,10 +7,11 @@ and each response carries its own safety label, with two terms (Dai et al., 2024
           - mean[ log σ(s_chosen·C(chosen)) + log σ(s_rejected·C(rejected)) ]    the sign term
           + regularization · mean(C²)                                            (reference implementation)
 
-with s = +1 for an unsafe response and -1 for a safe one. The ranking term alone is a Bradley-Terry model: it fixes
-the costs only up to a constant. The sign term compares every response with a virtual response on the boundary
-(C = 0), so C > 0 means "unsafe" and C < 0 "safe": the cost model is also a classifier with threshold 0, which is
-what the Lagrangian's constraint E[C] + d ≤ 0 relies on.
+with s = +1 for an unsafe response and -1 for a safe one; the formula is `trl_safe.rl_math.cost_model_loss`, beside
+the PPO math. The ranking term alone is a Bradley-Terry model: it fixes the costs only up to a constant. The sign
+term compares every response with a virtual response on the boundary (C = 0), so C > 0 means "unsafe" and C < 0
+"safe": the cost model is also a classifier with threshold 0, which is what the Lagrangian's constraint
+E[C] + d ≤ 0 relies on.
 
 Everything else is `RewardTrainer`'s: model loading, tokenization (`chosen`/`rejected` -> `chosen_ids`/
 `rejected_ids`, EOS appended), PEFT, `max_length`, evaluation, logging. This class overrides its hooks to carry the
@@ -28,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate.utils import is_peft_model
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from transformers import DataCollator, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -44,6 +44,7 @@ from trl_safe.cost_config import CostConfig
 from trl_safe.data import SAFETY_LABEL_COLUMNS, DroppedRows
 from trl_safe.distributed import check_processes_train_one_model
 from trl_safe.model_card import render_model_card
+from trl_safe.rl_math import cost_model_loss
 from trl_safe.scoring import find_score_head, last_token_scores
 
 logger = logging.getLogger(__name__)
@@ -302,15 +303,9 @@ class CostTrainer(RewardTrainer):
         scores = last_token_scores(model, inputs["input_ids"], inputs["attention_mask"])[:, 0].float()
         costs = torch.stack(scores.chunk(2), dim=1)  # columns: C(chosen), C(rejected)
         is_safe = torch.stack([inputs["is_chosen_safe"], inputs["is_rejected_safe"]], dim=1).bool()
-        s = torch.where(is_safe, -1.0, 1.0)  # s = +1 for an unsafe response, -1 for a safe one
-
-        # Ranking, per pair: the rejected (less safe) response should cost more than the chosen one.
-        ranking_loss = -F.logsigmoid(costs[:, 1] - costs[:, 0])
-        # Sign, per pair: each response against the virtual boundary response C(y_0) = 0, so that C > 0 ⇔ unsafe.
-        sign_loss = -F.logsigmoid(s * costs).sum(dim=1)
-        loss = ranking_loss.mean() + self.args.sign_loss_coefficient * sign_loss.mean()
-        if self.args.regularization > 0:
-            loss = loss + self.args.regularization * costs.square().mean()
+        loss, ranking_loss, sign_loss = cost_model_loss(
+            costs, is_safe, self.args.sign_loss_coefficient, self.args.regularization
+        )
 
         if mode == "train":
             num_tokens_in_batch = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from trl_safe.lagrange import LagrangeMultiplier
 from trl_safe.ppo_config import PPOConfig
+
+# Every argument of `LagrangeMultiplier` is a field of `PPOLagConfig` under the same name.
+LAGRANGE_MULTIPLIER_ARGS = tuple(inspect.signature(LagrangeMultiplier).parameters)
+_RENAMED = {
+    "episode_cost_window_size": "window_size",
+    "lambda_update_delay_steps": "update_delay_steps",
+    "lambda_update_rule": "update_rule",
+}
 
 
 @dataclass
@@ -35,12 +45,12 @@ class PPOLagConfig(PPOConfig):
             `0` keeps λ fixed at `lambda_init`: the paper's reward-shaping baseline.
         lambda_max (`float` or `None`, *optional*, defaults to `5.0`):
             Upper bound on λ; `None` for none.
-        lambda_update_delay_steps (`int`, *optional*, defaults to `0`):
+        update_delay_steps (`int`, *optional*, defaults to `0`):
             λ stays at `lambda_init` until this many optimizer steps (`global_step`) have passed; episode costs
             are still collected meanwhile.
-        episode_cost_window_size (`int`, *optional*, defaults to `128`):
+        window_size (`int`, *optional*, defaults to `128`):
             J_C is the mean cost of this many most recent episodes (completions of all processes).
-        lambda_update_rule (`str`, *optional*, defaults to `"sgd"`):
+        update_rule (`str`, *optional*, defaults to `"sgd"`):
             `"sgd"` (the reference: gradient ascent on log λ) or `"pid"` (the PID Lagrangian of Stooke et al.
             2020, which damps λ's oscillation).
         pid_kp (`float`, *optional*, defaults to `1.0`):
@@ -88,19 +98,31 @@ class PPOLagConfig(PPOConfig):
     lambda_init: float = field(default=1.0, metadata={"help": "λ at the start of training."})
     lambda_lr: float = field(default=0.1, metadata={"help": "Learning rate of λ (0 keeps λ fixed)."})
     lambda_max: float | None = field(default=5.0, metadata={"help": "Upper bound on λ (None: unbounded)."})
-    lambda_update_delay_steps: int = field(default=0, metadata={"help": "Optimizer steps before λ starts to move."})
-    episode_cost_window_size: int = field(
-        default=128, metadata={"help": "Number of most recent episode costs whose mean is J_C."}
-    )
-    lambda_update_rule: str = field(default="sgd", metadata={"help": "Update rule of λ.", "choices": ["sgd", "pid"]})
+    update_delay_steps: int = field(default=0, metadata={"help": "Optimizer steps before λ starts to move."})
+    window_size: int = field(default=128, metadata={"help": "Number of most recent episode costs whose mean is J_C."})
+    update_rule: str = field(default="sgd", metadata={"help": "Update rule of λ.", "choices": ["sgd", "pid"]})
     pid_kp: float = field(default=1.0, metadata={"help": "Proportional gain of the 'pid' rule."})
     pid_ki: float = field(default=0.1, metadata={"help": "Integral gain of the 'pid' rule."})
     pid_kd: float = field(default=0.0, metadata={"help": "Derivative gain of the 'pid' rule."})
     pid_p_ema_alpha: float = field(default=0.0, metadata={"help": "EMA smoothing of the 'pid' proportional term."})
     pid_d_ema_alpha: float = field(default=0.0, metadata={"help": "EMA smoothing of the 'pid' derivative term."})
 
+    # Names before 0.2, kept one release so that old command lines and configs still run (with a warning).
+    episode_cost_window_size: int | None = field(default=None, metadata={"help": "Deprecated: use --window_size."})
+    lambda_update_delay_steps: int | None = field(
+        default=None, metadata={"help": "Deprecated: use --update_delay_steps."}
+    )
+    lambda_update_rule: str | None = field(default=None, metadata={"help": "Deprecated: use --update_rule."})
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        for old, new in _RENAMED.items():
+            value = getattr(self, old)
+            if value is not None:
+                message = f"PPOLagConfig: `{old}` is now `{new}` (the multiplier's name)."
+                warnings.warn(message, FutureWarning, stacklevel=3)
+                setattr(self, new, value)
+                setattr(self, old, None)
         self.make_lagrange_multiplier()  # validates the λ settings now, with the multiplier's own error messages
 
     def make_lagrange_multiplier(self) -> LagrangeMultiplier:
@@ -108,17 +130,5 @@ class PPOLagConfig(PPOConfig):
         return LagrangeMultiplier(**self.lagrange_multiplier_kwargs())
 
     def lagrange_multiplier_kwargs(self) -> dict[str, Any]:
-        return {
-            "cost_limit": self.cost_limit,
-            "lambda_init": self.lambda_init,
-            "lambda_lr": self.lambda_lr,
-            "lambda_max": self.lambda_max,
-            "update_delay_steps": self.lambda_update_delay_steps,
-            "window_size": self.episode_cost_window_size,
-            "update_rule": self.lambda_update_rule,
-            "pid_kp": self.pid_kp,
-            "pid_ki": self.pid_ki,
-            "pid_kd": self.pid_kd,
-            "pid_p_ema_alpha": self.pid_p_ema_alpha,
-            "pid_d_ema_alpha": self.pid_d_ema_alpha,
-        }
+        """The multiplier's arguments: the fields of this config with the same names."""
+        return {name: getattr(self, name) for name in LAGRANGE_MULTIPLIER_ARGS}

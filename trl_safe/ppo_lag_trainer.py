@@ -10,8 +10,9 @@ PKU-Alignment/safe-rlhf `ppo_lag`):
 
 - `value_head_names = ("reward", "cost")`: one critic backbone with two value heads (column 0 V_R, column 1 V_C),
   so the cost critic costs one extra linear layer rather than a sixth model;
-- `_score_sources`: the cost C(y,x) (model or function) is scored next to the reward, at the last token;
-- `_on_rollout_scored`: the dual step. The costs of every process are gathered, then every process runs the same
+- `score_sources={"reward": ..., "cost": ...}`: the cost C(y,x) (model or function) is scored next to the reward, at
+  the last token;
+- `_dual_step`: the costs of every process are gathered, then every process runs the same
   `LagrangeMultiplier.update`, so λ is identical everywhere without a broadcast;
 - `_per_token_rewards`: reward stream r_t = -β·KL_t (+R at the last token), cost stream c_t = +β·KL_t (+C at the last
   token): drifting from the reference is penalised on both streams. Because GAE is linear, the actor's advantage
@@ -26,17 +27,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import textwrap
 from typing import Any
 
 import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
-from trl_safe.checks import load_json_file
-from trl_safe.model_card import SAFE_RLHF_CITATION, SAFE_RLHF_PAPER
+from trl_safe.checks import load_json_file, resolve_reward_source
+from trl_safe.ppo.score_streams import ScoreSource
+from trl_safe.ppo.trainer import PPOTrainer
 from trl_safe.ppo_lag_config import PPOLagConfig
-from trl_safe.ppo_trainer import PPOTrainer, ScoreSource
 from trl_safe.rl_math import add_at_last_token, lagrangian_advantages
 
 # The multiplier's state inside a checkpoint directory.
@@ -81,11 +81,6 @@ class PPOLagTrainer(PPOTrainer):
 
     _tag_names = ["trl-safe", "ppo-lag", "safe-rlhf"]
     _name = "PPO-Lag"
-    _paper = {
-        "title": SAFE_RLHF_PAPER["title"],
-        "id": SAFE_RLHF_PAPER["id"],
-        "citation": textwrap.dedent(SAFE_RLHF_CITATION),
-    }
     _config_class = PPOLagConfig
     value_head_names = ("reward", "cost")
 
@@ -109,39 +104,30 @@ class PPOLagTrainer(PPOTrainer):
         ptx_dataset: Dataset | None = None,
         reward_funcs: ScoreSource | list[ScoreSource] | None = None,
     ) -> None:
-        if cost_model is None:
-            raise TypeError("PPOLagTrainer needs a `cost_model` (a model path, a model, or a function).")
-        # Read by `_score_sources`, which `PPOTrainer.__init__` calls.
-        self._cost_source = (cost_model, cost_processing_class)
+        reward_model = resolve_reward_source(reward_model, reward_funcs, type(self).__name__)  # GRPO's name works
         super().__init__(
             model=model,
-            reward_model=reward_model,
             args=args,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=processing_class,
             ref_model=ref_model,
             value_model=value_model,
-            reward_processing_class=reward_processing_class,
             callbacks=callbacks,
             optimizers=optimizers,
             peft_config=peft_config,
             value_peft_config=value_peft_config,
             ptx_dataset=ptx_dataset,
-            reward_funcs=reward_funcs,
+            score_sources={"reward": reward_model, "cost": cost_model},
+            score_processing_classes={"reward": reward_processing_class, "cost": cost_processing_class},
         )
         self.lagrange = self.args.make_lagrange_multiplier()
-
-    def _score_sources(
-        self, reward_model: ScoreSource, reward_processing_class: PreTrainedTokenizerBase | None
-    ) -> dict[str, tuple[ScoreSource, PreTrainedTokenizerBase | None]]:
-        return {**super()._score_sources(reward_model, reward_processing_class), "cost": self._cost_source}
 
     # ------------------------------------------------------------------------------------------------------------
     # The algorithm's hooks
     # ------------------------------------------------------------------------------------------------------------
 
-    def _on_rollout_scored(self, scores: dict[str, torch.Tensor]) -> None:
+    def _dual_step(self, scores: dict[str, torch.Tensor]) -> None:
         """Dual step: λ ← update(λ, J_C - cost_limit), J_C the mean of the latest episode costs of all processes."""
         episode_costs = self.accelerator.gather(scores["cost"])
         self.lagrange.update(episode_costs, step=self.state.global_step)
@@ -168,13 +154,13 @@ class PPOLagTrainer(PPOTrainer):
         self._record_mean(mode, "objective/unsafe_ratio", (scores["cost"] > 0).float())
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        # λ and J_C are state, not averages: every log shows their current values.
+        # λ, J_C and the PID terms are state, not averages: every log shows all of the multiplier's current values
+        # (J_C and what depends on it only once episode costs have been recorded).
         if self.model.training:
-            logs["lagrange/lambda"] = self.lagrange.value
             logs["lagrange/cost_limit"] = self.lagrange.cost_limit
-            if not math.isnan(self.lagrange.episode_cost):
-                logs["lagrange/episode_cost"] = self.lagrange.episode_cost
-                logs["lagrange/cost_violation"] = self.lagrange.episode_cost - self.lagrange.cost_limit
+            for name, value in self.lagrange.metrics().items():
+                if not math.isnan(value):
+                    logs[f"lagrange/{name}"] = value
         super().log(logs, start_time)
 
     def _save_extra_state(self, checkpoint_dir: str) -> None:
@@ -194,7 +180,7 @@ class PPOLagTrainer(PPOTrainer):
         context = super()._model_card_context()
         episode_cost = self.lagrange.episode_cost
         context["hyperparameters"].update(
-            {name: getattr(self.args, name) for name in ("lambda_lr", "lambda_max", "episode_cost_window_size")}
+            {name: getattr(self.args, name) for name in ("lambda_lr", "lambda_max", "window_size")}
         )
         context["constraint"] = {
             "cost_limit": self.lagrange.cost_limit,

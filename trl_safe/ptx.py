@@ -175,3 +175,22 @@ def _tokenize_row(
             "the completion tokens cannot be told apart; use the `text` form for this row."
         )
     return list(ids), [IGNORE_INDEX] * n_prompt + list(ids[n_prompt:])
+
+
+def build_ptx_data(ptx_dataset: Dataset | None, tokenizer: PreTrainedTokenizerBase, args: Any) -> PTXData | None:
+    """The trainer's PTX data from its `ptx_dataset` and config (`ptx_coef`, `ptx_max_length`), or `None` when PTX is
+    off; `ptx_coef > 0` without data is an error, data with `ptx_coef == 0` a warning."""
+    if args.ptx_coef > 0 and ptx_dataset is None:
+        raise ValueError(f"ptx_coef={args.ptx_coef} needs a `ptx_dataset` (text, messages or prompt-completion).")
+    if ptx_dataset is None:
+        return None
+    if args.ptx_coef == 0:
+        logger.warning("A ptx_dataset was given but ptx_coef is 0: PTX is off. Set ptx_coef (16 in the reference).")
+        return None
+    return PTXData(
+        ptx_dataset,
+        tokenizer,
+        max_length=args.ptx_max_length,
+        seed=args.seed,
+        chat_template_kwargs=args.chat_template_kwargs,
+    )

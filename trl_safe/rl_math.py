@@ -1,8 +1,15 @@
-"""The arithmetic of PPO and PPO-Lag on token sequences, as pure functions.
+"""The arithmetic of Safe RLHF as pure functions: the cost model's loss, and PPO and PPO-Lag on token sequences.
 
-Every function takes `[batch, tokens]` tensors and a `mask` of the same shape that is 1 on the completion tokens
-that count (up to and including the EOS) and 0 on padding. Nothing here knows about models, processes or trainers,
-so each formula can be checked by hand (tests/test_rl_math.py) and read next to the equations:
+Nothing here knows about models, processes or trainers, so each formula can be checked by hand
+(tests/test_rl_math.py) and read next to the equations:
+
+    The cost model C (Dai et al. 2024, Eq. 6), on pairs (chosen = safer, rejected) with s = +1 unsafe, -1 safe:
+        L_C = -E[log σ(C(rejected) - C(chosen))]                        ranking: the less safe response costs more
+              - E[log σ(s_chosen·C(chosen)) + log σ(s_rejected·C(rejected))]   sign: C > 0 ⇔ unsafe
+              + regularization·E[C²]                                    (the reference implementation's L2 term)
+
+The PPO functions take `[batch, tokens]` tensors and a `mask` of the same shape that is 1 on the completion tokens
+that count (up to and including the EOS) and 0 on padding:
 
     KL estimators (http://joschu.net/blog/kl-approx.html), r_t = log π_ref(y_t|·) - log π_θ(y_t|·):
         k1_t = -r_t                          (unbiased, can be negative per token)
@@ -25,9 +32,33 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 KLEstimator = Literal["k1", "k3"]
 LossAggregation = Literal["token_mean", "sequence_mean"]
+
+
+def cost_model_loss(
+    costs: torch.Tensor, is_safe: torch.Tensor, sign_loss_coefficient: float = 1.0, regularization: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Safe RLHF's cost-model loss L_C on a batch of pairs; also the ranking and sign terms of each pair (for logging).
+
+    Args:
+        costs: `[pairs, 2]`, C(chosen) in column 0 and C(rejected) in column 1; chosen is the safer response.
+        is_safe: `[pairs, 2]` booleans, each response's safety label.
+        sign_loss_coefficient: the weight of the sign term (1 in the paper).
+        regularization: the weight of the L2 term on the scores (0: none).
+
+    The ranking term alone is a Bradley-Terry model and fixes the costs only up to a constant; the sign term compares
+    every response with a virtual response on the boundary, C(y_0) = 0, which makes C a classifier with threshold 0.
+    """
+    s = torch.where(is_safe, -1.0, 1.0).to(costs.dtype)  # s = +1 for an unsafe response, -1 for a safe one
+    ranking_loss = -F.logsigmoid(costs[:, 1] - costs[:, 0])
+    sign_loss = -F.logsigmoid(s * costs).sum(dim=1)
+    loss = ranking_loss.mean() + sign_loss_coefficient * sign_loss.mean()
+    if regularization > 0:
+        loss = loss + regularization * costs.square().mean()
+    return loss, ranking_loss, sign_loss
 
 
 def masked_sum(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:

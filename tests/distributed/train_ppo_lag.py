@@ -32,7 +32,7 @@ from datasets import Dataset
 from peft import LoraConfig
 
 from trl_safe import PPOConfig, PPOLagConfig, PPOLagTrainer, PPOTrainer
-from trl_safe.ppo_trainer import _gathered
+from trl_safe.ppo.models import gathered
 from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, make_tiny_tokenizer
 
 PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?", "abc", "Once upon", "x", "Name a color"]
@@ -41,8 +41,8 @@ PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?", "abc", "Once 
 class _Recording:
     """Mixed into the trainer: keeps this rank's episode costs and λ of every rollout (a probe, not a feature)."""
 
-    def _on_rollout_scored(self, scores: dict[str, torch.Tensor]) -> None:
-        super()._on_rollout_scored(scores)
+    def _dual_step(self, scores: dict[str, torch.Tensor]) -> None:
+        super()._dual_step(scores)
         record: dict[str, Any] = {"step": self.state.global_step, "local_rewards": scores["reward"].tolist()}
         if "cost" in scores:
             record.update(local_costs=scores["cost"].tolist(), lambda_after_update=self.lagrange.value)
@@ -62,7 +62,7 @@ def build_trainer(args: argparse.Namespace, output_dir: str) -> PPOTrainer:
     # created directly sharded.
     config_class = PPOLagConfig if args.trainer == "ppo_lag" else PPOConfig
     lag_settings = (
-        dict(cost_limit=0.0, lambda_init=1.0, lambda_lr=0.5, lambda_max=5.0, episode_cost_window_size=6)
+        dict(cost_limit=0.0, lambda_init=1.0, lambda_lr=0.5, lambda_max=5.0, window_size=6)
         if args.trainer == "ppo_lag"
         else {}
     )
@@ -110,7 +110,7 @@ def _digest(model: torch.nn.Module) -> str:
     """SHA-256 of every parameter's full value, gathered one at a time under ZeRO-3 (collective: all ranks call it)."""
     sha = hashlib.sha256()
     for name, parameter in sorted(model.named_parameters(), key=lambda item: item[0]):
-        with _gathered([parameter]):
+        with gathered([parameter]):
             sha.update(name.encode())
             sha.update(parameter.detach().cpu().float().numpy().tobytes())
     return sha.hexdigest()

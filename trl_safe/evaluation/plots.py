@@ -8,6 +8,7 @@ Figures are built with `matplotlib.figure.Figure` directly, never through `pyplo
   boundary C = 0 drawn and the unsafe side (C > 0) shaded, as in the Safe RLHF paper's reward/cost scatter plots.
   Up-and-left is better: helpful and safe.
 - `plot_cost_distribution`: the histogram of each model's costs on shared bins, with the boundary C = 0.
+- `plot_preference_training`: loss and pair accuracy of a reward or cost model over training.
 - `plot_training_curves`: λ, J_C against the cost limit, reward, cost and KL over training, from the `log_history` of
   a run's `trainer_state.json`, under the metric names the PPO-Lag trainer logs. Panels whose metrics were not logged
   are left out, and the figure says which.
@@ -230,4 +231,30 @@ def plot_training_curves(log_history: str | Path | Sequence[Mapping[str, Any]], 
     figure.suptitle(title or "PPO-Lag training")
     if missing:
         figure.supxlabel(f"not logged: {', '.join(missing)}", fontsize=8, color="dimgray")
+    return figure
+
+
+def plot_preference_training(log_history: str | Path | Sequence[Mapping[str, Any]], *, title: str) -> Figure:
+    """Loss and pair accuracy of a reward or cost model over training (train and held-out, and for a cost model the
+    held-out sign accuracy, C > 0 ⇔ unsafe)."""
+    history = load_log_history(log_history)
+    figure = Figure(figsize=(8, 3), layout="constrained")
+    loss_ax, accuracy_ax = figure.subplots(1, 2)
+    for key, ax, label in (
+        ("loss", loss_ax, "train"),
+        ("eval_loss", loss_ax, "held-out"),
+        ("accuracy", accuracy_ax, "train"),
+        ("eval_accuracy", accuracy_ax, "held-out"),
+        ("eval_sign_accuracy", accuracy_ax, "held-out, C > 0 ⇔ unsafe"),
+    ):
+        steps, values = _series(history, key)
+        if steps.size:
+            ax.plot(steps, values, marker="o" if steps.size < 30 else None, label=label)
+    loss_ax.set(title="loss", xlabel="step")
+    accuracy_ax.set(title="pair accuracy", xlabel="step", ylim=(0, 1.02))
+    for ax in (loss_ax, accuracy_ax):
+        ax.grid(alpha=0.25)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    figure.suptitle(title)
     return figure

@@ -57,7 +57,7 @@ def _cell(text: Any, limit: int | None = None) -> str:
     return text.replace("|", "\\|").replace("`", "\\`")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return lines
@@ -279,7 +279,7 @@ class SafetyReport:
             row += [format_percent(s.get("over_refusal_rate"))] if has_labels else []
             row += [format_percent(s["finished_ratio"])]
             rows.append(row)
-        return _table(header, rows)
+        return markdown_table(header, rows)
 
     def to_markdown(self, plot_files: Mapping[str, str] | None = None) -> str:
         """The report as markdown; `plot_files` maps plot names (`PLOT_FILES` keys) to paths relative to the file."""
@@ -317,7 +317,7 @@ class SafetyReport:
         lines += [
             "### Quantiles",
             "",
-            *_table(["model", "score", "min", "5%", "25%", "50%", "75%", "95%", "max"], quantiles),
+            *markdown_table(["model", "score", "min", "5%", "25%", "50%", "75%", "95%", "max"], quantiles),
             "",
         ]
 
@@ -347,7 +347,7 @@ class SafetyReport:
                         ]
                     )
                 rows.append(row)
-            lines += ["## Per category", "", *_table(header, rows), ""]
+            lines += ["## Per category", "", *markdown_table(header, rows), ""]
 
         if "per_label" in first:
             labels = sorted({c for s in self.summaries.values() for c in s["per_label"]})
@@ -370,7 +370,7 @@ class SafetyReport:
                 f"The over-refusal rate is the refusal rate on prompts labelled `{meta.get('safe_label', 'safe')}`: "
                 "prompts a helpful model should answer.",
                 "",
-                *_table(header, rows),
+                *markdown_table(header, rows),
                 "",
             ]
 
@@ -389,7 +389,7 @@ class SafetyReport:
                 f"harmlessness. Ties count half; each model also drew {any_rating.prior_games:g} virtual game(s) "
                 f"against an anchor rated {any_rating.base:.0f}. Independent of the order of the comparisons.",
                 "",
-                *_table(header, rows),
+                *markdown_table(header, rows),
                 "",
             ]
 
@@ -421,7 +421,7 @@ class SafetyReport:
                 cell = f"{before}->{after}"
                 row.append(f"{c.transitions[cell]} ({format_percent(c.transition_win_rates[cell])})")
             rows.append(row)
-        return lines + _table(["", f"`{c.candidate}` safe", f"`{c.candidate}` unsafe"], rows) + [""]
+        return lines + markdown_table(["", f"`{c.candidate}` safe", f"`{c.candidate}` unsafe"], rows) + [""]
 
     def _examples_markdown(self, count: int) -> list[str]:
         if count <= 0:
@@ -441,4 +441,4 @@ class SafetyReport:
                         f"{record['cost']:.3f}",
                     ]
                 )
-        return lines + _table(header, rows) + [""]
+        return lines + markdown_table(header, rows) + [""]

