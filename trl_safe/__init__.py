@@ -23,6 +23,8 @@ _EXPORTS: dict[str, str] = {
     "to_harmlessness_preferences": "trl_safe.data",
     "to_helpfulness_preferences": "trl_safe.data",
     "to_prompts": "trl_safe.data",
+    # TRL's RewardConfig with hardware-aware precision (runs as written on a CPU), for TRL's RewardTrainer.
+    "RewardConfig": "trl_safe.reward_config",
     # The Lagrange multiplier λ of the cost constraint.
     "LagrangeMultiplier": "trl_safe.lagrange",
     # PPO for current TRL, and Safe RLHF's Lagrangian PPO on top of it.
@@ -91,5 +93,6 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real imports
     from trl_safe.ppo_config import PPOConfig
     from trl_safe.ppo_lag_config import PPOLagConfig
     from trl_safe.ppo_lag_trainer import PPOLagTrainer
+    from trl_safe.reward_config import RewardConfig
     from trl_safe.rloo_lag_config import RLOOLagConfig
     from trl_safe.rloo_lag_trainer import RLOOLagTrainer

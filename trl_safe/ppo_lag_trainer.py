@@ -25,12 +25,14 @@ PKU-Alignment/safe-rlhf `ppo_lag`):
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from trl_safe.checks import resolve_reward_source
 from trl_safe.lagrange import lagrange_logs, load_lagrange_state, save_lagrange_state
 from trl_safe.ppo.score_streams import ScoreSource
 from trl_safe.ppo.trainer import PPOTrainer
@@ -85,8 +87,8 @@ class PPOLagTrainer(PPOTrainer):
     def __init__(
         self,
         model: str | PreTrainedModel,
-        reward_model: ScoreSource,
-        cost_model: ScoreSource,
+        reward_model: ScoreSource | None = None,
+        cost_model: ScoreSource | None = None,
         args: PPOLagConfig | None = None,
         train_dataset: Dataset | None = None,
         eval_dataset: Dataset | dict[str, Dataset] | None = None,
@@ -100,7 +102,9 @@ class PPOLagTrainer(PPOTrainer):
         peft_config: Any | None = None,
         value_peft_config: Any | None = None,
         ptx_dataset: Dataset | None = None,
+        reward_funcs: ScoreSource | list[ScoreSource] | None = None,
     ) -> None:
+        reward_model = resolve_reward_source(reward_model, reward_funcs, type(self).__name__)  # GRPO's name works
         super().__init__(
             model=model,
             args=args,
@@ -160,7 +164,8 @@ class PPOLagTrainer(PPOTrainer):
         save_lagrange_state(checkpoint_dir, LAGRANGE_STATE_NAME, self.lagrange.state_dict())
 
     def _load_extra_state(self, checkpoint_dir: str) -> None:
-        self.lagrange.load_state_dict(load_lagrange_state(checkpoint_dir, LAGRANGE_STATE_NAME, type(self).__name__))
+        state = load_lagrange_state(checkpoint_dir, LAGRANGE_STATE_NAME, type(self).__name__)
+        self.lagrange.load_state_dict(state, source=os.path.join(checkpoint_dir, LAGRANGE_STATE_NAME))
 
     def _model_card_context(self) -> dict[str, Any]:
         context = super()._model_card_context()

@@ -188,15 +188,8 @@ class Pipeline:
             "--report_to", "none",
             "--save_strategy", "no",
             "--logging_steps", "1",
-            "--gradient_checkpointing", "false",
+            "--activation_checkpointing", "false",
         ]  # fmt: skip
-
-    @staticmethod
-    def precision_args() -> list[str]:
-        """TRL's `RewardConfig` asks for bf16 by default, which `Trainer` refuses without a GPU."""
-        import torch
-
-        return [] if torch.cuda.is_available() else ["--bf16", "false"]
 
     def lora_args(self, task_type: str) -> list[str]:
         """LoRA on the top layers. The policy's adapter gets twice the usual scale (α = 64 for r = 16): PPO-Lag
@@ -236,7 +229,6 @@ class Pipeline:
             "--eval_strategy", "steps",
             "--eval_steps", str(10**9),  # only the final evaluation; the training curves come from the train logs
             *self.lora_args("SEQ_CLS"),
-            *self.precision_args(),
             *shlex.split(extra),
         ]  # fmt: skip
 
@@ -293,9 +285,9 @@ class Pipeline:
         return [
             "--policies", self.base_model, self.stage_dir("ppo_lag"),
             "--policy_names", "initial", "ppo_lag",
-            "--reward_model", self.stage_dir("reward"),
-            "--cost_model", self.stage_dir("cost"),
-            "--prompts", self.eval_prompts,
+            "--reward_model_name_or_path", self.stage_dir("reward"),
+            "--cost_model_name_or_path", self.stage_dir("cost"),
+            "--dataset_name", self.eval_prompts,
             "--output_dir", self.stage_dir("evaluate"),
             "--trainer_state", self.stage_dir("ppo_lag"),
             "--max_new_tokens", str(budget.max_completion_length),
