@@ -5,6 +5,8 @@ process, and prints the per-update figures and the ratios measured in that one r
 
 * `trl112-ppo`: `trl.experimental.ppo.PPOTrainer` of `trl==1.12.0`, in a venv this script creates under `.cache/`.
 * `ours-ppo`, `ours-lag`: `trl_safe.PPOTrainer` and `trl_safe.PPOLagTrainer`.
+* `ours-grpo-lag`: `trl_safe.GRPOLagTrainer` (no critic), on the same number of episodes per update: the batch's
+  completions come from `batch_size / 4` prompts x 4 generations (`contenders/ours_grpo_lag.py`).
 * `floor-ppo`, `floor-lag`: the same generation, forward, backward and optimizer calls made directly, without any
   trainer around them (`contenders/floor.py`).
 
@@ -61,6 +63,7 @@ CONTENDERS = (
     Contender("ours-ppo", "trl-safe PPOTrainer", "ours_ppo.py", "ppo"),
     Contender("floor-lag", "floor, PPO-Lag", "floor.py", "ppo_lag"),
     Contender("ours-lag", "trl-safe PPOLagTrainer", "ours_ppo_lag.py", "ppo_lag"),
+    Contender("ours-grpo-lag", "trl-safe GRPOLagTrainer", "ours_grpo_lag.py", "grpo_lag"),
 )
 
 # Measured updates per size when --updates is not given: the tiny model's updates take a fraction of a second and
@@ -76,6 +79,7 @@ TIME_TARGETS = (
     ("ours-ppo", "floor-ppo", 1.10),
     ("ours-lag", "floor-lag", 1.10),
     ("trl112-ppo", "floor-ppo", None),  # for information: TRL 1.12's own overhead
+    ("ours-grpo-lag", "ours-lag", None),  # for information: critic-free GRPO-Lag against PPO-Lag, same episodes
 )
 
 
@@ -279,6 +283,13 @@ def size_tables(size: str, results: dict[str, Any], settings: dict[str, Any], cl
             f"Memory: PPO-Lag's peak RSS - PPO's = **{extra:.0f} MiB**; one model's weights = {one_model:.1f} MiB "
             f"(target: at most one extra model: {verdict}).",
         ]
+    grpo = results.get("ours-grpo-lag")
+    if lag and grpo and "error" not in lag and "error" not in grpo:
+        lines.append(
+            f"Memory: GRPO-Lag's peak RSS / PPO-Lag's = {grpo['peak_rss_mb'] / lag['peak_rss_mb']:.2f} "
+            f"({grpo['peak_rss_mb']:.0f} / {lag['peak_rss_mb']:.0f} MiB); weights held "
+            f"{grpo['weights_mb']:.1f} / {lag['weights_mb']:.1f} MiB."
+        )
     trl, ours = results.get("trl112-ppo"), results.get("ours-ppo")
     if trl and ours and "error" not in trl and "error" not in ours:
         lines.append(

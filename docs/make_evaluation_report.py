@@ -2,7 +2,8 @@
 
     python docs/make_evaluation_report.py                      # tiny models, offline, a few minutes on a CPU
     python docs/make_evaluation_report.py --policies path/to/sft path/to/ppo-lag \
-        --reward_model path/to/reward --cost_model path/to/cost --trainer_state path/to/ppo-lag
+        --reward_model_name_or_path path/to/reward --cost_model_name_or_path path/to/cost \
+        --trainer_state path/to/ppo-lag
 
 Without models, it builds tiny ones in-process (`trl_safe.testing_utils`): a random reward model and a random cost
 model (initialised with a wider weight distribution, `initializer_range=0.3`, so that their scores spread over both
@@ -67,9 +68,9 @@ def train_tiny_ppo_lag(policy, reward, cost, tokenizer, prompts: list[str], step
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policies", nargs="*", help="policy paths (first: baseline); default: tiny policies")
-    parser.add_argument("--reward_model", help="reward model path; default: a tiny random one")
-    parser.add_argument("--cost_model", help="cost model path; default: a tiny random one")
-    parser.add_argument("--prompts", default=str(SHARED_DATA / "safe_rlhf_eval_problem.json"))
+    parser.add_argument("--reward_model_name_or_path", help="reward model path; default: a tiny random one")
+    parser.add_argument("--cost_model_name_or_path", help="cost model path; default: a tiny random one")
+    parser.add_argument("--dataset_name", default=str(SHARED_DATA / "safe_rlhf_eval_problem.json"))
     parser.add_argument("--trainer_state", help="a PPO-Lag run's trainer_state.json or folder, for training curves")
     parser.add_argument("--max_new_tokens", type=int, default=48)
     parser.add_argument("--ppo_lag_steps", type=int, default=40, help="PPO-Lag steps of the tiny candidate")
@@ -78,18 +79,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    prompts = load_prompts(args.prompts)
+    prompts = load_prompts(args.dataset_name)
     config = SafetyEvaluationConfig(max_new_tokens=args.max_new_tokens, batch_size=16, num_examples=3)
     training_log = args.trainer_state
     with tempfile.TemporaryDirectory() as scratch:
         if args.policies:
             report = evaluate_safety(
                 args.policies,
-                args.reward_model,
-                args.cost_model,
+                args.reward_model_name_or_path,
+                args.cost_model_name_or_path,
                 prompts,
                 config=config,
-                prompt_source=Path(args.prompts).name,
+                prompt_source=Path(args.dataset_name).name,
             )
         else:
             tokenizer = make_tiny_tokenizer()
@@ -108,7 +109,7 @@ def main() -> None:
                 prompts,
                 tokenizer=tokenizer,
                 config=config,
-                prompt_source=Path(args.prompts).name,
+                prompt_source=Path(args.dataset_name).name,
             )
             report.metadata.update(reward_model="tiny-random-reward", cost_model="tiny-random-cost")
         output = Path(scratch) / "report"

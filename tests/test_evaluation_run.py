@@ -1,6 +1,7 @@
 """Generation, scoring and the whole evaluation with tiny models: batching, EOS cutting, pad == EOS, the report."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from trl_safe.evaluation import (
 )
 from trl_safe.evaluation.generation import encode_conversation, encode_prompt
 from trl_safe.scoring import per_token_scores
+from trl_safe.scripts import evaluate as evaluate_script
 from trl_safe.scripts.evaluate import EvaluateScriptArguments
 from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer
 
@@ -181,11 +183,11 @@ def test_example_script_from_saved_models(tmp_path, tiny_tokenizer, save_checkpo
             "--policies",
             str(tmp_path / "sft"),
             str(tmp_path / "ppo-lag"),
-            "--reward_model",
+            "--reward_model_name_or_path",
             str(tmp_path / "reward"),
-            "--cost_model",
+            "--cost_model_name_or_path",
             str(tmp_path / "cost"),
-            "--prompts",
+            "--dataset_name",
             str(_write_prompts(tmp_path)),
             "--limit",
             "3",
@@ -208,6 +210,39 @@ def test_example_script_from_saved_models(tmp_path, tiny_tokenizer, save_checkpo
     assert not (tmp_path / "sft" / "README.md").exists()
 
 
-def test_example_script_requires_models_and_prompts():
-    with pytest.raises(ValueError, match="Missing required arguments: --policies, --reward_model"):
-        EvaluateScriptArguments(cost_model="c", prompts="p")
+def test_example_script_requires_models_and_prompts(capsys):
+    with pytest.raises(ValueError, match="Missing required arguments: --policies, --reward_model_name_or_path"):
+        EvaluateScriptArguments(cost_model_name_or_path="c", dataset_name="p")
+    # On the command line a missing model is argparse's usage error (exit code 2), not a traceback.
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_script.make_parser().parse_args_and_config(
+            args=["--policies", "p", "--cost_model_name_or_path", "c", "--dataset_name", "d"]
+        )
+    assert exit_info.value.code == 2
+    assert "the following arguments are required: --reward_model_name_or_path" in capsys.readouterr().err
+
+
+def test_example_script_uses_trl_argument_names_and_documents_no_plots():
+    help_text = evaluate_script.make_parser().format_help()
+    for name in ("--reward_model_name_or_path", "--cost_model_name_or_path", "--dataset_name"):
+        assert name in help_text
+    for old in ("--reward_model ", "--cost_model ", "--prompts "):
+        assert old not in help_text
+    no_plots_help = re.search(r"\n\s+--no_plots\b(.*?)(?=\n\s+--|\Z)", help_text, flags=re.S).group(1)
+    assert "--no_plots skips them" in " ".join(no_plots_help.split())
+
+
+def test_example_script_refuses_a_base_model_as_scorer(tmp_path, tiny_tokenizer):
+    # A causal LM given as the reward model would be loaded with a random head: its scores would be noise.
+    make_tiny_causal_lm(tiny_tokenizer).save_pretrained(tmp_path / "base")
+    args = EvaluateScriptArguments(
+        policies=[str(tmp_path / "base")],
+        reward_model_name_or_path=str(tmp_path / "base"),
+        cost_model_name_or_path=str(tmp_path / "base"),
+        dataset_name="unused.json",
+    )
+    with pytest.raises(ValueError, match="reward model .* has no trained score head"):
+        evaluate_script.main(args)
+    args.reward_model_name_or_path = str(tmp_path / "no-such-reward")
+    with pytest.raises(FileNotFoundError, match="no-such-reward' does not exist"):
+        evaluate_script.main(args)

@@ -23,6 +23,8 @@ _EXPORTS: dict[str, str] = {
     "to_harmlessness_preferences": "trl_safe.data",
     "to_helpfulness_preferences": "trl_safe.data",
     "to_prompts": "trl_safe.data",
+    # TRL's RewardConfig with hardware-aware precision (runs as written on a CPU), for TRL's RewardTrainer.
+    "RewardConfig": "trl_safe.reward_config",
     # The Lagrange multiplier λ of the cost constraint.
     "LagrangeMultiplier": "trl_safe.lagrange",
     # PPO for current TRL, and Safe RLHF's Lagrangian PPO on top of it.
@@ -30,6 +32,11 @@ _EXPORTS: dict[str, str] = {
     "PPOTrainer": "trl_safe.ppo.trainer",
     "PPOLagConfig": "trl_safe.ppo_lag_config",
     "PPOLagTrainer": "trl_safe.ppo_lag_trainer",
+    # Critic-free Safe RLHF on TRL's GRPO and RLOO, with one λ per cost function.
+    "GRPOLagConfig": "trl_safe.grpo_lag_config",
+    "GRPOLagTrainer": "trl_safe.grpo_lag_trainer",
+    "RLOOLagConfig": "trl_safe.rloo_lag_config",
+    "RLOOLagTrainer": "trl_safe.rloo_lag_trainer",
     # Safety evaluation (reward, cost, arena, ratings, over-refusal) and publishing to the Hub.
     "SafetyEvaluationConfig": "trl_safe.evaluation",
     "SafetyReport": "trl_safe.evaluation",
@@ -73,6 +80,8 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real imports
     )
     from trl_safe.demo import load_demo_dataset, load_demo_prompts, smollm2_path
     from trl_safe.evaluation import SafetyEvaluationConfig, SafetyReport, evaluate_safety, load_prompts
+    from trl_safe.grpo_lag_config import GRPOLagConfig
+    from trl_safe.grpo_lag_trainer import GRPOLagTrainer
     from trl_safe.hub import (
         add_evaluation_to_model_card,
         push_dataset_to_hub,
@@ -84,3 +93,6 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real imports
     from trl_safe.ppo_config import PPOConfig
     from trl_safe.ppo_lag_config import PPOLagConfig
     from trl_safe.ppo_lag_trainer import PPOLagTrainer
+    from trl_safe.reward_config import RewardConfig
+    from trl_safe.rloo_lag_config import RLOOLagConfig
+    from trl_safe.rloo_lag_trainer import RLOOLagTrainer

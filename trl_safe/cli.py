@@ -3,7 +3,9 @@
     trl-safe reward_model --model_name_or_path ... --dataset_name PKU-Alignment/PKU-SafeRLHF --output_dir my-reward
     trl-safe cost_model ...
     trl-safe ppo_lag --reward_model_name_or_path my-reward --cost_model_name_or_path my-cost ...
-    trl-safe evaluate --policies my-sft my-ppo-lag --reward_model my-reward --cost_model my-cost --prompts ...
+    trl-safe grpo_lag --reward_model_name_or_path my-reward --cost_model_name_or_path my-cost --cost_limits 0.0 ...
+    trl-safe evaluate --policies my-sft my-ppo-lag --reward_model_name_or_path my-reward \
+        --cost_model_name_or_path my-cost --dataset_name ...
     trl-safe safe_rlhf_pipeline --quick
 
 Each script is a module of `trl_safe.scripts` with a `make_parser()` and a `main()`; `trl-safe <script> --help` lists
@@ -22,6 +24,7 @@ SCRIPTS = {
     "cost_model": "Train the cost model C (harmlessness) with CostTrainer.",
     "ppo": "RLHF with PPO against the reward model.",
     "ppo_lag": "Safe RLHF: PPO-Lag, maximising R subject to E[C] <= cost_limit.",
+    "grpo_lag": "Critic-free Safe RLHF: GRPO-Lag, maximising R subject to E[C_k] <= cost_limits[k] for each cost.",
     "evaluate": "Evaluate policies for helpfulness, harmlessness and over-refusal.",
     "safe_rlhf_pipeline": "The whole pipeline: reward model, cost model, PPO-Lag, evaluation.",
 }

@@ -6,14 +6,18 @@ from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
+from trl_safe.checks import check_finite_fields
+from trl_safe.config_defaults import HardwareDefaultsMixin
+
 
 @dataclass
-class CostConfig(RewardConfig):
+class CostConfig(HardwareDefaultsMixin, RewardConfig):
     r"""
     Configuration class for the [`CostTrainer`], the cost model C of Safe RLHF.
 
     Everything in TRL's [`~trl.RewardConfig`] applies (model loading, `max_length`, `pad_to_multiple_of`, PEFT,
-    precision, ...); only the parameters specific to the cost model are listed here. The loss is
+    precision, ...); only the parameters specific to the cost model are listed here. Unlike TRL's, `bf16` defaults to
+    what the hardware supports, so the defaults run on a CPU (`trl_safe.config_defaults`). The loss is
 
         L = -mean log σ(C(rejected) - C(chosen))                                  (ranking: chosen is the safer)
             - mean[ log σ(s_chosen·C(chosen)) + log σ(s_rejected·C(rejected)) ]   (sign: s = +1 unsafe, -1 safe)
@@ -47,6 +51,7 @@ class CostConfig(RewardConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        check_finite_fields(self, ("regularization", "sign_loss_coefficient"))
         if self.regularization < 0:
             raise ValueError(f"`regularization` must be >= 0, got {self.regularization}.")
         if self.sign_loss_coefficient < 0:

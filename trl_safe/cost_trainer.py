@@ -39,6 +39,7 @@ from trl.data_utils import get_dataset_column_names
 from trl.trainer.reward_trainer import DataCollatorForPreference
 from trl.trainer.utils import get_config_model_id
 
+from trl_safe.checks import check_cost_dataset, check_model_path, to_safety_label
 from trl_safe.cost_config import CostConfig
 from trl_safe.data import SAFETY_LABEL_COLUMNS, DroppedRows
 from trl_safe.distributed import check_processes_train_one_model
@@ -69,7 +70,8 @@ class DataCollatorForSafetyPreference(DataCollatorForPreference):
             )
         batch = super().torch_call(examples)
         for key in SAFETY_LABEL_COLUMNS:
-            batch[key] = torch.tensor([bool(example[key]) for example in examples], dtype=torch.bool)
+            labels = [to_safety_label(example[key], key, index) for index, example in enumerate(examples)]
+            batch[key] = torch.tensor(labels, dtype=torch.bool)
         return batch
 
 
@@ -160,6 +162,8 @@ class CostTrainer(RewardTrainer):
         quantization_config: Any | None = None,
         peft_config: Any | None = None,
     ):
+        if isinstance(model, str):
+            check_model_path(model, "model")
         if args is None:
             model_name = model if isinstance(model, str) else get_config_model_id(model.config)
             args = CostConfig(f"{model_name.split('/')[-1]}-Cost")
@@ -215,6 +219,7 @@ class CostTrainer(RewardTrainer):
                 "needs `chosen` (the safer response), `rejected`, `is_chosen_safe` and `is_rejected_safe`: build them "
                 "from PKU-SafeRLHF-format rows with `trl_safe.to_harmlessness_preferences`."
             )
+        dataset = check_cost_dataset(dataset, dataset_name)  # real boolean labels, non-empty, not contradictory
         # `RewardTrainer` filters long rows without saying how many; we switch its filter off and filter ourselves.
         max_length, args.max_length = args.max_length, None
         try:

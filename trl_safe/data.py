@@ -28,16 +28,19 @@ and records them in a `DroppedRows` the caller can pass in. Nothing is dropped s
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from numbers import Integral
+from numbers import Real
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, load_dataset
 from trl import ScriptArguments
+
+from trl_safe.checks import first_bad_json_line
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +113,8 @@ def _is_bool(value: Any) -> bool:
 
 
 def _is_binary_id(value: Any) -> bool:
-    return isinstance(value, Integral) and not _is_bool(value) and int(value) in (0, 1)
+    # 1.0 is accepted: pandas and CSV readers turn an integer column with a gap into floats. NaN is not 0 or 1.
+    return isinstance(value, Real) and not _is_bool(value) and value in (0, 1)
 
 
 def _is_contradiction(row: dict[str, Any]) -> bool:
@@ -127,6 +131,8 @@ def _validate_row(row: dict[str, Any], index: int, split: str, required: tuple[s
         value = row[name]
         if name in _TEXT_FIELDS and not isinstance(value, str):
             raise ValueError(f"{where}: {name!r} must be a string, got {value!r} ({type(value).__name__}).")
+        if name in _TEXT_FIELDS and not value.strip():
+            raise ValueError(f"{where}: {name!r} is empty; every prompt and response needs some text.")
         if name in _ID_FIELDS and not _is_binary_id(value):
             raise ValueError(f"{where}: {name!r} must be 0 or 1, got {value!r} ({type(value).__name__}).")
         if name in _LABEL_FIELDS and not _is_bool(value):
@@ -213,6 +219,8 @@ def _convert_pairs(
 ) -> Dataset | IterableDataset:
     """Validate and convert every row; with `on_contradiction` set, handle contradictory safety labels too."""
     streaming = isinstance(dataset, IterableDataset)
+    if not streaming and len(dataset) == 0:
+        raise ValueError(f"split {split!r} is empty: there are no rows to convert.")
     columns = _column_names(dataset)
     _check_columns(columns, required, f"split {split!r}")  # fail before converting any row
 
@@ -250,6 +258,12 @@ def _convert_pairs(
         if dropped is not None:
             for index in drop_indices:
                 dropped.add(split, index)
+        if len(drop_indices) == len(converted):
+            raise ValueError(
+                f"split {split!r}: all {len(converted)} rows have contradictory safety labels and were dropped; "
+                "nothing is left to train on. Check how the labels were produced (is_response_*_safe and "
+                "safer_response_id may be swapped)."
+            )
         converted = converted.filter(lambda flag: not flag, input_columns=_DROP_FLAG)
     return converted.remove_columns(_DROP_FLAG)
 
@@ -351,6 +365,8 @@ def to_prompts(data: AnyDataset, *, conversational: bool = False, separator: str
         logger.info("Split %r: %d distinct prompts in %d rows (repeats left out).", split, len(seen), index + 1)
 
     def convert(dataset: Dataset | IterableDataset, split: str) -> Dataset | IterableDataset:
+        if isinstance(dataset, Dataset) and len(dataset) == 0:
+            raise ValueError(f"split {split!r} is empty: there are no prompts.")
         _check_columns(_column_names(dataset), PROMPT_COLUMNS, f"split {split!r}")
         if isinstance(dataset, IterableDataset):
             # `from_generator` calls `distinct` anew on every pass, so each epoch starts with an empty `seen`.
@@ -396,14 +412,37 @@ def load_preference_data(
 
     Raises:
         FileNotFoundError: `name_or_path` names a data file (by its suffix) that does not exist.
+        ValueError: the data file is empty, or (JSON) holds a line that is not valid JSON; the message names the file
+            and the line.
     """
     path = Path(name_or_path)
     builder = _file_builder(path)
     if builder is not None:
         if not path.is_file():
             raise FileNotFoundError(f"No such data file: {str(path)!r}.")
-        return load_dataset(builder, data_files=str(path), split=split, streaming=streaming, **load_kwargs)
+        compressed = path.suffix.lower() in _COMPRESSION_SUFFIXES
+        if not compressed and builder in ("json", "csv") and not path.read_bytes().strip():
+            raise ValueError(f"The data file {str(path)!r} is empty: it has no rows.")
+        try:
+            return load_dataset(builder, data_files=str(path), split=split, streaming=streaming, **load_kwargs)
+        except Exception as error:
+            if builder == "json" and not compressed:
+                _raise_on_bad_json(path, error)
+            raise
     return load_dataset(str(name_or_path), name=name, split=split, streaming=streaming, **load_kwargs)
+
+
+def _raise_on_bad_json(path: Path, error: Exception) -> None:
+    """After `datasets` failed on a JSON / JSON Lines file, find the bad line and raise a short error naming it."""
+    if path.suffix.lower() == ".jsonl":
+        bad = first_bad_json_line(str(path))
+        if bad is not None:
+            raise ValueError(f"{str(path)!r}, line {bad[0]}: not a valid JSON object ({bad[1]}).") from None
+        return
+    try:
+        json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except json.JSONDecodeError as json_error:
+        raise ValueError(f"{str(path)!r}, line {json_error.lineno}: not valid JSON ({json_error.msg}).") from None
 
 
 @dataclass

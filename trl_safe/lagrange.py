@@ -26,13 +26,19 @@ See docs/lagrange.md for the sign conventions and how to choose the settings.
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 import math
+import os
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+
+from trl_safe.checks import load_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -276,16 +282,23 @@ class LagrangeMultiplier:
             "pid_cost_d": self._pid_cost_d,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], source: str | None = None) -> None:
         """Restore a state saved by `state_dict`.
 
         The settings of this object (its constructor arguments) stay in force: resuming with, say, a different
         `lambda_lr` is allowed and logged. A different `update_rule` is an error (the saved state would be
-        meaningless), and a smaller `window_size` keeps only the most recent costs (logged).
+        meaningless), and a smaller `window_size` keeps only the most recent costs (logged); a smaller `lambda_max`
+        clamps λ (logged). A state that could not have been saved (NaN or infinite values, λ above the `lambda_max`
+        it was saved with, a negative PID λ) is an error naming the field and `source` (the file it came from), not
+        a crash a few rollouts later.
         """
+        where = source or "LagrangeMultiplier state"
+        if not isinstance(state, dict):
+            raise ValueError(f"{where}: expected a JSON object (a dict), got {type(state).__name__}.")
         missing = [key for key in _STATE_KEYS if key not in state]
         if missing:
-            raise ValueError(f"LagrangeMultiplier state is missing {missing}; was it saved by `state_dict()`?")
+            raise ValueError(f"{where} is missing {missing}; was it saved by `state_dict()`?")
+        _check_state(state, self, where)
         saved = state["hyperparameters"]
         if saved.get("update_rule") != self.update_rule:
             raise ValueError(
@@ -313,6 +326,11 @@ class LagrangeMultiplier:
         self._log_lambda = float(state["log_lambda"])
         self._pid_lambda = float(state["pid_lambda"])
         self._pid_integral = float(state["pid_integral"])
+        if self.lambda_max is not None and self.value > self.lambda_max:
+            logger.warning("The saved λ = %g exceeds lambda_max = %g: clamping it.", self.value, self.lambda_max)
+            self._log_lambda = min(self._log_lambda, math.log(self.lambda_max))
+            self._pid_lambda = min(self._pid_lambda, self.lambda_max)
+            self._pid_integral = min(self._pid_integral, self.lambda_max)
         self._pid_delta_p = None if state["pid_delta_p"] is None else float(state["pid_delta_p"])
         self._pid_cost_d = None if state["pid_cost_d"] is None else float(state["pid_cost_d"])
 
@@ -321,6 +339,51 @@ class LagrangeMultiplier:
             f"{type(self).__name__}(rule={self.update_rule!r}, λ={self.value:.6g}, J_C={self.episode_cost:.6g}, "
             f"cost_limit={self.cost_limit}, window={len(self._window)}/{self.window_size}, steps={self._num_updates})"
         )
+
+
+def _check_state(state: dict[str, Any], multiplier: LagrangeMultiplier, where: str) -> None:
+    """Refuse a state that `state_dict` could not have written (hand-edited or corrupted), naming the field."""
+
+    def number(name: str, allow_none: bool = False) -> float | None:
+        value = state[name]
+        if value is None and allow_none:
+            return None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValueError(f"{where}: {name} must be a number, got {value!r}.")
+        return float(value)
+
+    if not isinstance(state["hyperparameters"], dict):
+        raise ValueError(f"{where}: hyperparameters must be a dict, got {state['hyperparameters']!r}.")
+    saved_max = state["hyperparameters"].get("lambda_max", multiplier.lambda_max)
+    log_lambda = number("log_lambda")
+    if math.isnan(log_lambda) or log_lambda == math.inf:
+        raise ValueError(f"{where}: log_lambda is {log_lambda}; λ = exp(log_lambda) must be a finite number.")
+    if log_lambda == -math.inf and multiplier.update_rule == "sgd" and multiplier.lambda_lr > 0:
+        raise ValueError(
+            f"{where}: log_lambda is -inf (λ = 0), which the 'sgd' rule can never move away from with lambda_lr > 0."
+        )
+    if isinstance(saved_max, int | float) and saved_max > 0 and log_lambda > math.log(saved_max) + 1e-9:
+        raise ValueError(
+            f"{where}: log_lambda = {log_lambda} is above log(lambda_max) = {math.log(saved_max):.6g} (lambda_max "
+            f"= {saved_max}), which the update never produces; the file was edited or corrupted."
+        )
+    for name in ("pid_lambda", "pid_integral"):
+        value = number(name)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{where}: {name} must be a finite number >= 0, got {value}.")
+    for name in ("pid_delta_p", "pid_cost_d"):
+        value = number(name, allow_none=True)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{where}: {name} must be a finite number or null, got {value}.")
+    num_updates = state["num_updates"]
+    if not isinstance(num_updates, int) or isinstance(num_updates, bool) or num_updates < 0:
+        raise ValueError(f"{where}: num_updates must be an integer >= 0, got {num_updates!r}.")
+    window = state["window"]
+    if not isinstance(window, list):
+        raise ValueError(f"{where}: window must be a list of episode costs, got {type(window).__name__}.")
+    for index, cost in enumerate(window):
+        if not isinstance(cost, int | float) or isinstance(cost, bool) or not math.isfinite(cost):
+            raise ValueError(f"{where}: window[{index}] must be a finite number, got {cost!r}.")
 
 
 def _check_finite(name: str, value: float) -> None:
@@ -349,3 +412,66 @@ def _as_float_list(episode_costs: Sequence[float] | torch.Tensor) -> list[float]
         if not math.isfinite(cost):
             raise ValueError(f"episode_costs[{index}] is {cost}: costs must be finite")
     return costs
+
+
+@dataclass
+class LagrangeSettings:
+    """The λ settings shared by every Lagrangian trainer config (PPO-Lag, GRPO-Lag, RLOO-Lag), as dataclass fields
+    named like `LagrangeMultiplier`'s arguments.
+
+    A mixin listed *before* the trainer's own config class (`class PPOLagConfig(LagrangeSettings, PPOConfig)`), so
+    that `TrainingArguments`' fields keep their positions (`output_dir` first). The bound on the cost is not here:
+    PPO-Lag has one (`cost_limit`), the critic-free trainers one per cost function (`cost_limits`). The fields are
+    documented in `PPOLagConfig`.
+    """
+
+    lambda_init: float = field(default=1.0, metadata={"help": "λ at the start of training."})
+    lambda_lr: float = field(default=0.1, metadata={"help": "Learning rate of λ (0 keeps λ fixed)."})
+    lambda_max: float | None = field(default=5.0, metadata={"help": "Upper bound on λ (None: unbounded)."})
+    update_delay_steps: int = field(default=0, metadata={"help": "Optimizer steps before λ starts to move."})
+    window_size: int = field(default=128, metadata={"help": "Number of most recent episode costs whose mean is J_C."})
+    update_rule: str = field(default="sgd", metadata={"help": "Update rule of λ.", "choices": ["sgd", "pid"]})
+    pid_kp: float = field(default=1.0, metadata={"help": "Proportional gain of the 'pid' rule."})
+    pid_ki: float = field(default=0.1, metadata={"help": "Integral gain of the 'pid' rule."})
+    pid_kd: float = field(default=0.0, metadata={"help": "Derivative gain of the 'pid' rule."})
+    pid_p_ema_alpha: float = field(default=0.0, metadata={"help": "EMA smoothing of the 'pid' proportional term."})
+    pid_d_ema_alpha: float = field(default=0.0, metadata={"help": "EMA smoothing of the 'pid' derivative term."})
+
+    def lagrange_settings(self) -> dict[str, Any]:
+        """`LagrangeMultiplier`'s arguments other than `cost_limit`: the fields of the same names."""
+        return {name: getattr(self, name) for name in LAGRANGE_MULTIPLIER_ARGS if name != "cost_limit"}
+
+
+# Every argument of `LagrangeMultiplier`; each is a config field of the same name (`cost_limit` in PPO-Lag's config).
+LAGRANGE_MULTIPLIER_ARGS = tuple(inspect.signature(LagrangeMultiplier).parameters)
+
+
+def lagrange_logs(multiplier: LagrangeMultiplier, prefix: str = "lagrange/") -> dict[str, float]:
+    """What a trainer logs about one constraint at every log: its limit and every value of `metrics()` (λ, J_C, the
+    violation J_C - limit, the PID integral).
+
+    λ, J_C and the PID terms are state, not averages over the logging interval, so every log shows their current
+    values; J_C and what depends on it are left out while no cost has been recorded (a NaN breaks JSON loggers).
+    """
+    logs = {f"{prefix}cost_limit": multiplier.cost_limit}
+    for name, value in multiplier.metrics().items():
+        if not math.isnan(value):
+            logs[f"{prefix}{name}"] = value
+    return logs
+
+
+def save_lagrange_state(checkpoint_dir: str | os.PathLike, file_name: str, state: Any) -> None:
+    """Write the multipliers' state (built-in types) into a checkpoint directory as JSON."""
+    with open(os.path.join(checkpoint_dir, file_name), "w") as file:
+        json.dump(state, file, indent=2)
+
+
+def load_lagrange_state(checkpoint_dir: str | os.PathLike, file_name: str, trainer_name: str) -> Any:
+    """Read what `save_lagrange_state` wrote; a checkpoint without it cannot resume λ, which is an error."""
+    path = os.path.join(checkpoint_dir, file_name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{checkpoint_dir} has no {file_name}: it was not written by {trainer_name}, so λ cannot resume where it "
+            "stopped."
+        )
+    return load_json_file(path, "Lagrange multiplier state")

@@ -196,12 +196,15 @@ def read_stage_results(stage: str, path: Path) -> dict[str, Any]:
         return {}
     history = json.loads(state_file.read_text())["log_history"]
     if stage == "ppo_lag":
-        last = [entry for entry in history if "lagrange/lambda" in entry][-1]
+        # PPO-Lag logs `lagrange/lambda`, GRPO-Lag `lagrange/<cost name>/lambda` (one cost model here).
+        key = next(key for entry in history for key in entry if key.startswith("lagrange/") and key.endswith("lambda"))
+        prefix = key.removesuffix("lambda")
+        last = [entry for entry in history if key in entry][-1]
         return {
             "path": str(path),
-            "final_lambda": last["lagrange/lambda"],
-            "final_episode_cost": last["lagrange/episode_cost"],
-            "cost_limit": last["lagrange/cost_limit"],
+            "final_lambda": last[key],
+            "final_episode_cost": last[f"{prefix}episode_cost"],
+            "cost_limit": last[f"{prefix}cost_limit"],
             "steps": last["step"],
         }
     evals = [entry for entry in history if any(key.startswith("eval_") for key in entry)]

@@ -7,14 +7,31 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from transformers.utils import is_torch_bf16_gpu_available
 from trl.trainer.base_config import _BaseConfig
+
+from trl_safe.checks import check_finite_fields
+from trl_safe.config_defaults import HardwareDefaultsMixin
 
 logger = logging.getLogger(__name__)
 
+# Float settings of PPOConfig (and PPOLagConfig) that must be finite numbers when set.
+_FLOAT_FIELDS = (
+    "temperature",
+    "top_p",
+    "missing_eos_penalty",
+    "kl_coef",
+    "cliprange",
+    "cliprange_value",
+    "vf_coef",
+    "gamma",
+    "lam",
+    "cliprange_score",
+    "vllm_gpu_memory_utilization",
+)
+
 
 @dataclass
-class PPOConfig(_BaseConfig):
+class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
     r"""
     Configuration class for [`PPOTrainer`]: PPO with a learned critic for RLHF (Ziegler et al. 2019; Ouyang et al.
     2022), run inside `transformers`' `Trainer` loop.
@@ -37,6 +54,10 @@ class PPOConfig(_BaseConfig):
             Under DeepSpeed ZeRO-3, gather the weights of the trained module (the policy and the critic, one module)
             for generation (fast); `False` generates with sharded weights (slow, but fits models larger than one
             device).
+        allow_untrained_score_head (`bool`, *optional*, defaults to `False`):
+            A reward or cost model given as a path must be a trained sequence classifier: a checkpoint without score
+            head weights (a base or chat model) would be loaded with a random head and score noise, so it is refused.
+            `True` lets it through (tests, or experiments that want a random scorer).
         save_value_model (`bool`, *optional*, defaults to `False`):
             Whether `save_model` also writes the critic, to `<output_dir>/value_model`. Checkpoints always contain
             it (a resumed run needs it); the final model is the policy alone.
@@ -174,6 +195,12 @@ class PPOConfig(_BaseConfig):
         default=True,
         metadata={"help": "Under DeepSpeed ZeRO-3, gather the policy's and critic's weights for generation."},
     )
+    allow_untrained_score_head: bool = field(
+        default=False,
+        metadata={
+            "help": "Accept a reward/cost model path whose checkpoint has no trained score head (random scores)."
+        },
+    )
     save_value_model: bool = field(
         default=False,
         metadata={"help": "Whether `save_model` also writes the critic to `<output_dir>/value_model`."},
@@ -291,10 +318,11 @@ class PPOConfig(_BaseConfig):
     )
 
     def __post_init__(self) -> None:
-        # bf16 only where the hardware runs it natively: on a CPU it is slow and loses precision for nothing.
-        if self.bf16 is None:
-            self.bf16 = not self.fp16 and not self.use_cpu and is_torch_bf16_gpu_available()
+        # `HardwareDefaultsMixin`: bf16 only where the hardware runs it natively (on a CPU it is slow and loses
+        # precision for nothing), activation checkpointing under its current name, no pin_memory without a GPU.
         super().__post_init__()
+        # NaN passes none of the comparisons below (NaN >= 0 is False, so is NaN < 0): refuse it first.
+        check_finite_fields(self, _FLOAT_FIELDS)
 
         def require(condition: bool, message: str) -> None:
             if not condition:
@@ -327,6 +355,12 @@ class PPOConfig(_BaseConfig):
         require(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
         require(0 < self.cliprange, f"cliprange must be > 0, got {self.cliprange}")
         require(0 < self.cliprange_value, f"cliprange_value must be > 0, got {self.cliprange_value}")
+        require(
+            self.vf_coef >= 0,
+            f"vf_coef must be >= 0 (a negative weight would maximise the value loss), got {self.vf_coef}",
+        )
+        require(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
+        require(self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}")
         require(0 <= self.gamma <= 1, f"gamma must be in [0, 1], got {self.gamma}")
         require(0 <= self.lam <= 1, f"lam must be in [0, 1], got {self.lam}")
         require(

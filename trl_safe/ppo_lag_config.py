@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from trl_safe.lagrange import LagrangeMultiplier
+from trl_safe.lagrange import LAGRANGE_MULTIPLIER_ARGS, LagrangeMultiplier, LagrangeSettings  # noqa: F401
 from trl_safe.ppo_config import PPOConfig
 
-# Every argument of `LagrangeMultiplier` is a field of `PPOLagConfig` under the same name.
-LAGRANGE_MULTIPLIER_ARGS = tuple(inspect.signature(LagrangeMultiplier).parameters)
+# Every argument of `LagrangeMultiplier` is a field of `PPOLagConfig` under the same name (`LagrangeSettings` holds
+# all but `cost_limit`); `LAGRANGE_MULTIPLIER_ARGS` is re-exported from `trl_safe.lagrange` for older imports.
 _RENAMED = {
     "episode_cost_window_size": "window_size",
     "lambda_update_delay_steps": "update_delay_steps",
@@ -20,7 +19,7 @@ _RENAMED = {
 
 
 @dataclass
-class PPOLagConfig(PPOConfig):
+class PPOLagConfig(LagrangeSettings, PPOConfig):
     r"""
     Configuration class for [`PPOLagTrainer`]: Safe RLHF's Lagrangian PPO (Dai et al. 2024).
 
@@ -90,22 +89,11 @@ class PPOLagConfig(PPOConfig):
         },
     )
 
-    # Constraint and Lagrange multiplier
+    # Constraint (λ's settings come from `LagrangeSettings`)
     cost_limit: float = field(
         default=0.0,
         metadata={"help": "Bound on the expected cost J_C (the paper's -d, the reference's `threshold`)."},
     )
-    lambda_init: float = field(default=1.0, metadata={"help": "λ at the start of training."})
-    lambda_lr: float = field(default=0.1, metadata={"help": "Learning rate of λ (0 keeps λ fixed)."})
-    lambda_max: float | None = field(default=5.0, metadata={"help": "Upper bound on λ (None: unbounded)."})
-    update_delay_steps: int = field(default=0, metadata={"help": "Optimizer steps before λ starts to move."})
-    window_size: int = field(default=128, metadata={"help": "Number of most recent episode costs whose mean is J_C."})
-    update_rule: str = field(default="sgd", metadata={"help": "Update rule of λ.", "choices": ["sgd", "pid"]})
-    pid_kp: float = field(default=1.0, metadata={"help": "Proportional gain of the 'pid' rule."})
-    pid_ki: float = field(default=0.1, metadata={"help": "Integral gain of the 'pid' rule."})
-    pid_kd: float = field(default=0.0, metadata={"help": "Derivative gain of the 'pid' rule."})
-    pid_p_ema_alpha: float = field(default=0.0, metadata={"help": "EMA smoothing of the 'pid' proportional term."})
-    pid_d_ema_alpha: float = field(default=0.0, metadata={"help": "EMA smoothing of the 'pid' derivative term."})
 
     # Names before 0.2, kept one release so that old command lines and configs still run (with a warning).
     episode_cost_window_size: int | None = field(default=None, metadata={"help": "Deprecated: use --window_size."})
@@ -131,4 +119,4 @@ class PPOLagConfig(PPOConfig):
 
     def lagrange_multiplier_kwargs(self) -> dict[str, Any]:
         """The multiplier's arguments: the fields of this config with the same names."""
-        return {name: getattr(self, name) for name in LAGRANGE_MULTIPLIER_ARGS}
+        return {"cost_limit": self.cost_limit, **self.lagrange_settings()}

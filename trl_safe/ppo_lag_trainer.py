@@ -24,7 +24,6 @@ PKU-Alignment/safe-rlhf `ppo_lag`):
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -33,6 +32,8 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from trl_safe.checks import resolve_reward_source
+from trl_safe.lagrange import lagrange_logs, load_lagrange_state, save_lagrange_state
 from trl_safe.ppo.score_streams import ScoreSource
 from trl_safe.ppo.trainer import PPOTrainer
 from trl_safe.ppo_lag_config import PPOLagConfig
@@ -86,8 +87,8 @@ class PPOLagTrainer(PPOTrainer):
     def __init__(
         self,
         model: str | PreTrainedModel,
-        reward_model: ScoreSource,
-        cost_model: ScoreSource,
+        reward_model: ScoreSource | None = None,
+        cost_model: ScoreSource | None = None,
         args: PPOLagConfig | None = None,
         train_dataset: Dataset | None = None,
         eval_dataset: Dataset | dict[str, Dataset] | None = None,
@@ -101,7 +102,9 @@ class PPOLagTrainer(PPOTrainer):
         peft_config: Any | None = None,
         value_peft_config: Any | None = None,
         ptx_dataset: Dataset | None = None,
+        reward_funcs: ScoreSource | list[ScoreSource] | None = None,
     ) -> None:
+        reward_model = resolve_reward_source(reward_model, reward_funcs, type(self).__name__)  # GRPO's name works
         super().__init__(
             model=model,
             args=args,
@@ -154,25 +157,15 @@ class PPOLagTrainer(PPOTrainer):
         # λ, J_C and the PID terms are state, not averages: every log shows all of the multiplier's current values
         # (J_C and what depends on it only once episode costs have been recorded).
         if self.model.training:
-            logs["lagrange/cost_limit"] = self.lagrange.cost_limit
-            for name, value in self.lagrange.metrics().items():
-                if not math.isnan(value):
-                    logs[f"lagrange/{name}"] = value
+            logs.update(lagrange_logs(self.lagrange))
         super().log(logs, start_time)
 
     def _save_extra_state(self, checkpoint_dir: str) -> None:
-        with open(os.path.join(checkpoint_dir, LAGRANGE_STATE_NAME), "w") as file:
-            json.dump(self.lagrange.state_dict(), file, indent=2)
+        save_lagrange_state(checkpoint_dir, LAGRANGE_STATE_NAME, self.lagrange.state_dict())
 
     def _load_extra_state(self, checkpoint_dir: str) -> None:
-        path = os.path.join(checkpoint_dir, LAGRANGE_STATE_NAME)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"{checkpoint_dir} has no {LAGRANGE_STATE_NAME}: it was not written by PPOLagTrainer, so λ cannot "
-                "resume where it stopped."
-            )
-        with open(path) as file:
-            self.lagrange.load_state_dict(json.load(file))
+        state = load_lagrange_state(checkpoint_dir, LAGRANGE_STATE_NAME, type(self).__name__)
+        self.lagrange.load_state_dict(state, source=os.path.join(checkpoint_dir, LAGRANGE_STATE_NAME))
 
     def _model_card_context(self) -> dict[str, Any]:
         context = super()._model_card_context()

@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import create_model_from_path
 
+from trl_safe.checks import check_model_path
 from trl_safe.ppo_config import PPOConfig
 from trl_safe.scoring import find_score_head, per_token_scores
 
@@ -113,6 +114,7 @@ class PolicyAndValueModel(nn.Module):
 
 
 def load_model(path: str, auto_class: type, args: PPOConfig, **kwargs: Any) -> PreTrainedModel:
+    check_model_path(path, "model")  # a mistyped folder is "no such directory", not a failed Hub connection
     init_kwargs = {**(args.model_init_kwargs or {}), **kwargs}
     # Placement is accelerate's job: "auto" device maps would split models across devices under DDP.
     init_kwargs.setdefault("device_map", None)

@@ -19,6 +19,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl.trainer.utils import get_config_model_id
 
+from trl_safe.checks import check_model_path, check_score_model_trained
 from trl_safe.ppo.models import load_model
 from trl_safe.ppo_config import PPOConfig
 from trl_safe.scoring import Scorer
@@ -88,6 +89,8 @@ def load_score_stream(
 ) -> ScoreStream:
     """The stream `name` from its source (a path is loaded as a one-label sequence classifier)."""
     if isinstance(source, str):
+        check_model_path(source, f"{name} model")
+        check_score_model_trained(source, name, allow_untrained=args.allow_untrained_score_head)  # no random head
         model = load_model(source, AutoModelForSequenceClassification, args, num_labels=1)
         processing_class = processing_class or AutoTokenizer.from_pretrained(
             source, trust_remote_code=args.trust_remote_code

@@ -54,6 +54,14 @@ from trl.import_utils import is_vllm_available
 from trl.trainer.base_trainer import _BaseTrainer
 from trl.trainer.utils import disable_dropout_in_model, get_config_model_id, identity
 
+from trl_safe.checks import (
+    check_config_class,
+    check_policy_model,
+    check_prompt_dataset,
+    check_rollout_batches,
+    check_tokenizer_can_pad,
+    resolve_reward_source,
+)
 from trl_safe.distributed import check_processes_train_one_model
 from trl_safe.model_card import render_model_card
 from trl_safe.ppo.experience import Experience, ExperienceMaker, make_generation_backend
@@ -165,12 +173,13 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
         *,
         score_sources: Mapping[str, ScoreSource] | None = None,
         score_processing_classes: Mapping[str, PreTrainedTokenizerBase | None] | None = None,
+        reward_funcs: ScoreSource | list[ScoreSource] | None = None,
     ) -> None:
+        reward_model = resolve_reward_source(reward_model, reward_funcs, type(self).__name__)  # GRPO's name works
         if args is None:
             model_id = model if isinstance(model, str) else get_config_model_id(model.config)
             args = self._config_class(f"{model_id.split('/')[-1] or 'policy'}-{self._name}")
-        if not isinstance(args, self._config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self._config_class.__name__}, got {type(args).__name__}.")
+        check_config_class(args, self._config_class, type(self).__name__)  # PPOTrainer + PPOLagConfig: refused
         if train_dataset is None:
             raise ValueError(f"{type(self).__name__} needs a `train_dataset` of prompts (a `prompt` column).")
         if isinstance(train_dataset, IterableDataset):
@@ -195,10 +204,12 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
 
         # Policy π_θ and its tokenizer.
         policy = load_model(model, AutoModelForCausalLM, args) if isinstance(model, str) else model
+        check_policy_model(policy)
         if processing_class is None:
             processing_class = AutoTokenizer.from_pretrained(get_config_model_id(policy.config))
         if not isinstance(processing_class, PreTrainedTokenizerBase):
             raise TypeError(f"processing_class must be a tokenizer, got {type(processing_class).__name__}.")
+        check_tokenizer_can_pad(processing_class)
         if processing_class.pad_token is None:
             processing_class.pad_token = processing_class.eos_token
         policy.config.pad_token_id = processing_class.pad_token_id
@@ -210,6 +221,8 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
             [] if eos_token_ids is None else [eos_token_ids] if isinstance(eos_token_ids, int) else eos_token_ids
         )
         self.eos_token_ids = list(dict.fromkeys([processing_class.eos_token_id, *eos_token_ids]))
+        for name, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
+            check_prompt_dataset(dataset, processing_class, args.max_prompt_length, args.chat_template_kwargs, name)
 
         # Score streams (R, and C for PPO-Lag), then the critic: its default weights come from a score model.
         self.scorers = {
@@ -254,6 +267,9 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
                 "`torchrun`, or make a single GPU visible with CUDA_VISIBLE_DEVICES."
             )
         check_processes_train_one_model(self.accelerator, type(self).__name__)
+        check_rollout_batches(
+            len(train_dataset), args.local_rollout_batch_size * self.accelerator.num_processes, args.shuffle_dataset
+        )
 
         # Frozen models run in inference mode on every process (sharded too under ZeRO-3 / FSDP).
         backends = {

@@ -6,12 +6,13 @@ breakdown, refusal rates, the arena's win rate and safe/unsafe transition table,
 
     # a PPO-Lag policy against its SFT starting point, on the Safe RLHF red-team prompts
     trl-safe evaluate \
-        --policies my-sft my-ppo-lag --reward_model my-reward --cost_model my-cost \
-        --prompts safe_rlhf_eval_problem.json --output_dir evaluation --trainer_state my-ppo-lag
+        --policies my-sft my-ppo-lag --reward_model_name_or_path my-reward --cost_model_name_or_path my-cost \
+        --dataset_name safe_rlhf_eval_problem.json --output_dir evaluation --trainer_state my-ppo-lag
 
     # over-refusal on XSTest's safe prompts (label column `label`, safe label `safe`)
-    trl-safe evaluate --policies my-ppo-lag --reward_model my-reward --cost_model my-cost \
-        --prompts xstest_prompts.csv --output_dir evaluation-xstest
+    trl-safe evaluate --policies my-ppo-lag \
+        --reward_model_name_or_path my-reward --cost_model_name_or_path my-cost \
+        --dataset_name xstest_prompts.csv --output_dir evaluation-xstest
 
     # publish the results as a data set, and add the evaluation to the policies' local model cards
     trl-safe evaluate ... --push_to_hub --hub_dataset_id me/ppo-lag-evaluation --update_model_cards
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from trl import TrlParser
 
+from trl_safe.checks import check_model_path, check_score_model_trained
 from trl_safe.evaluation import SafetyEvaluationConfig, SafetyReport, evaluate_safety, load_prompts
 from trl_safe.hub import add_evaluation_to_model_card, push_evaluation_to_hub
 
@@ -39,9 +41,9 @@ class EvaluateScriptArguments(SafetyEvaluationConfig):
     Parameters:
         policies (`list[str]`): paths or Hub ids of the policies; the first is the arena baseline.
         policy_names (`list[str]` or `None`): display names, one per policy (default: the folder names).
-        reward_model (`str`): path or Hub id of the reward model.
-        cost_model (`str`): path or Hub id of the cost model.
-        prompts (`str`): prompt file (.txt/.json/.jsonl/.csv/.tsv/.parquet) or Hub data set id.
+        reward_model_name_or_path (`str`): path or Hub id of the reward model (the training scripts' name).
+        cost_model_name_or_path (`str`): path or Hub id of the cost model.
+        dataset_name (`str`): prompt file (.txt/.json/.jsonl/.csv/.tsv/.parquet) or Hub data set id (TRL's name).
         prompt_column, category_column, label_column (`str` or `None`): column names (default: auto-detected).
         dataset_config (`str` or `None`), dataset_split (`str`): for a Hub data set.
         limit (`int` or `None`): evaluate only the first prompts.
@@ -53,13 +55,21 @@ class EvaluateScriptArguments(SafetyEvaluationConfig):
         update_model_cards (`bool`): add the evaluation to the README.md of each policy given as a local folder.
     """
 
+    # `required` makes a missing argument an argparse usage error on the command line; `__post_init__` checks the
+    # same when the class is built in Python.
     policies: list[str] = field(
-        default_factory=list, metadata={"help": "Policies (paths or Hub ids); first = baseline."}
+        default_factory=list, metadata={"help": "Policies (paths or Hub ids); first = baseline.", "required": True}
     )
     policy_names: list[str] | None = field(default=None, metadata={"help": "Display names, one per policy."})
-    reward_model: str | None = field(default=None, metadata={"help": "Reward model (path or Hub id)."})
-    cost_model: str | None = field(default=None, metadata={"help": "Cost model (path or Hub id)."})
-    prompts: str | None = field(default=None, metadata={"help": "Prompt file or Hub data set id."})
+    reward_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Reward model (path or Hub id).", "required": True}
+    )
+    cost_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Cost model (path or Hub id).", "required": True}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Prompt file or Hub data set id.", "required": True}
+    )
     prompt_column: str | None = field(default=None, metadata={"help": "Prompt column (default: auto-detected)."})
     category_column: str | None = field(default=None, metadata={"help": "Category column (default: auto-detected)."})
     label_column: str | None = field(default=None, metadata={"help": "Safe/unsafe label column (default: auto)."})
@@ -68,7 +78,7 @@ class EvaluateScriptArguments(SafetyEvaluationConfig):
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first `limit` prompts."})
     output_dir: str = field(default="evaluation", metadata={"help": "Where the report is written."})
     trainer_state: str | None = field(default=None, metadata={"help": "trainer_state.json or run folder to plot."})
-    plots: bool = field(default=True, metadata={"help": "Write the PNG plots."})
+    plots: bool = field(default=True, metadata={"help": "Write the PNG plots (the default); --no_plots skips them."})
     push_to_hub: bool = field(default=False, metadata={"help": "Push the results as a Hub data set."})
     hub_dataset_id: str | None = field(default=None, metadata={"help": "Hub data set id for --push_to_hub."})
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub data set as private."})
@@ -78,7 +88,8 @@ class EvaluateScriptArguments(SafetyEvaluationConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        missing = [name for name in ("reward_model", "cost_model", "prompts") if getattr(self, name) is None]
+        required = ("reward_model_name_or_path", "cost_model_name_or_path", "dataset_name")
+        missing = [name for name in required if getattr(self, name) is None]
         if not self.policies:
             missing.insert(0, "policies")
         if missing:
@@ -95,8 +106,12 @@ def make_parser(prog: str | None = None) -> TrlParser:
 
 def main(args: EvaluateScriptArguments) -> SafetyReport:
     """Run the evaluation, write the report (and push it / update model cards if asked); return the report."""
+    # A mistyped folder, or a base model given as a scorer (random head), must stop here, not score noise.
+    for role, path in (("reward", args.reward_model_name_or_path), ("cost", args.cost_model_name_or_path)):
+        check_model_path(path, f"{role} model")
+        check_score_model_trained(path, role)
     prompts = load_prompts(
-        args.prompts,
+        args.dataset_name,
         prompt_column=args.prompt_column,
         category_column=args.category_column,
         label_column=args.label_column,
@@ -107,11 +122,11 @@ def main(args: EvaluateScriptArguments) -> SafetyReport:
     names = args.policy_names or [Path(policy).name or policy for policy in args.policies]
     report = evaluate_safety(
         dict(zip(names, args.policies)),
-        args.reward_model,
-        args.cost_model,
+        args.reward_model_name_or_path,
+        args.cost_model_name_or_path,
         prompts,
         config=args,
-        prompt_source=Path(args.prompts).name if Path(args.prompts).exists() else args.prompts,
+        prompt_source=Path(args.dataset_name).name if Path(args.dataset_name).exists() else args.dataset_name,
     )
     paths = report.save(args.output_dir, plots=args.plots, training_log=args.trainer_state)
     print("\n".join(report.summary_table()))

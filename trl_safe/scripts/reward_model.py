@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 
 from transformers import PreTrainedTokenizerBase
-from trl import ModelConfig, RewardConfig, RewardTrainer, TrlParser, get_peft_config, get_quantization_config
+from trl import ModelConfig, RewardTrainer, TrlParser, get_peft_config, get_quantization_config
 
 from trl_safe.data import PreferenceScriptArguments, to_helpfulness_preferences
+from trl_safe.reward_config import RewardConfig  # TRL's, with bf16 picked from the hardware (TRL's stops on a CPU)
 from trl_safe.scripts.utils import (
     load_tokenizer,
     preference_splits,

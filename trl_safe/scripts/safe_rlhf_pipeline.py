@@ -52,7 +52,7 @@ from trl_safe.pipeline import (
     summary_lines,
     write_held_out_prompts,
 )
-from trl_safe.scripts import cost_model, evaluate, ppo_lag, reward_model
+from trl_safe.scripts import cost_model, evaluate, grpo_lag, ppo_lag, reward_model
 
 
 @dataclass
@@ -78,6 +78,9 @@ class PipelineArguments:
         cost_limit (`float` or `None`): PPO-Lag's bound on the expected cost J_C (C > 0 unsafe, so 0 means safe on
             average); default: the preset's (see `trl_safe.pipeline.Budget`).
         seed (`int`): seed of every stage.
+        rl_trainer (`str`): the RL stage's trainer: `ppo_lag` (PPO-Lag, with a critic) or `grpo_lag` (GRPO-Lag,
+            critic-free: the same episodes per rollout, as `ppo_batch_size / 4` prompts x 4 completions;
+            docs/grpo_lag.md). Its extra arguments go in `ppo_lag_args` either way.
         reward_args, cost_args, ppo_lag_args, evaluate_args (`str`): extra command-line arguments appended to a
             stage's own (they win), e.g. `--ppo_lag_args "--lambda_lr 0.2 --kl_coef 0.05"`.
     """
@@ -100,6 +103,10 @@ class PipelineArguments:
     use_peft: bool | None = field(default=None, metadata={"help": "Override the preset's LoRA choice."})
     cost_limit: float | None = field(default=None, metadata={"help": "PPO-Lag's bound on J_C = E[C]."})
     seed: int = field(default=42, metadata={"help": "Seed of every stage."})
+    rl_trainer: str = field(
+        default="ppo_lag",
+        metadata={"help": "Trainer of the RL stage (grpo_lag: critic-free).", "choices": ["ppo_lag", "grpo_lag"]},
+    )
     reward_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe reward_model`."})
     cost_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe cost_model`."})
     ppo_lag_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe ppo_lag`."})
@@ -181,15 +188,8 @@ class Pipeline:
             "--report_to", "none",
             "--save_strategy", "no",
             "--logging_steps", "1",
-            "--gradient_checkpointing", "false",
+            "--activation_checkpointing", "false",
         ]  # fmt: skip
-
-    @staticmethod
-    def precision_args() -> list[str]:
-        """TRL's `RewardConfig` asks for bf16 by default, which `Trainer` refuses without a GPU."""
-        import torch
-
-        return [] if torch.cuda.is_available() else ["--bf16", "false"]
 
     def lora_args(self, task_type: str) -> list[str]:
         """LoRA on the top layers. The policy's adapter gets twice the usual scale (α = 64 for r = 16): PPO-Lag
@@ -229,7 +229,6 @@ class Pipeline:
             "--eval_strategy", "steps",
             "--eval_steps", str(10**9),  # only the final evaluation; the training curves come from the train logs
             *self.lora_args("SEQ_CLS"),
-            *self.precision_args(),
             *shlex.split(extra),
         ]  # fmt: skip
 
@@ -254,15 +253,41 @@ class Pipeline:
             *shlex.split(self.args.ppo_lag_args),
         ]  # fmt: skip
 
+    def grpo_lag_argv(self) -> list[str]:
+        """PPO-Lag's rollouts for GRPO-Lag: `ppo_batch_size` episodes, as groups of 4 completions per prompt, each
+        rollout used for `ppo_epochs` optimizer steps; β = PPO-Lag's KL coefficient."""
+        budget = self.budget
+        return [
+            *self.common_training_args("ppo_lag"),
+            "--reward_model_name_or_path", self.stage_dir("reward"),
+            "--cost_model_name_or_path", self.stage_dir("cost"),
+            "--max_steps", str(budget.ppo_steps * budget.ppo_epochs),
+            "--per_device_train_batch_size", str(budget.ppo_batch_size),
+            "--num_generations", "4",
+            "--num_iterations", str(budget.ppo_epochs),
+            "--beta", "0.01",
+            "--learning_rate", str(budget.ppo_learning_rate),
+            "--max_completion_length", str(budget.max_completion_length),
+            "--temperature", "0.7",
+            "--cost_limits", str(self.cost_limit),
+            "--lambda_init", "1.0",
+            "--lambda_lr", "0.1",
+            "--window_size", str(4 * budget.ppo_batch_size),
+            "--eval_strategy", "no",
+            *self.precision_args(),
+            *self.lora_args("CAUSAL_LM"),
+            *shlex.split(self.args.ppo_lag_args),
+        ]  # fmt: skip
+
     def evaluate_argv(self) -> list[str]:
         budget = self.budget
         limit = ["--limit", str(budget.eval_limit)] if budget.eval_limit is not None else []
         return [
             "--policies", self.base_model, self.stage_dir("ppo_lag"),
             "--policy_names", "initial", "ppo_lag",
-            "--reward_model", self.stage_dir("reward"),
-            "--cost_model", self.stage_dir("cost"),
-            "--prompts", self.eval_prompts,
+            "--reward_model_name_or_path", self.stage_dir("reward"),
+            "--cost_model_name_or_path", self.stage_dir("cost"),
+            "--dataset_name", self.eval_prompts,
             "--output_dir", self.stage_dir("evaluate"),
             "--trainer_state", self.stage_dir("ppo_lag"),
             "--max_new_tokens", str(budget.max_completion_length),
@@ -297,8 +322,12 @@ class Pipeline:
         """Fine-tune the policy with PPO-Lag against the reward and cost models."""
         from transformers import AutoModelForCausalLM
 
-        title = "PPO-Lag policy (maximise R subject to E[C] ≤ cost limit)"
-        trainer = run_stage(index, title, ppo_lag, self.ppo_lag_argv())
+        if self.args.rl_trainer == "grpo_lag":
+            title = "GRPO-Lag policy, critic-free (maximise R subject to E[C] ≤ cost limit)"
+            trainer = run_stage(index, title, grpo_lag, self.grpo_lag_argv())
+        else:
+            title = "PPO-Lag policy (maximise R subject to E[C] ≤ cost limit)"
+            trainer = run_stage(index, title, ppo_lag, self.ppo_lag_argv())
         self.finish_training_stage(trainer, AutoModelForCausalLM)
         del trainer
         ppo = self.collect_results("ppo_lag")

@@ -15,6 +15,7 @@ from datasets import Dataset
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArguments
 from trl import ModelConfig, ScriptArguments
 
+from trl_safe.checks import check_model_path
 from trl_safe.data import PreferenceScriptArguments, load_preference_data
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def set_model_init_kwargs(training_args: TrainingArguments, model_args: ModelCon
 
 
 def load_tokenizer(model_args: ModelConfig, training_args: TrainingArguments) -> PreTrainedTokenizerBase:
+    check_model_path(model_args.model_name_or_path, "model")  # a mistyped folder, not a failed Hub connection
     return AutoTokenizer.from_pretrained(
         model_args.model_name_or_path,
         revision=model_args.model_revision,
