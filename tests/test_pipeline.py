@@ -73,6 +73,10 @@ def test_summary_holds_the_final_table(tiny_run):
         f"| final λ | {ppo['final_lambda']:.3f} |",
     ):
         assert needle in table
+    # The outcome table: trained against initial, with paired-bootstrap intervals over the held-out prompts.
+    header, rows = saved["evaluate"]["outcome"]
+    assert header[:4] == ["outcome", "prompts", "initial", "ppo_lag"]
+    assert rows and all(row[0] in table for row in rows)
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from trl_safe.evaluation.outcome import compare_outcomes, outcome_table
 from trl_safe.evaluation.report import format_percent, markdown_table
 
 STAGES = ("reward", "cost", "ppo_lag", "evaluate")
@@ -182,7 +183,14 @@ def read_stage_results(stage: str, path: Path) -> dict[str, Any]:
         if not (path / "summary.json").is_file():
             return {}
         report = json.loads((path / "summary.json").read_text())
+        models = list(report["summaries"])
+        outcome = None
+        if len(models) >= 2 and (path / "generations.json").is_file():
+            generations = json.loads((path / "generations.json").read_text())
+            rows = compare_outcomes(generations, models[0], models[-1])
+            outcome = outcome_table(rows, models[0], models[-1]) if rows else None
         return {
+            "outcome": outcome,
             "path": str(path),
             "num_prompts": report["metadata"].get("num_prompts"),
             "summaries": {
@@ -239,6 +247,15 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
             *markdown_table(header, rows),
             "",
         ]
+        if evaluation.get("outcome"):
+            outcome_header, outcome_rows = evaluation["outcome"]
+            lines += [
+                "Trained against initial, per prompt, with a paired bootstrap over prompts (the judge is "
+                "`trl_safe.evaluation.judge.ComplianceJudge`: rules, no model, nothing shared with the cost model):",
+                "",
+                *markdown_table(outcome_header, outcome_rows),
+                "",
+            ]
     rows = []
     if results.get("reward"):
         rows.append(("reward model accuracy (held-out pairs)", format_percent(results["reward"]["eval_accuracy"])))
