@@ -17,12 +17,14 @@ from trl_safe import (
     CostConfig,
     CostTrainer,
     DataCollatorForSafetyPreference,
+    GRPOLagConfig,
     LagrangeMultiplier,
     PPOConfig,
     PPOLagConfig,
     PPOLagTrainer,
     PPOTrainer,
     RewardConfig,
+    RLOOLagConfig,
     load_preference_data,
     to_harmlessness_preferences,
     to_helpfulness_preferences,
@@ -432,7 +434,9 @@ def test_reward_funcs_is_accepted_like_grpo(tmp_path, tiny_tokenizer):
 # --- first contact: configs that run on a CPU, without warnings the user did not cause -----------------------------
 
 
-@pytest.mark.parametrize("config_class", [CostConfig, RewardConfig, PPOConfig, PPOLagConfig])
+@pytest.mark.parametrize(
+    "config_class", [CostConfig, RewardConfig, PPOConfig, PPOLagConfig, GRPOLagConfig, RLOOLagConfig]
+)
 def test_configs_pick_precision_from_the_hardware_and_warn_about_nothing(tmp_path, config_class):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a FutureWarning about gradient_checkpointing would fail here

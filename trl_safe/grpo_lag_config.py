@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from trl_safe.config_defaults import HardwareDefaultsMixin
 from trl_safe.critic_free import ConstraintSettings
 
 
 @dataclass
-class GRPOLagConfig(ConstraintSettings, GRPOConfig):
+class GRPOLagConfig(HardwareDefaultsMixin, ConstraintSettings, GRPOConfig):
     r"""
     Configuration class for [`GRPOLagTrainer`]: TRL's GRPO with Safe RLHF's Lagrangian constraints, one per cost
     function.

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from trl import RLOOConfig
 
+from trl_safe.config_defaults import HardwareDefaultsMixin
 from trl_safe.critic_free import ConstraintSettings
 
 
 @dataclass
-class RLOOLagConfig(ConstraintSettings, RLOOConfig):
+class RLOOLagConfig(HardwareDefaultsMixin, ConstraintSettings, RLOOConfig):
     r"""
     Configuration class for [`RLOOLagTrainer`]: TRL's RLOO with Safe RLHF's Lagrangian constraints, one per cost
     function.

@@ -274,7 +274,6 @@ class Pipeline:
             "--lambda_lr", "0.1",
             "--window_size", str(4 * budget.ppo_batch_size),
             "--eval_strategy", "no",
-            *self.precision_args(),
             *self.lora_args("CAUSAL_LM"),
             *shlex.split(self.args.ppo_lag_args),
         ]  # fmt: skip
