@@ -15,31 +15,14 @@ from transformers import PreTrainedTokenizerFast
 from trl_safe import LagrangeMultiplier, PPOConfig, PPOLagConfig, PPOLagTrainer, PPOTrainer
 from trl_safe.ppo_lag_trainer import LAGRANGE_STATE_NAME
 from trl_safe.scoring import find_score_head
-from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer
+from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, tiny_rl_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?", "abc", "Once upon", "x", "Name a color"]
 
 
 def tiny_lag_config(output_dir, **overrides) -> PPOLagConfig:
-    values = dict(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=1,
-        num_mini_batches=1,
-        num_ppo_epochs=1,
-        max_completion_length=6,
-        max_steps=2,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        activation_checkpointing=False,
-        disable_tqdm=True,
-        seed=0,
-    )
-    values.update(overrides)
-    return PPOLagConfig(**values)
+    return tiny_rl_config(PPOLagConfig, output_dir, **overrides)
 
 
 def length_reward(completions, **kwargs):

@@ -13,31 +13,14 @@ from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM
 from trl_safe import PPOConfig, PPOTrainer
 from trl_safe.ppo.models import VALUE_MODEL_DIR
 from trl_safe.scoring import find_score_head, last_token_scores
-from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, make_tiny_tokenizer
+from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, make_tiny_tokenizer, tiny_rl_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?", "abc", "Once upon", "x", "Name a color"]
 
 
 def tiny_config(output_dir, **overrides) -> PPOConfig:
-    values = dict(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=1,
-        num_mini_batches=1,
-        num_ppo_epochs=1,
-        max_completion_length=6,
-        max_steps=2,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        activation_checkpointing=False,
-        disable_tqdm=True,
-        seed=0,
-    )
-    values.update(overrides)
-    return PPOConfig(**values)
+    return tiny_rl_config(PPOConfig, output_dir, **overrides)
 
 
 def text_prompts(n: int = 8) -> Dataset:

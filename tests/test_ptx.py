@@ -11,7 +11,7 @@ from datasets import Dataset
 
 from trl_safe import PPOConfig, PPOTrainer
 from trl_safe.ptx import IGNORE_INDEX, PTXData, ptx_loss
-from trl_safe.testing_utils import make_tiny_causal_lm
+from trl_safe.testing_utils import make_tiny_causal_lm, tiny_rl_config
 
 PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?"]
 SFT_TEXT = ["The cat sat on the mat.", "Water boils at 100 C.", "Paris is in France.", "Two plus two is four."]
@@ -22,22 +22,7 @@ def reward_length(completions, **kwargs):
 
 
 def config(tmp_path, **overrides) -> PPOConfig:
-    values = dict(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=2,
-        num_ppo_epochs=1,
-        max_completion_length=6,
-        max_steps=2,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        activation_checkpointing=False,
-        disable_tqdm=True,
-        seed=0,
-    )
-    values.update(overrides)
-    return PPOConfig(**values)
+    return tiny_rl_config(PPOConfig, tmp_path, **overrides)
 
 
 def test_ptx_loss_is_the_mean_negative_log_likelihood_of_the_labelled_tokens():

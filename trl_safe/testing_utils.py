@@ -149,3 +149,26 @@ def make_tiny_scorer(
     return AutoModelForSequenceClassification.from_config(
         tiny_llama_config(tokenizer, num_labels=num_labels, **config_kwargs)
     )
+
+
+def tiny_rl_config(config_class: type, output_dir, **overrides):
+    """A `PPOConfig`-like config (`config_class`) sized for a CPU test: 2 prompts per micro-batch, one PPO epoch,
+    6-token completions, 2 steps, a large learning rate, no checkpoints, no reporting. `overrides` win."""
+    values = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        num_mini_batches=1,
+        num_ppo_epochs=1,
+        max_completion_length=6,
+        max_steps=2,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        activation_checkpointing=False,
+        disable_tqdm=True,
+        seed=0,
+    )
+    values.update(overrides)
+    return config_class(**values)
