@@ -29,25 +29,10 @@ PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?", "abc", "Once 
 
 
 def rl_config(config_class, output_dir, **overrides):
-    values = dict(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=1,
-        num_mini_batches=1,
-        num_ppo_epochs=2,
-        max_completion_length=8,
-        max_steps=4,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        activation_checkpointing=False,
-        disable_tqdm=True,
-        seed=0,
-        use_cpu=ON_CPU,
-    )
-    values.update(overrides)
-    return config_class(**values)
+    from trl_safe.testing_utils import tiny_rl_config
+
+    sizes = dict(per_device_train_batch_size=4, num_ppo_epochs=2, max_completion_length=8, max_steps=4)
+    return tiny_rl_config(config_class, output_dir, **{**sizes, "use_cpu": ON_CPU, **overrides})
 
 
 def lag_trainer(tmp_path, tokenizer, dtype: torch.dtype, **config_overrides):
