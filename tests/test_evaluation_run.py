@@ -246,3 +246,24 @@ def test_example_script_refuses_a_base_model_as_scorer(tmp_path, tiny_tokenizer)
     args.reward_model_name_or_path = str(tmp_path / "no-such-reward")
     with pytest.raises(FileNotFoundError, match="no-such-reward' does not exist"):
         evaluate_script.main(args)
+
+
+def test_several_samples_per_prompt_share_their_prompt_id(tiny_tokenizer):
+    """Sampled evaluation: k answers per prompt, each its own row (`prompt_index`), all naming their prompt
+    (`prompt_id`), so the outcome averages them per prompt; greedy with k > 1 is refused (k identical answers)."""
+    policy = make_tiny_causal_lm(tiny_tokenizer, seed=1)
+    scorer = make_tiny_scorer(tiny_tokenizer, seed=2)
+    config = SafetyEvaluationConfig(
+        max_new_tokens=4, do_sample=True, temperature=1.0, num_samples_per_prompt=3, batch_size=8, seed=0
+    )
+    report = evaluate_safety(
+        {"a": policy, "b": policy}, scorer, scorer, PROMPTS[:2], tokenizer=tiny_tokenizer, config=config
+    )
+    rows = [g for g in report.generations if g["model"] == "a"]
+    assert [g["prompt_index"] for g in rows] == list(range(6))
+    assert [g["prompt_id"] for g in rows] == [0, 0, 0, 1, 1, 1]
+    assert {g["prompt"] for g in rows if g["prompt_id"] == 1} == {PROMPTS[1]}
+    assert len({g["completion"] for g in rows if g["prompt_id"] == 0}) > 1, "the samples differ"
+    assert report.metadata["num_prompts"] == 2 and report.metadata["num_samples_per_prompt"] == 3
+    with pytest.raises(ValueError, match="do_sample"):
+        SafetyEvaluationConfig(num_samples_per_prompt=2)

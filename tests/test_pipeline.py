@@ -77,6 +77,14 @@ def test_summary_holds_the_final_table(tiny_run):
     header, rows = saved["evaluate"]["outcome"]
     assert header[:4] == ["outcome", "prompts", "initial", "ppo_lag"]
     assert rows and all(row[0] in table for row in rows)
+    # The same with sampled answers (2 per prompt in the tiny preset), and the verdict on the run's conditions.
+    sampled = saved["evaluate_sampled"]
+    assert sampled["num_samples_per_prompt"] == 2 and sampled["num_prompts"] == 6
+    assert all(summary["num_samples"] == 12 for summary in sampled["summaries"].values())
+    assert (output_dir / "evaluation_sampled" / "report.md").is_file()
+    assert "2 sampled answers per prompt" in table
+    assert [c["name"] for c in saved["evaluate"]["criteria"]][-1] == "refusals on benign look-alike prompts"
+    assert table.count("Conditions of a successful run") == 2
 
 
 @pytest.mark.slow

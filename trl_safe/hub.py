@@ -45,7 +45,10 @@ COLUMN_DESCRIPTIONS = {
     "is_chosen_safe": "whether the chosen response is safe (harmlessness labels; s = -1 if safe, +1 if unsafe)",
     "is_rejected_safe": "whether the rejected response is safe",
     "model": "name of the evaluated policy",
-    "prompt_index": "position of the prompt in the prompt set (the same for every policy)",
+    "prompt_index": "row of the answer: the prompt's position in the prompt set, times the samples per prompt, plus "
+    "the sample's number (the same for every policy)",
+    "prompt_id": "position of the prompt in the prompt set (several rows share it when prompts were sampled "
+    "several times)",
     "category": "harm category of the prompt, from the prompt set",
     "label": "label of the prompt from the prompt set (XSTest: safe / unsafe)",
     "completion": "the policy's answer, cut at its first EOS",

@@ -8,6 +8,7 @@ runs with which command line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import sys
@@ -15,11 +16,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from trl_safe.evaluation.outcome import compare_outcomes, outcome_table
+from trl_safe.evaluation.outcome import compare_outcomes, outcome_criteria, outcome_table, reward_scale
 from trl_safe.evaluation.report import format_percent, markdown_table
 
 STAGES = ("reward", "cost", "ppo_lag", "evaluate")
 STAGE_DIRS = {"reward": "reward_model", "cost": "cost_model", "ppo_lag": "policy", "evaluate": "evaluation"}
+SAMPLED_EVALUATION_DIR = "evaluation_sampled"
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Budget:
         ppo_learning_rate: learning rate of the policy and the critic.
         max_completion_length: tokens generated per response, in PPO-Lag and in the evaluation.
         eval_limit: evaluate on the first held-out prompts only (`None`: all).
+        eval_samples: besides the greedy evaluation, sample this many answers per held-out prompt (temperature 0.7,
+            as in training) and evaluate those too (`evaluation_sampled/`); 0 skips it.
         lora_layers: LoRA adapts the top `lora_layers` transformer layers (`None`: no LoRA, full fine-tuning).
             Adapting only the top layers is what makes a CPU run affordable: back-propagation stops below them.
         cost_limit: PPO-Lag's bound on J_C = E[C]. The paper's 0 ("safe on average"): by the demo cost model,
@@ -55,6 +59,7 @@ class Budget:
     ppo_learning_rate: float
     max_completion_length: int
     eval_limit: int | None
+    eval_samples: int
     lora_layers: int | None
     cost_limit: float
 
@@ -73,6 +78,7 @@ _DEFAULT = Budget(
     ppo_learning_rate=5e-4,
     max_completion_length=48,
     eval_limit=None,
+    eval_samples=2,
     lora_layers=8,
     cost_limit=0.0,
 )
@@ -81,7 +87,13 @@ PRESETS: dict[str, Budget] = {
     "default": _DEFAULT,
     # SmolLM2-135M, a few minutes: every stage runs, nothing is trained long enough to mean much.
     "quick": replace(
-        _DEFAULT, preference_max_steps=8, ppo_steps=3, ppo_epochs=1, max_completion_length=32, eval_limit=16
+        _DEFAULT,
+        preference_max_steps=8,
+        ppo_steps=3,
+        ppo_epochs=1,
+        max_completion_length=32,
+        eval_limit=16,
+        eval_samples=0,
     ),
     # Tiny random models (`--model tiny`): the plumbing of every stage in well under a minute.
     "tiny": Budget(
@@ -96,6 +108,7 @@ PRESETS: dict[str, Budget] = {
         ppo_learning_rate=1e-3,
         max_completion_length=12,
         eval_limit=6,
+        eval_samples=2,
         lora_layers=None,
         cost_limit=0.0,
     ),
@@ -184,15 +197,20 @@ def read_stage_results(stage: str, path: Path) -> dict[str, Any]:
             return {}
         report = json.loads((path / "summary.json").read_text())
         models = list(report["summaries"])
-        outcome = None
+        outcome, criteria = None, None
         if len(models) >= 2 and (path / "generations.json").is_file():
             generations = json.loads((path / "generations.json").read_text())
             rows = compare_outcomes(generations, models[0], models[-1])
-            outcome = outcome_table(rows, models[0], models[-1]) if rows else None
+            if rows:
+                outcome = outcome_table(rows, models[0], models[-1])
+                spread = reward_scale(generations, models[0])
+                criteria = [dataclasses.asdict(criterion) for criterion in outcome_criteria(rows, spread)]
         return {
             "outcome": outcome,
+            "criteria": criteria,
             "path": str(path),
             "num_prompts": report["metadata"].get("num_prompts"),
+            "num_samples_per_prompt": report["metadata"].get("num_samples_per_prompt", 1),
             "summaries": {
                 name: {key: value for key, value in summary.items() if not isinstance(value, dict)}
                 for name, summary in report["summaries"].items()
@@ -222,40 +240,60 @@ def read_stage_results(stage: str, path: Path) -> dict[str, Any]:
     }
 
 
-def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_length: int) -> list[str]:
-    """The final tables of a pipeline run: the two policies on held-out prompts, then the models and the run."""
-    lines = [f"# Safe RLHF pipeline ({results['preset']} run)", ""]
-    evaluation = results.get("evaluate")
-    if evaluation:
-        per_label = evaluation["per_label"]
-        has_labels = all(per_label.values())
-        header = ["policy", "reward R (mean)", "cost C (mean)", "unsafe ratio (C > 0)"]
-        header += ["unsafe ratio, harmful prompts", "refusals, safe prompts"] if has_labels else []
-        rows = []
-        for name, summary in evaluation["summaries"].items():
-            row = [name, f"{summary['reward_mean']:.3f}", f"{summary['cost_mean']:.3f}"]
-            row.append(format_percent(summary["unsafe_ratio"]))
-            if has_labels:
-                by_label = per_label[name]
-                row.append(format_percent(by_label.get("unsafe", {}).get("unsafe_ratio")))
-                row.append(format_percent(by_label.get("safe", {}).get("refusal_rate")))
-            rows.append(row)
+def _evaluation_lines(evaluation: dict[str, Any], decoding: str) -> list[str]:
+    """One evaluation's tables: both policies' means, then trained against initial with intervals and the verdict."""
+    per_label = evaluation["per_label"]
+    has_labels = all(per_label.values())
+    header = ["policy", "reward R (mean)", "cost C (mean)", "unsafe ratio (C > 0)"]
+    header += ["unsafe ratio, harmful prompts", "refusals, safe prompts"] if has_labels else []
+    rows = []
+    for name, summary in evaluation["summaries"].items():
+        row = [name, f"{summary['reward_mean']:.3f}", f"{summary['cost_mean']:.3f}"]
+        row.append(format_percent(summary["unsafe_ratio"]))
+        if has_labels:
+            by_label = per_label[name]
+            row.append(format_percent(by_label.get("unsafe", {}).get("unsafe_ratio")))
+            row.append(format_percent(by_label.get("safe", {}).get("refusal_rate")))
+        rows.append(row)
+    lines = [f"{evaluation['num_prompts']} held-out prompts, {decoding}:", "", *markdown_table(header, rows), ""]
+    if evaluation.get("outcome"):
+        outcome_header, outcome_rows = evaluation["outcome"]
         lines += [
-            f"{evaluation['num_prompts']} held-out prompts (`{eval_prompts}`), greedy decoding, "
-            f"{max_completion_length} new tokens at most:",
+            "Trained against initial, per prompt, with a paired bootstrap over prompts (the judge is "
+            "`trl_safe.evaluation.judge.ComplianceJudge`: rules, no model, nothing shared with the cost model):",
             "",
-            *markdown_table(header, rows),
+            *markdown_table(outcome_header, outcome_rows),
             "",
         ]
-        if evaluation.get("outcome"):
-            outcome_header, outcome_rows = evaluation["outcome"]
-            lines += [
-                "Trained against initial, per prompt, with a paired bootstrap over prompts (the judge is "
-                "`trl_safe.evaluation.judge.ComplianceJudge`: rules, no model, nothing shared with the cost model):",
-                "",
-                *markdown_table(outcome_header, outcome_rows),
-                "",
-            ]
+    if evaluation.get("criteria"):
+        criteria = evaluation["criteria"]
+        lines += [
+            f"Conditions of a successful run (point estimates): {sum(c['passed'] for c in criteria)} of "
+            f"{len(criteria)} met.",
+            "",
+            *markdown_table(
+                ["condition", "required", "measured", "met"],
+                [[c["name"], c["threshold"], c["estimate"], "yes" if c["passed"] else "no"] for c in criteria],
+            ),
+            "",
+        ]
+    return lines
+
+
+def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_length: int) -> list[str]:
+    """The final tables of a pipeline run: the two policies on held-out prompts (greedy, then sampled when the
+    preset samples), then the models and the run."""
+    lines = [f"# Safe RLHF pipeline ({results['preset']} run)", "", f"Held-out prompts: `{eval_prompts}`.", ""]
+    if results.get("evaluate"):
+        decoding = f"greedy decoding, {max_completion_length} new tokens at most"
+        lines += _evaluation_lines(results["evaluate"], decoding)
+    if results.get("evaluate_sampled"):
+        sampled = results["evaluate_sampled"]
+        decoding = (
+            f"{sampled['num_samples_per_prompt']} sampled answers per prompt (temperature 0.7), "
+            f"{max_completion_length} new tokens at most"
+        )
+        lines += _evaluation_lines(sampled, decoding)
     rows = []
     if results.get("reward"):
         rows.append(("reward model accuracy (held-out pairs)", format_percent(results["reward"]["eval_accuracy"])))

@@ -42,6 +42,9 @@ class SafetyEvaluationConfig:
         do_sample (`bool`, defaults to `False`): sample instead of greedy decoding.
         temperature (`float`, defaults to `1.0`): sampling temperature (only with `do_sample`).
         top_p (`float`, defaults to `1.0`): nucleus sampling mass (only with `do_sample`).
+        num_samples_per_prompt (`int`, defaults to `1`): answers per prompt (needs `do_sample` when above 1). Each
+            answer is a generation record of its own, with `prompt_id` naming its prompt, so that comparisons can
+            average a policy's answers per prompt (`trl_safe.evaluation.outcome`).
         seed (`int`, defaults to `42`): seed set before each policy generates, so results do not depend on the order
             the policies are evaluated in.
         use_chat_template (`bool` or `None`, defaults to `None`): render prompts with the chat template; None uses it
@@ -63,6 +66,9 @@ class SafetyEvaluationConfig:
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (with do_sample)."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (with do_sample)."})
+    num_samples_per_prompt: int = field(
+        default=1, metadata={"help": "Answers per prompt (above 1 needs --do_sample)."}
+    )
     seed: int = field(default=42, metadata={"help": "Seed set before each policy generates."})
     use_chat_template: bool | None = field(
         default=None, metadata={"help": "Use the chat template (default: when the tokenizer has one)."}
@@ -83,6 +89,13 @@ class SafetyEvaluationConfig:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}.")
         if self.tie_margin < 0:
             raise ValueError(f"tie_margin must be >= 0, got {self.tie_margin}.")
+        if self.num_samples_per_prompt < 1:
+            raise ValueError(f"num_samples_per_prompt must be at least 1, got {self.num_samples_per_prompt}.")
+        if self.num_samples_per_prompt > 1 and not self.do_sample:
+            raise ValueError(
+                f"num_samples_per_prompt={self.num_samples_per_prompt} with greedy decoding would repeat one answer; "
+                "set do_sample=True (--do_sample)."
+            )
 
     def generation_config(self) -> GenerationConfig:
         sampling = {"temperature": self.temperature, "top_p": self.top_p} if self.do_sample else {}
@@ -187,9 +200,14 @@ def evaluate_safety(
         prompt_set = prompts
     else:
         prompt_set = load_prompts(prompts)
-    prompt_list = list(prompt_set["prompt"])
-    categories = prompt_set["category"] if "category" in prompt_set.column_names else [None] * len(prompt_list)
-    labels = prompt_set["label"] if "label" in prompt_set.column_names else [None] * len(prompt_list)
+    distinct_prompts = list(prompt_set["prompt"])
+    num_prompts = len(distinct_prompts)
+    categories = prompt_set["category"] if "category" in prompt_set.column_names else [None] * num_prompts
+    labels = prompt_set["label"] if "label" in prompt_set.column_names else [None] * num_prompts
+    # With several samples per prompt, answer j of prompt i is row i * k + j; `prompt_ids[row]` = i.
+    samples = config.num_samples_per_prompt
+    prompt_ids = [index for index in range(num_prompts) for _ in range(samples)]
+    prompt_list = [distinct_prompts[index] for index in prompt_ids]
     decoding = generation_config or config.generation_config()
     single_tokenizer = None if isinstance(tokenizer, Mapping) else tokenizer
 
@@ -244,9 +262,10 @@ def evaluate_safety(
                 {
                     "model": name,
                     "prompt_index": index,
+                    "prompt_id": prompt_ids[index],
                     "prompt": prompt_text(prompt_list[index]),
-                    "category": categories[index],
-                    "label": labels[index],
+                    "category": categories[prompt_ids[index]],
+                    "label": labels[prompt_ids[index]],
                     "completion": completion.text,
                     "reward": float(scores[name]["reward"][index]),
                     "cost": float(scores[name]["cost"][index]),
@@ -258,7 +277,8 @@ def evaluate_safety(
 
     metadata = {
         "prompt_source": prompt_source or (str(prompts) if isinstance(prompts, (str, Path)) else "prompts"),
-        "num_prompts": len(prompt_list),
+        "num_prompts": num_prompts,
+        "num_samples_per_prompt": samples,
         "reward_model": _model_name(reward_model, "reward model"),
         "cost_model": _model_name(cost_model, "cost model"),
         "policies": {

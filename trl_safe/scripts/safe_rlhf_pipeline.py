@@ -20,9 +20,10 @@ scaled up alone (`accelerate launch examples/ppo_lag.py ...`). `--stages` runs a
 others. The presets, the helpers between stages and the summary table are in `trl_safe.pipeline`.
 
 Output directory: `reward_model/`, `cost_model/`, `policy/` (each with its model card), `evaluation/` (report,
-generations, plots), `plots/` (reward and cost model training curves), `summary.md` and `summary.json` (the final
-table: reward, cost and unsafe ratio of both policies, RM and CM accuracy on held-out pairs, final λ, stage times,
-peak memory).
+generations, plots; greedy decoding), `evaluation_sampled/` (the same with sampled answers), `plots/` (reward and
+cost model training curves), `summary.md` and `summary.json` (the final tables: reward, cost and unsafe ratio of both
+policies, the outcome with confidence intervals and the conditions met, RM and CM accuracy on held-out pairs, final
+λ, stage times, peak memory).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from trl import TrlParser
 from trl_safe.evaluation.plots import plot_preference_training, save_figure
 from trl_safe.pipeline import (
     PRESETS,
+    SAMPLED_EVALUATION_DIR,
     STAGE_DIRS,
     STAGES,
     build_tiny_base_model,
@@ -278,21 +280,27 @@ class Pipeline:
             *shlex.split(self.args.ppo_lag_args),
         ]  # fmt: skip
 
-    def evaluate_argv(self) -> list[str]:
+    def evaluate_argv(self, sampled: bool = False) -> list[str]:
+        """Greedy decoding, or (`sampled`) `eval_samples` answers per prompt at the training temperature."""
         budget = self.budget
         limit = ["--limit", str(budget.eval_limit)] if budget.eval_limit is not None else []
+        if sampled:
+            output_dir = str(self.output_dir / SAMPLED_EVALUATION_DIR)
+            decoding = ["--do_sample", "--temperature", "0.7", "--num_samples_per_prompt", str(budget.eval_samples)]
+        else:
+            output_dir, decoding = self.stage_dir("evaluate"), ["--update_model_cards"]
         return [
             "--policies", self.base_model, self.stage_dir("ppo_lag"),
             "--policy_names", "initial", "ppo_lag",
             "--reward_model_name_or_path", self.stage_dir("reward"),
             "--cost_model_name_or_path", self.stage_dir("cost"),
             "--dataset_name", self.eval_prompts,
-            "--output_dir", self.stage_dir("evaluate"),
+            "--output_dir", output_dir,
             "--trainer_state", self.stage_dir("ppo_lag"),
             "--max_new_tokens", str(budget.max_completion_length),
             "--batch_size", "16",
             "--seed", str(self.args.seed),
-            "--update_model_cards",
+            *decoding,
             *limit,
             *shlex.split(self.args.evaluate_args),
         ]  # fmt: skip
@@ -334,7 +342,10 @@ class Pipeline:
 
     def run_evaluation(self, index: int) -> None:
         """Generate with the starting and the trained policy on held-out prompts; score with R and C."""
-        run_stage(index, "Evaluation of the trained policy against the starting one", evaluate, self.evaluate_argv())
+        title = "Evaluation of the trained policy against the starting one"
+        run_stage(index, f"{title} (greedy)", evaluate, self.evaluate_argv())
+        if self.budget.eval_samples:
+            run_stage(index, f"{title} (sampled)", evaluate, self.evaluate_argv(sampled=True))
         self.collect_results("evaluate")
 
     @staticmethod
@@ -382,6 +393,8 @@ class Pipeline:
     def collect_results(self, stage: str) -> dict[str, Any]:
         result = read_stage_results(stage, Path(self.stage_dir(stage)))
         self.results[stage] = result
+        if stage == "evaluate":
+            self.results["evaluate_sampled"] = read_stage_results(stage, self.output_dir / SAMPLED_EVALUATION_DIR)
         return result
 
     def write_summary(self) -> None:
