@@ -79,6 +79,7 @@ def make_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--reward_model", required=True, help="Trained reward model directory.")
     inputs.add_argument("--cost_model", required=True, help="Trained cost model directory (C > 0 unsafe).")
     inputs.add_argument("--dataset_name", default=None, help="Training prompts, PKU format (default: demo data).")
+    inputs.add_argument("--dataset_config", default=None, help="Configuration of the data (demo: combined, ...).")
     inputs.add_argument("--dataset_train_split", default="train")
     inputs.add_argument(
         "--eval_prompts", default=None, help="Held-out prompts, any load_prompts file (default: the demo's test)."
@@ -120,13 +121,14 @@ def ppo_lag_argv(args: argparse.Namespace, method: Method, seed: int, policy_dir
         "--cost_model_name_or_path", args.cost_model,
         "--dataset_name", dataset,
         "--dataset_train_split", args.dataset_train_split,
+        *(["--dataset_config", args.dataset_config] if args.dataset_config else []),
         "--conversational",
         "--output_dir", str(policy_dir),
         "--seed", str(seed),
         "--report_to", "none",
         "--save_strategy", "no",
         "--logging_steps", "1",
-        "--gradient_checkpointing", "false",
+        "--activation_checkpointing", "false",
         "--eval_strategy", "no",
         "--max_steps", str(args.ppo_steps * args.ppo_epochs),
         "--per_device_train_batch_size", str(args.ppo_batch_size),
@@ -135,7 +137,7 @@ def ppo_lag_argv(args: argparse.Namespace, method: Method, seed: int, policy_dir
         "--max_completion_length", str(args.max_completion_length),
         "--temperature", "0.7",
         "--cost_limit", str(args.cost_limit),
-        "--episode_cost_window_size", str(4 * args.ppo_batch_size),
+        "--window_size", str(4 * args.ppo_batch_size),
     ]  # fmt: skip
     if args.lora_layers is not None:
         from transformers import AutoConfig

@@ -287,6 +287,14 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
     if results.get("evaluate"):
         decoding = f"greedy decoding, {max_completion_length} new tokens at most"
         lines += _evaluation_lines(results["evaluate"], decoding)
+    if results.get("evaluate"):
+        lines += [
+            "Reward against cost of every greedy answer, start and trained policy (the paper's Fig. 4), and λ and J_C "
+            "over training against the cost limit:",
+            "",
+            "![reward vs cost](evaluation/reward_vs_cost.png) ![training](evaluation/training_curves.png)",
+            "",
+        ]
     if results.get("evaluate_sampled"):
         sampled = results["evaluate_sampled"]
         decoding = (
