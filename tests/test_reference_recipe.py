@@ -108,3 +108,42 @@ def test_critic_gets_its_own_learning_rate_and_weight_decay(tmp_path, tiny_token
     assert n_params == len(critic) + len(policy)
     trainer.train()  # and the scheduler/optimizer run with the split groups
     assert torch.isfinite(torch.stack([p.detach().sum() for p in trainer.model.parameters()])).all()
+
+
+def test_critic_can_train_its_top_layers_only(tmp_path, tiny_tokenizer):
+    """value_trainable_layers=1: the critic's embeddings and lower layers are frozen (not in the optimizer, unchanged
+    by training), its top layer and value head are optimised; the policy is untouched by the setting."""
+    args = PPOLagConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        max_steps=1,
+        learning_rate=1e-2,
+        value_trainable_layers=1,
+        report_to="none",
+        save_strategy="no",
+        activation_checkpointing=False,
+    )
+    trainer = PPOLagTrainer(
+        model=make_tiny_causal_lm(tiny_tokenizer),
+        reward_model=cost_of,
+        cost_model=cost_of,
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": ["a", "b"]}),
+        processing_class=tiny_tokenizer,
+    )
+    critic = trainer.model.value_model
+    layers = critic.model.layers
+    assert len(layers) >= 2
+    frozen = [critic.model.embed_tokens, *layers[:-1]]
+    assert not any(p.requires_grad for module in frozen for p in module.parameters())
+    assert all(p.requires_grad for p in layers[-1].parameters()) and critic.score.weight.requires_grad
+    assert all(p.requires_grad for p in trainer.model.policy.parameters())
+    before = {name: p.detach().clone() for name, p in critic.named_parameters()}
+    optimizer_ids = {id(p) for group in trainer.create_optimizer().param_groups for p in group["params"]}
+    assert not any(id(p) in optimizer_ids for module in frozen for p in module.parameters())
+    assert all(id(p) in optimizer_ids for p in [*layers[-1].parameters(), critic.score.weight])
+    trainer.train()
+    after = dict(critic.named_parameters())
+    assert all(torch.equal(before[name], after[name]) for name in before if not after[name].requires_grad)
+    with pytest.raises(ValueError, match="value_trainable_layers"):
+        PPOLagConfig(output_dir=str(tmp_path), value_trainable_layers=-1, report_to="none")

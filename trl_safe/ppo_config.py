@@ -96,6 +96,11 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
             critics at 5e-6 and the actor at 1e-5). `None`: the critic uses `learning_rate`.
         value_weight_decay (`float` or `None`, *optional*):
             Weight decay of the critic (0.0 in the reference, 0.01 for its actor). `None`: `weight_decay`.
+        value_trainable_layers (`int` or `None`, *optional*):
+            Train only the critic's top `value_trainable_layers` transformer layers (and its value head, final norm);
+            its embeddings and lower layers stay frozen, so back-propagation stops early. The reference trains the
+            whole critic (`None`, the default); on a CPU, where the critic's backward pass is most of a PPO step,
+            freezing the lower layers as LoRA does for the policy is what makes a short run affordable.
         ptx_max_length (`int` or `None`, *optional*, defaults to `512`):
             PTX examples longer than this keep their first `ptx_max_length` tokens (the count is logged).
 
@@ -245,6 +250,10 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
         default=None,
         metadata={"help": "Weight decay of the critic (the reference: 0.0). None: `weight_decay`."},
     )
+    value_trainable_layers: int | None = field(
+        default=None,
+        metadata={"help": "Train only the critic's top layers (and its head); None: the whole critic (reference)."},
+    )
     ptx_max_length: int | None = field(
         default=512,
         metadata={
@@ -347,6 +356,10 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
             require(
                 value is None or (math.isfinite(value) and value >= 0), f"{name} must be >= 0 or None, got {value}"
             )
+        require(
+            self.value_trainable_layers is None or self.value_trainable_layers >= 0,
+            f"value_trainable_layers must be >= 0 or None, got {self.value_trainable_layers}",
+        )
         require(
             self.ptx_max_length is None or self.ptx_max_length >= 2,
             f"ptx_max_length must be >= 2 or None, got {self.ptx_max_length}",

@@ -171,7 +171,31 @@ def build_value_model(
         if critic is None:
             critic = value_model_from_policy(policy, num_heads)
     critic.config.pad_token_id = pad_token_id
-    return critic.train().requires_grad_(True)
+    critic.train().requires_grad_(True)
+    if args.value_trainable_layers is not None:
+        freeze_lower_layers(critic, args.value_trainable_layers)
+    return critic
+
+
+def freeze_lower_layers(model: nn.Module, trainable_layers: int) -> int:
+    """Freeze the embeddings and all but the top `trainable_layers` transformer layers of `model` (what sits above
+    them, the final norm and the head, stays trainable). Returns the number of frozen layers.
+
+    Raises:
+        ValueError: if the model's transformer layers cannot be found (the message says where it looked).
+    """
+    backbone = getattr(model, getattr(model, "base_model_prefix", "model"), None)
+    layers = getattr(backbone, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(
+            f"value_trainable_layers: cannot find the transformer layers of {type(model).__name__} (looked for "
+            f"`model.{getattr(model, 'base_model_prefix', 'model')}.layers`); leave value_trainable_layers=None."
+        )
+    frozen = max(0, len(layers) - trainable_layers)
+    backbone.get_input_embeddings().requires_grad_(False)
+    for layer in layers[:frozen]:
+        layer.requires_grad_(False)
+    return frozen
 
 
 def split_critic_param_groups(
