@@ -61,7 +61,7 @@ def test_summary_holds_the_final_table(tiny_run):
 
     summaries = saved["evaluate"]["summaries"]
     assert set(summaries) == {"initial", "ppo_lag"}
-    assert all(summary["num_samples"] == 6 for summary in summaries.values())
+    assert all(summary["num_samples"] == 6 for summary in summaries.values())  # the tiny preset's eval_limit
     assert 100 < saved["peak_rss_mb"] <= round(peak_rss_mb())  # in MB (rounded): torch alone takes over 100 MB
 
     table = (output_dir / "summary.md").read_text()
@@ -91,11 +91,12 @@ def test_summary_holds_the_final_table(tiny_run):
 def test_held_out_prompts_are_the_test_split(tiny_run):
     output_dir, _ = tiny_run
     prompts = [json.loads(line) for line in (output_dir / "eval_prompts.jsonl").read_text().splitlines()]
-    assert len(prompts) == 40
-    assert {row["label"] for row in prompts} == {"safe", "unsafe"}
-    from trl_safe.demo import load_demo_dataset
+    from trl_safe.demo import load_demo_dataset, load_demo_prompts
 
-    assert {row["prompt"] for row in prompts}.isdisjoint(load_demo_dataset("train")["prompt"])
+    # The demo trains on the `combined` configuration: templated pairs and SmolLM2's own sampled answers.
+    assert [row["prompt"] for row in prompts] == load_demo_prompts("test", "combined")["prompt"]
+    assert len(prompts) == 111 and {row["label"] for row in prompts} == {"safe", "unsafe"}
+    assert {row["prompt"] for row in prompts}.isdisjoint(load_demo_dataset("train", "combined")["prompt"])
 
 
 @pytest.mark.slow
@@ -133,8 +134,33 @@ def test_stage_commands_parse_with_the_scripts_own_parsers(tmp_path):
     """What the pipeline prints as "run alone" is a valid command line of each script."""
     runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), model="tiny", use_peft=True))
     runner.base_model, runner.dataset_name, runner.num_layers = "some/model", "some/data", 4
+    runner.dataset_config = None
     script_args, training_args, model_args = reward_model.make_parser().parse_args_into_dataclasses(
         args=runner.preference_argv("reward")
     )
     assert script_args.conversational and model_args.use_peft and model_args.lora_task_type == "SEQ_CLS"
     assert training_args.max_steps == 3 and training_args.output_dir == str(tmp_path / "reward_model")
+
+
+def test_default_preset_commands(tmp_path):
+    """The default (SmolLM2) preset: the demo's `combined` data, the cost model's own learning rate, LoRA on the top
+    8 layers of the policy and a critic that trains the same top 8 layers, and a sampled evaluation beside the
+    greedy one."""
+    from trl_safe.scripts import cost_model, evaluate, ppo_lag
+
+    runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path)))
+    runner.base_model, runner.dataset_name, runner.num_layers = "some/model", "some/data", 30
+    runner.dataset_config, runner.eval_prompts = "combined", "prompts.jsonl"
+    script_args, cost_args, _ = cost_model.make_parser().parse_args_into_dataclasses(
+        args=runner.preference_argv("cost")
+    )
+    assert script_args.dataset_config == "combined"
+    assert cost_args.learning_rate == 1e-3
+    _, reward_args, _ = reward_model.make_parser().parse_args_into_dataclasses(args=runner.preference_argv("reward"))
+    assert reward_args.learning_rate == 2e-4
+    _, ppo_args, ppo_model_args = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
+    assert ppo_args.value_trainable_layers == 8 and ppo_model_args.use_peft
+    assert ppo_args.max_steps == 72 and ppo_args.cost_limit == 0.0
+    (sampled,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv(sampled=True))
+    assert sampled.do_sample and sampled.num_samples_per_prompt == 2 and sampled.temperature == 0.7
+    assert sampled.output_dir == str(tmp_path / "evaluation_sampled") and not sampled.update_model_cards

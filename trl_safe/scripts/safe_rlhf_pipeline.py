@@ -41,6 +41,7 @@ from trl import TrlParser
 
 from trl_safe.evaluation.plots import plot_preference_training, save_figure
 from trl_safe.pipeline import (
+    DEMO_DATA_CONFIG,
     PRESETS,
     SAMPLED_EVALUATION_DIR,
     STAGE_DIRS,
@@ -70,7 +71,8 @@ class PipelineArguments:
         cache_dir (`str` or `None`): where SmolLM2's converted weights are cached (default `$TRL_SAFE_CACHE` or
             `~/.cache/trl_safe`).
         dataset_name (`str` or `None`): preference data in the PKU-SafeRLHF format (default: the demo data).
-        dataset_config (`str` or `None`): configuration of a Hub data set.
+        dataset_config (`str` or `None`): configuration of the data set (default for the demo data: `combined`, the
+            templated pairs and SmolLM2's own labelled answers; `default` and `sampled` are each part alone).
         dataset_train_split, dataset_test_split (`str`): the splits for training and for held-out evaluation.
         eval_prompts (`str` or `None`): prompt file or Hub data set for the final evaluation (default: the distinct
             prompts of the test split, with their category and safe/unsafe label for the demo data).
@@ -94,7 +96,9 @@ class PipelineArguments:
     model_name_or_path: str | None = field(default=None, metadata={"help": "Starting policy; overrides --model."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache of the converted SmolLM2 weights."})
     dataset_name: str | None = field(default=None, metadata={"help": "PKU-format preference data (default: demo)."})
-    dataset_config: str | None = field(default=None, metadata={"help": "Configuration of a Hub data set."})
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "Configuration of the data set (demo default: combined)."}
+    )
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     dataset_test_split: str = field(default="test", metadata={"help": "Held-out split."})
     eval_prompts: str | None = field(default=None, metadata={"help": "Prompts of the final evaluation."})
@@ -166,10 +170,12 @@ class Pipeline:
         print(f"Starting policy: {self.base_model}")
         self.num_layers = AutoConfig.from_pretrained(self.base_model).num_hidden_layers
         self.dataset_name = args.dataset_name or str(demo_data_dir())
-        print(f"Preference data: {self.dataset_name}")
+        # The demo's `combined` configuration: the templated pairs and SmolLM2's own labelled answers.
+        self.dataset_config = args.dataset_config or (None if args.dataset_name else DEMO_DATA_CONFIG)
+        print(f"Preference data: {self.dataset_name}" + (f" ({self.dataset_config})" if self.dataset_config else ""))
         self.eval_prompts = args.eval_prompts or str(
             write_held_out_prompts(
-                self.dataset_name, args.dataset_config, args.dataset_test_split, self.output_dir / "eval_prompts.jsonl"
+                self.dataset_name, self.dataset_config, args.dataset_test_split, self.output_dir / "eval_prompts.jsonl"
             )
         )
         print(f"Evaluation prompts: {self.eval_prompts}")
@@ -180,7 +186,7 @@ class Pipeline:
         size it saves little memory and, with LoRA, makes back-propagation run through every layer (the inputs must
         then require gradients), which undoes the point of adapting only the top layers on a CPU."""
         data = ["--dataset_name", self.dataset_name, "--dataset_train_split", self.args.dataset_train_split]
-        data += ["--dataset_config", self.args.dataset_config] if self.args.dataset_config else []
+        data += ["--dataset_config", self.dataset_config] if self.dataset_config else []
         return [
             "--model_name_or_path", self.base_model,
             *data,
@@ -218,13 +224,16 @@ class Pipeline:
             else ["--num_train_epochs", str(budget.preference_epochs)]
         )
         extra = {"reward": self.args.reward_args, "cost": self.args.cost_args}[stage]
+        learning_rate = budget.preference_learning_rate
+        if stage == "cost" and budget.cost_learning_rate is not None:
+            learning_rate = budget.cost_learning_rate
         return [
             *self.common_training_args(stage),
             "--dataset_test_split", self.args.dataset_test_split,
             *length,
             "--per_device_train_batch_size", str(budget.preference_batch_size),
             "--per_device_eval_batch_size", str(2 * budget.preference_batch_size),
-            "--learning_rate", str(budget.preference_learning_rate),
+            "--learning_rate", str(learning_rate),
             "--lr_scheduler_type", "cosine",
             "--warmup_steps", "0.1",
             "--max_length", str(budget.max_length),
@@ -252,8 +261,16 @@ class Pipeline:
             "--window_size", str(4 * budget.ppo_batch_size),
             "--eval_strategy", "no",
             *self.lora_args("CAUSAL_LM"),
+            *self.critic_args(),
             *shlex.split(self.args.ppo_lag_args),
         ]  # fmt: skip
+
+    def critic_args(self) -> list[str]:
+        """With LoRA on the top layers of the policy, the critic trains its top layers only, too: its backward pass
+        then stops at the same depth (the reference trains the whole critic; `PPOConfig.value_trainable_layers`)."""
+        if not self.use_peft or self.budget.lora_layers is None:
+            return []
+        return ["--value_trainable_layers", str(self.budget.lora_layers)]
 
     def grpo_lag_argv(self) -> list[str]:
         """PPO-Lag's rollouts for GRPO-Lag: `ppo_batch_size` episodes, as groups of 4 completions per prompt, each
