@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv test test-fast demo demo-quick lint format bench gpu-wheels gpu-check clean
+.PHONY: venv test test-fast demo demo-quick demo-seeds lint format bench gpu-wheels gpu-check clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ demo: $(STAMP)
 
 demo-quick: $(STAMP)
 	$(PY) examples/safe_rlhf_pipeline.py --quick $(DEMO_ARGS)
+
+# The demo at three seeds (reward and cost models trained once, PPO-Lag and the evaluation per seed) and the outcome
+# over them, with confidence intervals: outputs/demo_seeds/outcome.md (benchmarks/demo_seeds.py, docs/demo_outcome.md).
+demo-seeds: $(STAMP)
+	$(PY) benchmarks/demo_seeds.py --seeds 42 43 44 --output_dir outputs/demo_seeds $(DEMO_SEEDS_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
