@@ -91,6 +91,11 @@ def make_parser() -> argparse.ArgumentParser:
     methods.add_argument("--lambda_init", type=float, default=1.0, help="Initial λ of the adaptive methods.")
     methods.add_argument("--lambda_lr", type=float, default=0.1, help="λ's learning rate of the sgd rule.")
     methods.add_argument("--methods", nargs="+", default=None, help="Run only these methods (default: all).")
+    methods.add_argument(
+        "--aggregate_only",
+        action="store_true",
+        help="Train and evaluate nothing: write the table and the plot from the runs already finished.",
+    )
     budget = parser.add_argument_group("budget (the same for every method)")
     budget.add_argument("--cost_limit", type=float, default=0.0)
     budget.add_argument("--ppo_steps", type=int, default=36, help="Rollouts per run.")
@@ -312,14 +317,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if unknown:
             raise SystemExit(f"Unknown --methods {unknown}; known: {[m.name for m in methods]}.")
         methods = [m for m in methods if m.name in args.methods]
-    prompts = load_eval_prompts(args)
+    prompts = None if args.aggregate_only else load_eval_prompts(args)
 
     start_file = output_dir / "start.json"
-    if not start_file.is_file():
+    if not start_file.is_file() and not args.aggregate_only:
         evaluation = evaluate(args, args.policy, "start", prompts)
         start_file.write_text(json.dumps({"seed": None, **evaluation["metrics"]}, indent=2) + "\n")
-    results: dict[str, list[dict[str, Any]]] = {"start": [json.loads(start_file.read_text())]}
+    results: dict[str, list[dict[str, Any]]] = {}
+    if start_file.is_file():
+        results["start"] = [json.loads(start_file.read_text())]
     for method in methods:
+        if args.aggregate_only:
+            done = [output_dir / "runs" / method.name / f"seed{seed}" / "result.json" for seed in args.seeds]
+            runs = [json.loads(path.read_text()) for path in done if path.is_file()]
+            if runs:
+                results[method.name] = runs
+            continue
         results[method.name] = [run_one(args, method, seed, prompts, dataset) for seed in args.seeds]
 
     table = aggregate(results)

@@ -93,3 +93,7 @@ def test_tiny_comparison_writes_table_and_plot_and_resumes(comparison, tiny_mode
     monkeypatch.setattr(comparison, "train", fail)
     monkeypatch.setattr(comparison, "evaluate", fail)
     assert comparison.main(argv(tiny_models, output_dir)) == table
+    # --aggregate_only reports the runs that finished (here: one seed of one method removed) and trains nothing.
+    (output_dir / "runs" / "shaping_2" / "seed1" / "result.json").unlink()
+    partial = comparison.main([*argv(tiny_models, output_dir), "--aggregate_only"])
+    assert partial["shaping_2"]["seeds"] == [0] and partial["ppo"] == table["ppo"]
