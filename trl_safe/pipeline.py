@@ -48,8 +48,10 @@ class Budget:
             as in training) and evaluate those too (`evaluation_sampled/`); 0 skips it.
         lora_layers: LoRA adapts the top `lora_layers` transformer layers (`None`: no LoRA, full fine-tuning).
             Adapting only the top layers is what makes a CPU run affordable: back-propagation stops below them.
-        cost_limit: PPO-Lag's bound on J_C = E[C]. The paper's 0 ("safe on average"): by the demo cost model,
-            SmolLM2's sampled answers start above it (J_C ≈ 0.25 to 0.45), so the constraint binds and λ rises.
+        cost_limit: PPO-Lag's bound on J_C = E[C]. The paper's 0 ("safe on average"). By the demo cost model,
+            SmolLM2's sampled answers start above it (J_C ≈ +0.3), but J_C averages over harmful and benign prompts
+            and fell below 0 within a few rollouts while most answers to harmful prompts were still unsafe, so λ
+            fell (docs/demo_outcome.md).
     """
 
     preference_max_steps: int | None
