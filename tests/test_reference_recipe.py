@@ -11,7 +11,7 @@ from trl import ModelConfig, RewardConfig, TrlParser
 
 from trl_safe import CostConfig, PPOLagConfig, PPOLagTrainer, PreferenceScriptArguments
 from trl_safe.data import PromptScriptArguments
-from trl_safe.testing_utils import make_tiny_causal_lm
+from trl_safe.testing_utils import make_tiny_causal_lm, tiny_rl_config
 
 RECIPES = Path(__file__).resolve().parents[1] / "examples" / "recipes"
 
@@ -70,26 +70,26 @@ def cost_of(completions, **kwargs):
     return [0.0 for _ in completions]
 
 
+def tiny_trainer(output_dir, tokenizer, **config) -> PPOLagTrainer:
+    """A one-step PPO-Lag trainer on a tiny policy and constant scores; `config` sets the fields under test."""
+    return PPOLagTrainer(
+        model=make_tiny_causal_lm(tokenizer),
+        reward_model=cost_of,
+        cost_model=cost_of,
+        args=tiny_rl_config(PPOLagConfig, output_dir, max_steps=1, **config),
+        train_dataset=Dataset.from_dict({"prompt": ["a", "b"]}),
+        processing_class=tokenizer,
+    )
+
+
 def test_critic_gets_its_own_learning_rate_and_weight_decay(tmp_path, tiny_tokenizer):
-    args = PPOLagConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=2,
-        max_steps=1,
+    trainer = tiny_trainer(
+        tmp_path,
+        tiny_tokenizer,
         learning_rate=1e-3,
         weight_decay=0.01,
         value_learning_rate=5e-4,
         value_weight_decay=0.0,
-        report_to="none",
-        save_strategy="no",
-        activation_checkpointing=False,
-    )
-    trainer = PPOLagTrainer(
-        model=make_tiny_causal_lm(tiny_tokenizer),
-        reward_model=cost_of,
-        cost_model=cost_of,
-        args=args,
-        train_dataset=Dataset.from_dict({"prompt": ["a", "b"]}),
-        processing_class=tiny_tokenizer,
     )
     optimizer = trainer.create_optimizer()
     critic = {id(p) for p in trainer.model.value_model.parameters()}
@@ -113,24 +113,7 @@ def test_critic_gets_its_own_learning_rate_and_weight_decay(tmp_path, tiny_token
 def test_critic_can_train_its_top_layers_only(tmp_path, tiny_tokenizer):
     """value_trainable_layers=1: the critic's embeddings and lower layers are frozen (not in the optimizer, unchanged
     by training), its top layer and value head are optimised; the policy is untouched by the setting."""
-    args = PPOLagConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=2,
-        max_steps=1,
-        learning_rate=1e-2,
-        value_trainable_layers=1,
-        report_to="none",
-        save_strategy="no",
-        activation_checkpointing=False,
-    )
-    trainer = PPOLagTrainer(
-        model=make_tiny_causal_lm(tiny_tokenizer),
-        reward_model=cost_of,
-        cost_model=cost_of,
-        args=args,
-        train_dataset=Dataset.from_dict({"prompt": ["a", "b"]}),
-        processing_class=tiny_tokenizer,
-    )
+    trainer = tiny_trainer(tmp_path, tiny_tokenizer, learning_rate=1e-2, value_trainable_layers=1)
     critic = trainer.model.value_model
     layers = critic.model.layers
     assert len(layers) >= 2
