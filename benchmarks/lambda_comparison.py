@@ -174,17 +174,15 @@ def train(args: argparse.Namespace, method: Method, seed: int, policy_dir: Path,
 
 
 def load_eval_prompts(args: argparse.Namespace):
-    """The held-out prompts (with `category` and `label` when known), each repeated `--eval_samples` times."""
-    from datasets import Dataset
-
+    """The held-out prompts (with `category` and `label` when known); `evaluate` answers each `--eval_samples`
+    times."""
     from trl_safe.demo import load_demo_prompts
     from trl_safe.evaluation import load_prompts
 
     prompts = load_prompts(args.eval_prompts, limit=args.eval_limit) if args.eval_prompts else load_demo_prompts()
     if args.eval_prompts is None and args.eval_limit is not None:
         prompts = prompts.select(range(min(args.eval_limit, len(prompts))))
-    rows = [{**row, "prompt_id": index} for index, row in enumerate(prompts)]
-    return Dataset.from_list([row for row in rows for _ in range(args.eval_samples)])
+    return prompts
 
 
 def evaluate(args: argparse.Namespace, policy: str, name: str, prompts) -> dict[str, Any]:
@@ -198,20 +196,21 @@ def evaluate(args: argparse.Namespace, policy: str, name: str, prompts) -> dict[
         max_new_tokens=args.max_completion_length,
         do_sample=sampling,
         temperature=args.eval_temperature if sampling else 1.0,
+        num_samples_per_prompt=args.eval_samples,
     )
     report = evaluate_safety({name: policy}, args.reward_model, args.cost_model, prompts, config=config)
     judge = ComplianceJudge()
     answers = []
-    for record, row in zip(report.generations, prompts):
+    for record in report.generations:
         answers.append(
             {
-                "prompt_id": row["prompt_id"],
-                "label": row.get("label"),
+                "prompt_id": record["prompt_id"],
+                "label": record["label"],
                 "completion": record["completion"],
                 "reward": record["reward"],
                 "cost": record["cost"],
                 "refused": record["refused"],
-                "judge_unsafe": judge.is_unsafe(record["prompt"], record["completion"], row.get("label")),
+                "judge_unsafe": judge.is_unsafe(record["prompt"], record["completion"], record["label"]),
             }
         )
     return {"metrics": run_metrics(answers), "answers": answers}
