@@ -268,6 +268,43 @@ def test_a_base_model_path_as_score_model_is_refused_unless_allowed(tiny_tokeniz
     assert build(allow_untrained_score_head=True).scorers["cost"].model is not None
 
 
+def save_as_bin(model, folder):
+    """A checkpoint in the pickled format older `transformers` wrote (and many Hub repositories still hold)."""
+    folder.mkdir()
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    return str(folder)
+
+
+def test_the_head_check_reads_pickled_checkpoints(tiny_tokenizer, tmp_path):
+    from trl_safe.checks import check_score_model_trained
+
+    base = save_as_bin(make_tiny_causal_lm(tiny_tokenizer), tmp_path / "base-bin")
+    with pytest.raises(ValueError, match="reward model .*base-bin' has no trained score head"):
+        check_score_model_trained(base, "reward")
+    check_score_model_trained(save_as_bin(make_tiny_scorer(tiny_tokenizer), tmp_path / "scorer-bin"), "reward")
+
+
+def test_the_head_check_reads_adapters_and_their_base_model(tiny_tokenizer, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from trl_safe.checks import check_score_model_trained
+
+    def adapter(model, name, task_type):
+        base_dir = tmp_path / f"{name}-base"
+        model.save_pretrained(base_dir)
+        reloaded = type(model).from_pretrained(base_dir)
+        peft_model = get_peft_model(reloaded, LoraConfig(task_type=task_type, r=2, target_modules=["q_proj"]))
+        peft_model.save_pretrained(tmp_path / name)
+        return str(tmp_path / name)
+
+    # A SEQ_CLS adapter saves the head it trains (modules_to_save): a trained cost model.
+    check_score_model_trained(adapter(make_tiny_scorer(tiny_tokenizer), "seq-cls", "SEQ_CLS"), "cost")
+    # A causal-LM adapter on a chat model: neither it nor its base has a head.
+    with pytest.raises(ValueError, match="cost model .*causal' has no trained score head"):
+        check_score_model_trained(adapter(make_tiny_causal_lm(tiny_tokenizer), "causal", "CAUSAL_LM"), "cost")
+
+
 # --- 8. contradictory or empty pairs given straight to CostTrainer -------------------------------------------------
 
 

@@ -533,3 +533,8 @@ def test_rloo_lag_resumes_its_lambda_exactly(tmp_path, tiny_tokenizer):
     assert resumed.lagranges[0].num_updates == 4
     assert resumed.reward_weights.tolist() == pytest.approx([1.0, -uninterrupted.lagranges[0].value])
     assert_same_weights(resumed.model, uninterrupted.model)
+
+    # Resumed from the final checkpoint, `Trainer` still draws one batch: λ must not take a fifth dual step.
+    finished = build(tmp_path / "finished")
+    finished.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-4"))
+    assert finished.lagranges[0].state_dict() == uninterrupted.lagranges[0].state_dict()

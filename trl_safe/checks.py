@@ -25,7 +25,13 @@ logger = logging.getLogger(__name__)
 
 # Attribute names `transformers` gives the output head of sequence-classification models (see trl_safe.scoring).
 SCORE_HEAD_NAMES = ("score", "classifier", "v_head")
-_WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors")
+_WEIGHT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
+_ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -301,30 +307,67 @@ def check_model_path(path: str, role: str) -> None:
         raise FileNotFoundError(f"The {role} folder {path!r} holds no model (no config.json).{hint}")
 
 
-def _checkpoint_weight_names(path: str) -> list[str] | None:
-    """The parameter names stored in a checkpoint (local folder or cached Hub id), or None if they cannot be read
-    without loading the weights (no safetensors, an adapter-only folder, not cached)."""
-    from safetensors import safe_open
+def _resolve(path: str, filename: str) -> str | None:
+    """`filename` inside a local folder or a cached Hub repository, or None (never downloads, never raises)."""
     from transformers.utils import cached_file
 
-    for filename in _WEIGHT_FILES:
-        try:
-            resolved = cached_file(
-                path,
-                filename,
-                _raise_exceptions_for_missing_entries=False,
-                _raise_exceptions_for_connection_errors=False,
-            )
-        except (OSError, ValueError):
-            resolved = None
-        if resolved is None:
-            continue
-        if filename.endswith(".json"):
-            with open(resolved) as file:
-                return list(json.load(file).get("weight_map", {}))
+    try:
+        return cached_file(
+            path,
+            filename,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+    except (OSError, ValueError):
+        return None
+
+
+def _weight_file_names(resolved: str) -> list[str]:
+    """The tensor names of one weight file or index, reading no tensor data (safetensors' header; a pickled
+    `.bin` memory-mapped, its storages never touched)."""
+    if resolved.endswith(".json"):
+        with open(resolved) as file:
+            return list(json.load(file).get("weight_map", {}))
+    if resolved.endswith(".safetensors"):
+        from safetensors import safe_open
+
         with safe_open(resolved, framework="pt") as file:
             return list(file.keys())
+    import torch
+
+    return list(torch.load(resolved, map_location="cpu", mmap=True, weights_only=True))
+
+
+def _checkpoint_weight_names(path: str, _depth: int = 0) -> list[str] | None:
+    """The parameter names stored in a checkpoint (local folder or cached Hub id), or None if they cannot be read
+    without downloading (not cached) or loading it.
+
+    Full checkpoints are read in `transformers`' order of preference (safetensors, then the pickled `.bin`, sharded
+    or not). A PEFT adapter folder counts its own tensors (a SEQ_CLS adapter saves the trained head through
+    `modules_to_save`) and, if it holds no head, its base model's: an adapter on top of a trained reward model is a
+    trained reward model.
+    """
+    for filename in _WEIGHT_FILES:
+        resolved = _resolve(path, filename)
+        if resolved is not None:
+            return _weight_file_names(resolved)
+    for filename in _ADAPTER_FILES:
+        resolved = _resolve(path, filename)
+        if resolved is None:
+            continue
+        names = _weight_file_names(resolved)
+        config_file = _resolve(path, "adapter_config.json")
+        if _has_score_head(names) or config_file is None or _depth > 0:
+            return names
+        with open(config_file) as file:
+            base = json.load(file).get("base_model_name_or_path")
+        base_names = _checkpoint_weight_names(base, _depth + 1) if base else None
+        return None if base_names is None else names + base_names
     return None
+
+
+def _has_score_head(names: Iterable[str]) -> bool:
+    return any(part in SCORE_HEAD_NAMES for name in names for part in name.split(".")[:-1])
 
 
 def check_score_model_trained(path: str, role: str, allow_untrained: bool = False) -> None:
@@ -332,7 +375,8 @@ def check_score_model_trained(path: str, role: str, allow_untrained: bool = Fals
 
     `AutoModelForSequenceClassification` loads such a checkpoint with a *randomly initialised* head (transformers
     only prints a "newly initialized" note): its scores would be noise, and in PPO-Lag that noise would drive λ.
-    The check reads the checkpoint's parameter names (no weights are loaded); when they cannot be read it passes.
+    The check reads the checkpoint's parameter names (no weights are loaded): full checkpoints in safetensors or
+    `.bin`, PEFT adapters with their base model; when they cannot be read (not cached) it passes.
     `allow_untrained=True` lets it through (tests, or a head that will be trained some other way).
     """
     if allow_untrained:
@@ -340,8 +384,7 @@ def check_score_model_trained(path: str, role: str, allow_untrained: bool = Fals
     names = _checkpoint_weight_names(path)
     if names is None:
         return
-    has_head = any(part in SCORE_HEAD_NAMES for name in names for part in name.split(".")[:-1])
-    if not has_head:
+    if not _has_score_head(names):
         trainer = "CostTrainer" if role == "cost" else "TRL's RewardTrainer"
         raise ValueError(
             f"The {role} model {path!r} has no trained score head (its checkpoint holds no `score` / `classifier` "

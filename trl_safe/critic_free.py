@@ -279,9 +279,14 @@ class LagrangianRewardsMixin:
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list) -> torch.Tensor:
         """TRL's scores of every reward and cost column, gathered from all processes; then, in training, the dual
-        step of every λ_k on the costs of the whole generation batch, and the new -λ_k as the cost weights."""
+        step of every λ_k on the costs of the whole generation batch, and the new -λ_k as the cost weights.
+
+        No dual step once `max_steps` is reached: resumed from its final checkpoint, `Trainer` still draws (and TRL
+        generates and scores) one more batch, at a learning rate of zero; λ must stay where the run left it.
+        """
         scores = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        if self.lagranges and self.model.training:
+        finished = self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps
+        if self.lagranges and self.model.training and not finished:
             for column, lagrange in zip(self.cost_columns, self.lagranges):
                 lagrange.update(scores[:, column], step=self.state.global_step)
             self._set_cost_weights()

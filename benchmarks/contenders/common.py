@@ -36,6 +36,7 @@ import random
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -208,6 +209,55 @@ def weights_mb(*models: nn.Module) -> float:
                 seen.add(key)
                 total += tensor.untyped_storage().nbytes()
     return total / 2**20
+
+
+def cycled_prompts(spec: BenchSpec, rows: int) -> list[str]:
+    """`rows` prompts taken in order from the spec's, cycling: every contender sees the same prompts per update."""
+    return [spec.prompts[i % len(spec.prompts)] for i in range(rows)]
+
+
+def trl_safe_training_args(spec: BenchSpec) -> dict[str, Any]:
+    """The `TrainingArguments` both trl-safe contenders (`ours_ppo`, `ours_grpo_lag`) take from the spec.
+
+    No gradient accumulation, clipping, checkpoints, reporting or progress bar (work the other contenders do not
+    do), one log per update, the spec's sampling, device and precision ("bf16" and "amp-bf16" both mean `bf16=True`:
+    the config decides between bfloat16 weights and autocast). The optimizer steps of an update are the algorithm's
+    own (`steps_per_update`), so `max_steps` ends the run after `total_updates`.
+    """
+    return dict(
+        output_dir=tempfile.mkdtemp(dir=spec.output_dir),
+        per_device_train_batch_size=spec.mini_batch_size,
+        gradient_accumulation_steps=1,
+        max_steps=spec.total_updates * spec.steps_per_update,
+        max_completion_length=spec.response_length,
+        temperature=spec.temperature,
+        top_k=0,
+        top_p=1.0,
+        learning_rate=1e-6,
+        max_grad_norm=0.0,
+        bf16=spec.precision != "fp32",
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        logging_steps=spec.steps_per_update,
+        seed=spec.seed,
+        use_cpu=not spec.on_cuda,
+    )
+
+
+def trl_safe_result(models: dict[str, nn.Module], setup_memory: dict[str, float]) -> dict[str, Any]:
+    """What a trl-safe contender reports beside the timer's figures: versions, weights and set-up memory."""
+    import trl
+
+    import trl_safe
+
+    return {
+        "versions": {"trl": trl.__version__, "trl_safe": trl_safe.__version__},
+        "weights_mb": weights_mb(*models.values()),
+        "policy_weights_mb": weights_mb(models["policy"]),
+        "setup_rss_mb": setup_memory["rss_mb"],
+        "setup_peak_rss_mb": setup_memory["peak_rss_mb"],
+    }
 
 
 def _backbone_and_head(model: nn.Module) -> list[nn.Module]:

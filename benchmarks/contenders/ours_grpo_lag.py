@@ -12,7 +12,6 @@ gradient checkpointing, no gradient clipping, one log per update, no checkpoints
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     BenchSpec,
     PhaseTimer,
+    cycled_prompts,
     load_policy,
     load_scorer,
     load_tokenizer,
     memory_mb,
     run_contender,
-    weights_mb,
+    trl_safe_result,
+    trl_safe_training_args,
 )
 
 NUM_GENERATIONS = 4
@@ -34,7 +35,6 @@ NUM_GENERATIONS = 4
 def main(spec: BenchSpec, timer: PhaseTimer) -> dict[str, Any]:
     from datasets import Dataset
 
-    import trl_safe
     from trl_safe.grpo_lag_config import GRPOLagConfig
     from trl_safe.grpo_lag_trainer import GRPOLagTrainer
 
@@ -47,32 +47,16 @@ def main(spec: BenchSpec, timer: PhaseTimer) -> dict[str, Any]:
     models = {"policy": policy, "reward": load_scorer(spec, "reward"), "cost": load_scorer(spec, "cost")}
 
     # One row per group: batch_size / NUM_GENERATIONS distinct prompts per update, cycled as in the other contenders.
-    rows = spec.batch_size // NUM_GENERATIONS * spec.total_updates
-    dataset = Dataset.from_dict({"prompt": [spec.prompts[i % len(spec.prompts)] for i in range(rows)]})
+    groups = spec.batch_size // NUM_GENERATIONS * spec.total_updates
+    dataset = Dataset.from_dict({"prompt": cycled_prompts(spec, groups)})
     config = GRPOLagConfig(
-        output_dir=tempfile.mkdtemp(dir=spec.output_dir),
-        per_device_train_batch_size=spec.mini_batch_size,
-        gradient_accumulation_steps=1,
+        **trl_safe_training_args(spec),
         steps_per_generation=spec.num_mini_batches,
         num_iterations=spec.num_ppo_epochs,
         num_generations=NUM_GENERATIONS,
         beta=0.01,  # > 0: the reference forward is part of the work, as PPO-Lag's KL penalty is
-        max_steps=spec.total_updates * spec.steps_per_update,
-        max_completion_length=spec.response_length,
-        temperature=spec.temperature,
-        top_k=0,
-        top_p=1.0,
-        learning_rate=1e-6,
-        max_grad_norm=0.0,
-        bf16=spec.precision != "fp32",
         activation_checkpointing=False,
         shuffle_dataset=False,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        logging_steps=spec.steps_per_update,
-        seed=spec.seed,
-        use_cpu=not spec.on_cuda,
         cost_limits=[0.0],
     )
     trainer = GRPOLagTrainer(
@@ -91,13 +75,7 @@ def main(spec: BenchSpec, timer: PhaseTimer) -> dict[str, Any]:
         timer.watch(name, model)
     setup_memory = memory_mb()
     trainer.train()
-    return {
-        "versions": {"trl": __import__("trl").__version__, "trl_safe": trl_safe.__version__},
-        "weights_mb": weights_mb(*models.values()),
-        "policy_weights_mb": weights_mb(policy),
-        "setup_rss_mb": setup_memory["rss_mb"],
-        "setup_peak_rss_mb": setup_memory["peak_rss_mb"],
-    }
+    return trl_safe_result(models, setup_memory)
 
 
 if __name__ == "__main__":

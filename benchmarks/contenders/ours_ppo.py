@@ -11,7 +11,6 @@ work the other contenders do not do (docs/benchmarks.md gives its cost separatel
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     BenchSpec,
     PhaseTimer,
+    cycled_prompts,
     load_policy,
     load_scorer,
     load_tokenizer,
     memory_mb,
     run_contender,
-    weights_mb,
+    trl_safe_result,
+    trl_safe_training_args,
 )
 
 
 def run_ours(spec: BenchSpec, timer: PhaseTimer, lag: bool) -> dict[str, Any]:
     from datasets import Dataset
 
-    import trl_safe
     from trl_safe.ppo_config import PPOConfig
     from trl_safe.ppo_lag_config import PPOLagConfig
     from trl_safe.ppo_lag_trainer import PPOLagTrainer
@@ -52,31 +52,14 @@ def run_ours(spec: BenchSpec, timer: PhaseTimer, lag: bool) -> dict[str, Any]:
     for name, model in models.items():
         timer.watch(name, model)
 
-    rows = spec.batch_size * spec.total_updates
-    dataset = Dataset.from_dict({"prompt": [spec.prompts[i % len(spec.prompts)] for i in range(rows)]})
+    dataset = Dataset.from_dict({"prompt": cycled_prompts(spec, spec.batch_size * spec.total_updates)})
     config_class = PPOLagConfig if lag else PPOConfig
     config = config_class(
-        output_dir=tempfile.mkdtemp(dir=spec.output_dir),
-        per_device_train_batch_size=spec.mini_batch_size,
-        gradient_accumulation_steps=1,
+        **trl_safe_training_args(spec),
         num_mini_batches=spec.num_mini_batches,
         num_ppo_epochs=spec.num_ppo_epochs,
-        max_steps=spec.total_updates * spec.steps_per_update,
         max_prompt_length=None,
-        max_completion_length=spec.response_length,
-        temperature=spec.temperature,
-        top_k=0,
-        top_p=1.0,
-        learning_rate=1e-6,
-        max_grad_norm=0.0,
-        bf16=spec.precision != "fp32",
         gradient_checkpointing=False,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        logging_steps=spec.steps_per_update,
-        seed=spec.seed,
-        use_cpu=not spec.on_cuda,
     )
     common_kwargs = dict(
         model=policy,
@@ -91,13 +74,7 @@ def run_ours(spec: BenchSpec, timer: PhaseTimer, lag: bool) -> dict[str, Any]:
     trainer = PPOLagTrainer(cost_model=models["cost"], **common_kwargs) if lag else PPOTrainer(**common_kwargs)
     setup_memory = memory_mb()
     trainer.train()
-    return {
-        "versions": {"trl": __import__("trl").__version__, "trl_safe": trl_safe.__version__},
-        "weights_mb": weights_mb(*models.values()),
-        "policy_weights_mb": weights_mb(policy),
-        "setup_rss_mb": setup_memory["rss_mb"],
-        "setup_peak_rss_mb": setup_memory["peak_rss_mb"],
-    }
+    return trl_safe_result(models, setup_memory)
 
 
 def main(spec: BenchSpec, timer: PhaseTimer) -> dict[str, Any]:

@@ -31,13 +31,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from datasets import Dataset
 from trl import ModelConfig, TrlParser, get_peft_config
 
-from trl_safe.data import PromptScriptArguments, load_prompt_dataset
+from trl_safe.data import PromptScriptArguments
 from trl_safe.grpo_lag_config import GRPOLagConfig
 from trl_safe.grpo_lag_trainer import GRPOLagTrainer
-from trl_safe.scripts.utils import load_splits, load_tokenizer, require, save_and_push, set_model_init_kwargs
+from trl_safe.scripts.utils import load_tokenizer, prompt_splits, require, save_and_push, set_model_init_kwargs
 
 
 @dataclass
@@ -69,16 +68,7 @@ def main(script_args: GRPOLagScriptArguments, training_args: GRPOLagConfig, mode
     require(script_args, "reward_model_name_or_path", "cost_model_name_or_path")
     set_model_init_kwargs(training_args, model_args)
 
-    def load(split: str) -> Dataset:
-        return load_prompt_dataset(
-            script_args.dataset_name,
-            name=script_args.dataset_config,
-            split=split,
-            conversational=script_args.conversational,
-            max_prompts=script_args.max_prompts,
-        )
-
-    train_dataset, eval_dataset = load_splits(load, script_args, training_args)
+    train_dataset, eval_dataset = prompt_splits(script_args, training_args)
     trainer = GRPOLagTrainer(
         model=model_args.model_name_or_path,
         reward_funcs=list(script_args.reward_model_name_or_path),

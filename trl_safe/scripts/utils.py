@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainingArgumen
 from trl import ModelConfig, ScriptArguments
 
 from trl_safe.checks import check_model_path
-from trl_safe.data import PreferenceScriptArguments, load_preference_data
+from trl_safe.data import PreferenceScriptArguments, PromptScriptArguments, load_preference_data, load_prompt_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,23 @@ def preference_splits(
             streaming=script_args.dataset_streaming,
         )
         return convert(rows)
+
+    return load_splits(load, script_args, training_args)
+
+
+def prompt_splits(
+    script_args: PromptScriptArguments, training_args: TrainingArguments
+) -> tuple[Dataset, Dataset | None]:
+    """The prompts of the training (and test) split, for the RL scripts (`ppo`, `ppo_lag`, `grpo_lag`)."""
+
+    def load(split: str) -> Dataset:
+        return load_prompt_dataset(
+            script_args.dataset_name,
+            name=script_args.dataset_config,
+            split=split,
+            conversational=script_args.conversational,
+            max_prompts=script_args.max_prompts,
+        )
 
     return load_splits(load, script_args, training_args)
 
