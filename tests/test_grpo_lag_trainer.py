@@ -14,31 +14,13 @@ from trl_safe import GRPOLagConfig, GRPOLagTrainer, LagrangeMultiplier, RLOOLagC
 from trl_safe.cli import run_script
 from trl_safe.critic_free import LAGRANGE_STATES_NAME, checked_costs
 from trl_safe.scoring import Scorer
-from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer
+from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, tiny_critic_free_config
 
 PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?", "abc", "Once upon", "x", "Name a color"]
 
 
 def tiny_args(config_class, output_dir, **overrides):
-    values = dict(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=6,
-        max_steps=3,
-        learning_rate=1e-2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        bf16=False,
-        disable_tqdm=True,
-        seed=0,
-        use_cpu=True,
-        activation_checkpointing=False,  # TRL's default is on: only slower at this size
-        beta=0.0,  # GRPO's default; RLOO's would load a reference model from the Hub
-    )
-    values.update(overrides)
-    return config_class(**values)
+    return tiny_critic_free_config(config_class, output_dir, **overrides)
 
 
 def length_reward(completions, **kwargs):

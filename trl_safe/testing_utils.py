@@ -151,24 +151,50 @@ def make_tiny_scorer(
     )
 
 
+# What every tiny CPU test run shares: 6-token completions, a log per step, no checkpoints, reporting or progress bar,
+# no activation checkpointing (TRL's default is on: only slower at this size), seed 0.
+_TINY_RUN = dict(
+    max_completion_length=6,
+    logging_steps=1,
+    save_strategy="no",
+    report_to="none",
+    activation_checkpointing=False,
+    disable_tqdm=True,
+    seed=0,
+)
+
+
 def tiny_rl_config(config_class: type, output_dir, **overrides):
     """A `PPOConfig`-like config (`config_class`) sized for a CPU test: 2 prompts per micro-batch, one PPO epoch,
     6-token completions, 2 steps, a large learning rate, no checkpoints, no reporting. `overrides` win."""
     values = dict(
+        _TINY_RUN,
         output_dir=str(output_dir),
         per_device_train_batch_size=2,
         gradient_accumulation_steps=1,
         num_mini_batches=1,
         num_ppo_epochs=1,
-        max_completion_length=6,
         max_steps=2,
         learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        activation_checkpointing=False,
-        disable_tqdm=True,
-        seed=0,
+    )
+    values.update(overrides)
+    return config_class(**values)
+
+
+def tiny_critic_free_config(config_class: type, output_dir, **overrides):
+    """A config of TRL's GRPO or RLOO (or their -Lag subclasses) sized for a CPU test: 4 completions per step in one
+    group of 4, 3 steps, a large learning rate, float32 on the CPU, no reference model (`beta=0`: GRPO's default;
+    RLOO's would load one from the Hub). `overrides` win."""
+    values = dict(
+        _TINY_RUN,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_steps=3,
+        learning_rate=1e-2,
+        bf16=False,
+        use_cpu=True,
+        beta=0.0,
     )
     values.update(overrides)
     return config_class(**values)

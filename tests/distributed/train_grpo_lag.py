@@ -19,7 +19,7 @@ from typing import Any
 from datasets import Dataset
 
 from trl_safe import GRPOLagConfig, GRPOLagTrainer
-from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, make_tiny_tokenizer
+from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, make_tiny_tokenizer, tiny_critic_free_config
 
 PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?", "abc", "Once upon", "x", "Name a color"]
 
@@ -51,20 +51,13 @@ class RecordingGRPOLagTrainer(GRPOLagTrainer):
 
 
 def build_trainer(args: argparse.Namespace, output_dir: str) -> RecordingGRPOLagTrainer:
-    config = GRPOLagConfig(
-        output_dir=output_dir,
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=6,
+    config = tiny_critic_free_config(
+        GRPOLagConfig,
+        output_dir,
         max_steps=args.max_steps,
-        learning_rate=1e-2,
-        logging_steps=1,
         save_strategy="steps",
         save_steps=max(1, args.max_steps // 2),
-        report_to="none",
-        bf16=False,
-        disable_tqdm=True,
-        seed=0,
+        use_cpu=False,  # the device and the process group are the launcher's (CPU processes, gloo)
         cost_limits=[0.0, 0.3],
         lambda_lr=0.5,
         window_size=12,
