@@ -297,22 +297,29 @@ class Pipeline:
             *shlex.split(self.args.ppo_lag_args),
         ]  # fmt: skip
 
-    def evaluate_argv(self, sampled: bool = False) -> list[str]:
-        """Greedy decoding, or (`sampled`) `eval_samples` answers per prompt at the training temperature."""
+    def evaluate_argv(
+        self, sampled: bool = False, policies: dict[str, str] | None = None, output_dir: str | None = None
+    ) -> list[str]:
+        """Greedy decoding, or (`sampled`) `eval_samples` answers per prompt at the training temperature.
+
+        By default the starting against the trained policy; `policies` (name: path, the first is the baseline) and
+        `output_dir` evaluate others on the same prompts with the same decoding (`benchmarks/outcome_vs_budget.py`
+        evaluates a run's checkpoints). Model cards are updated only for the pipeline's own policy."""
         budget = self.budget
         limit = ["--limit", str(budget.eval_limit)] if budget.eval_limit is not None else []
         if sampled:
-            output_dir = str(self.output_dir / SAMPLED_EVALUATION_DIR)
+            default_dir = str(self.output_dir / SAMPLED_EVALUATION_DIR)
             decoding = ["--do_sample", "--temperature", "0.7", "--num_samples_per_prompt", str(budget.eval_samples)]
         else:
-            output_dir, decoding = self.stage_dir("evaluate"), ["--update_model_cards"]
+            default_dir, decoding = self.stage_dir("evaluate"), [] if policies else ["--update_model_cards"]
+        policies = policies or {"initial": self.base_model, "ppo_lag": self.stage_dir("ppo_lag")}
         return [
-            "--policies", self.base_model, self.stage_dir("ppo_lag"),
-            "--policy_names", "initial", "ppo_lag",
+            "--policies", *policies.values(),
+            "--policy_names", *policies,
             "--reward_model_name_or_path", self.stage_dir("reward"),
             "--cost_model_name_or_path", self.stage_dir("cost"),
             "--dataset_name", self.eval_prompts,
-            "--output_dir", output_dir,
+            "--output_dir", output_dir or default_dir,
             "--trainer_state", self.stage_dir("ppo_lag"),
             "--max_new_tokens", str(budget.max_completion_length),
             "--batch_size", "16",
