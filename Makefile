@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv test test-fast demo demo-quick demo-seeds lint format bench gpu-wheels gpu-check clean
+.PHONY: venv test test-fast demo demo-quick demo-seeds demo-budget lint format bench gpu-wheels gpu-check clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ demo-quick: $(STAMP)
 # over them, with confidence intervals: outputs/demo_seeds/outcome.md (benchmarks/demo_seeds.py, docs/demo_outcome.md).
 demo-seeds: $(STAMP)
 	$(PY) benchmarks/demo_seeds.py --seeds 42 43 44 --output_dir outputs/demo_seeds $(DEMO_SEEDS_ARGS)
+
+# The outcome against the PPO-Lag budget: one run of 144 optimizer steps (twice the demo's) at cost limit -1, its
+# checkpoints evaluated against the start: outputs/demo_budget/budget.md (benchmarks/outcome_vs_budget.py).
+demo-budget: $(STAMP)
+	$(PY) benchmarks/outcome_vs_budget.py --output_dir outputs/demo_budget --max_steps 144 --save_steps 24 \
+		-- --cost_limit -1 $(DEMO_BUDGET_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -322,9 +322,10 @@ def _resolve(path: str, filename: str) -> str | None:
         return None
 
 
-def _weight_file_names(resolved: str) -> list[str]:
+def _weight_file_names(resolved: str) -> list[str] | None:
     """The tensor names of one weight file or index, reading no tensor data (safetensors' header; a pickled
-    `.bin` memory-mapped, its storages never touched)."""
+    `.bin` memory-mapped, its storages never touched), or None for a `.bin` that cannot be read that way (the
+    legacy, pre-zip format, or one that is not a plain state dict)."""
     if resolved.endswith(".json"):
         with open(resolved) as file:
             return list(json.load(file).get("weight_map", {}))
@@ -333,9 +334,14 @@ def _weight_file_names(resolved: str) -> list[str]:
 
         with safe_open(resolved, framework="pt") as file:
             return list(file.keys())
+    import pickle
+
     import torch
 
-    return list(torch.load(resolved, map_location="cpu", mmap=True, weights_only=True))
+    try:
+        return list(torch.load(resolved, map_location="cpu", mmap=True, weights_only=True))
+    except (RuntimeError, OSError, pickle.UnpicklingError):
+        return None
 
 
 def _checkpoint_weight_names(path: str, _depth: int = 0) -> list[str] | None:
@@ -357,7 +363,7 @@ def _checkpoint_weight_names(path: str, _depth: int = 0) -> list[str] | None:
             continue
         names = _weight_file_names(resolved)
         config_file = _resolve(path, "adapter_config.json")
-        if _has_score_head(names) or config_file is None or _depth > 0:
+        if names is None or _has_score_head(names) or config_file is None or _depth > 0:
             return names
         with open(config_file) as file:
             base = json.load(file).get("base_model_name_or_path")
