@@ -34,7 +34,7 @@ from typing import Any
 from trl_safe.evaluation.outcome import compare_outcomes, outcome_criteria, outcome_table, reward_scale
 from trl_safe.evaluation.report import markdown_table
 from trl_safe.evaluation.stats import mean_sd
-from trl_safe.pipeline import SAMPLED_EVALUATION_DIR, STAGE_DIRS, format_seconds
+from trl_safe.pipeline import SAMPLED_EVALUATION_DIR, STAGE_DIRS, format_seconds, split_pipeline_args
 
 EVALUATIONS = {"greedy": STAGE_DIRS["evaluate"], "sampled": SAMPLED_EVALUATION_DIR}
 
@@ -223,11 +223,7 @@ def run_lines(runs: dict[int, Path]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    pipeline_args: list[str] = []
-    if "--" in argv:
-        split = argv.index("--")
-        argv, pipeline_args = argv[:split], argv[split + 1 :]
+    argv, pipeline_args = split_pipeline_args(sys.argv[1:] if argv is None else argv)
     args = make_parser().parse_args(argv)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     runs = {seed: seed_dir(args.output_dir, seed) for seed in args.seeds}

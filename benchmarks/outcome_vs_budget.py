@@ -35,7 +35,7 @@ from typing import Any
 
 from trl_safe.evaluation.outcome import OutcomeRow, compare_outcomes, outcome_criteria, outcome_table, reward_scale
 from trl_safe.evaluation.report import markdown_table
-from trl_safe.pipeline import STAGE_DIRS
+from trl_safe.pipeline import STAGE_DIRS, split_pipeline_args
 from trl_safe.scripts import evaluate, safe_rlhf_pipeline
 
 EVALUATION_DIR = "budget_evaluation"
@@ -190,11 +190,7 @@ def seconds_per_step(arguments: safe_rlhf_pipeline.PipelineArguments) -> float |
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from trl_safe.evaluation.plots import save_figure
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    pipeline_args: list[str] = []
-    if "--" in argv:
-        split = argv.index("--")
-        argv, pipeline_args = argv[:split], argv[split + 1 :]
+    argv, pipeline_args = split_pipeline_args(sys.argv[1:] if argv is None else argv)
     args = make_parser().parse_args(argv)
     if args.max_steps % args.save_steps:
         raise ValueError(f"--max_steps {args.max_steps} must be a multiple of --save_steps {args.save_steps}.")

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
 import json
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from datasets import load_dataset
 
 from trl_safe import demo
 from trl_safe.data import load_preference_data, to_harmlessness_preferences, to_helpfulness_preferences, to_prompts
+from trl_safe.testing_utils import script_module
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_sampled_demo_data.py"
@@ -28,12 +27,8 @@ HARM_CATEGORIES = {
 
 @pytest.fixture(scope="module")
 def builder():
-    spec = importlib.util.spec_from_file_location("build_sampled_demo_data_under_test", BUILD_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with script_module(BUILD_SCRIPT) as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

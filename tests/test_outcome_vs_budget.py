@@ -4,25 +4,21 @@ numbers checked on synthetic answers known in advance."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from transformers import AutoModelForCausalLM
+
+from trl_safe.testing_utils import script_module
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "outcome_vs_budget.py"
 
 
 @pytest.fixture(scope="module")
 def budget():
-    spec = importlib.util.spec_from_file_location("outcome_vs_budget_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with script_module(SCRIPT) as module:
+        yield module
 
 
 def test_every_checkpoint_is_evaluated_against_the_start_and_a_rerun_reuses_everything(budget, tmp_path, monkeypatch):

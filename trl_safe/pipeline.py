@@ -132,6 +132,15 @@ PRESETS: dict[str, Budget] = {
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def split_pipeline_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """A driver script's own arguments and, after `--`, those it passes on to every pipeline run
+    (`benchmarks/demo_seeds.py`, `benchmarks/outcome_vs_budget.py`)."""
+    if "--" not in argv:
+        return list(argv), []
+    split = argv.index("--")
+    return argv[:split], argv[split + 1 :]
+
+
 def format_seconds(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

@@ -7,7 +7,13 @@ models of a few tens of thousands of parameters: fast on a CPU, and the same cod
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import string
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -198,3 +204,17 @@ def tiny_critic_free_config(config_class: type, output_dir, **overrides):
     )
     values.update(overrides)
     return config_class(**values)
+
+
+@contextlib.contextmanager
+def script_module(path: str | Path) -> Iterator[ModuleType]:
+    """A stand-alone script (`benchmarks/`, `scripts/`: not a package) imported for a test as
+    `<its name>_under_test`, and forgotten afterwards."""
+    spec = importlib.util.spec_from_file_location(f"{Path(path).stem}_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
