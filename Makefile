@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv test test-fast demo demo-quick demo-seeds demo-budget lint format bench gpu-wheels gpu-check clean
+.PHONY: venv test test-fast demo demo-quick demo-long demo-seeds demo-long-seeds demo-budget lint format bench gpu-wheels gpu-check clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,10 +38,17 @@ demo: $(STAMP)
 demo-quick: $(STAMP)
 	$(PY) examples/safe_rlhf_pipeline.py --quick $(DEMO_ARGS)
 
+# The longer preset (about an hour): cost limit -1, 48 rollouts, PTX on the demo's helpful answers (docs/demo_outcome.md).
+demo-long: $(STAMP)
+	$(PY) examples/safe_rlhf_pipeline.py --preset long --output_dir outputs/safe_rlhf_long $(DEMO_ARGS)
+
 # The demo at three seeds (reward and cost models trained once, PPO-Lag and the evaluation per seed) and the outcome
 # over them, with confidence intervals: outputs/demo_seeds/outcome.md (benchmarks/demo_seeds.py, docs/demo_outcome.md).
 demo-seeds: $(STAMP)
 	$(PY) benchmarks/demo_seeds.py --seeds 42 43 44 --output_dir outputs/demo_seeds $(DEMO_SEEDS_ARGS)
+
+demo-long-seeds: $(STAMP)
+	$(PY) benchmarks/demo_seeds.py --seeds 42 43 44 --output_dir outputs/demo_long_seeds -- --preset long $(DEMO_SEEDS_ARGS)
 
 # The outcome against the PPO-Lag budget: one run of 144 optimizer steps (twice the demo's) at cost limit -1, its
 # checkpoints evaluated against the start: outputs/demo_budget/budget.md (benchmarks/outcome_vs_budget.py).

@@ -19,6 +19,7 @@ from trl_safe.demo import (
     DemoAssetError,
     load_demo_dataset,
     load_demo_prompts,
+    load_demo_ptx_dataset,
     smollm2_path,
 )
 
@@ -281,3 +282,23 @@ def test_demo_prompts_carry_category_and_safety_label():
 def test_unknown_split_is_refused():
     with pytest.raises(ValueError, match="splits"):
         load_demo_dataset("validation")
+
+
+def test_ptx_data_are_the_helpful_written_answers_to_safe_train_prompts():
+    """PTX teaches helpfulness only: the better written answer to each safe prompt, nothing about harmful requests,
+    no refusal, and no held-out prompt."""
+    ptx = load_demo_ptx_dataset("train")
+    train = load_demo_dataset("train", "default")
+    best = {}
+    for row in train:
+        if row["prompt_label"] == "safe":
+            best.setdefault(row["prompt"], set()).add(row[f"response_{row['better_response_id']}"])
+    held_out = set(load_demo_prompts("test", "combined")["prompt"])
+    assert len(ptx) == sum(len(answers) for answers in best.values()) > 50
+    for row in ptx:
+        (prompt,), (answer,) = row["prompt"], row["completion"]
+        assert prompt["role"] == "user" and answer["role"] == "assistant"
+        assert answer["content"] in best[prompt["content"]]
+        assert prompt["content"] not in held_out
+    harmful = {row["prompt"] for row in train if row["prompt_label"] == "unsafe"}
+    assert not harmful & {row["prompt"][0]["content"] for row in ptx}

@@ -34,6 +34,10 @@ def test_every_stage_runs_and_writes_its_outputs(tiny_run):
         assert (output_dir / plot).stat().st_size > 0, plot
     assert (output_dir / "evaluation" / "report.md").is_file()
     assert "Evaluation" in (output_dir / "policy" / "README.md").read_text()  # --update_model_cards
+    # The tiny preset mixes PTX in, like the `long` one: the demo's helpful answers, and the loss in PPO's log.
+    assert (output_dir / "ptx_train.jsonl").is_file()
+    history = json.loads((output_dir / "policy" / "trainer_state.json").read_text())["log_history"]
+    assert any("ptx" in key for entry in history for key in entry)
 
 
 @pytest.mark.slow
@@ -164,3 +168,39 @@ def test_default_preset_commands(tmp_path):
     (sampled,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv(sampled=True))
     assert sampled.do_sample and sampled.num_samples_per_prompt == 2 and sampled.temperature == 0.7
     assert sampled.output_dir == str(tmp_path / "evaluation_sampled") and not sampled.update_model_cards
+
+
+def test_long_preset_commands(tmp_path):
+    """The `long` preset: cost limit -1, 48 rollouts of 2 epochs, and PTX on the demo's helpful answers, which the
+    pipeline writes next to the run and hands to PPO-Lag."""
+    from trl_safe.scripts import ppo_lag
+
+    base = pipeline.build_tiny_base_model(tmp_path / "base", seed=0)
+    args = pipeline.PipelineArguments(output_dir=str(tmp_path / "run"), preset="long", model_name_or_path=str(base))
+    runner = pipeline.Pipeline(args)
+    runner.prepare_inputs()
+    script_args, ppo_args, _ = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
+    assert ppo_args.max_steps == 96 and ppo_args.cost_limit == -1.0 and ppo_args.ptx_coef == 1.0
+    assert script_args.ptx_dataset_name == str(tmp_path / "run" / "ptx_train.jsonl")
+    assert len(script_args.load_ptx_dataset()) == 87
+
+
+def test_ptx_is_off_without_pipeline_data(tmp_path):
+    """PTX data come from the demo: with the user's data set, or with GRPO-Lag (no PTX term), PTX is off."""
+    from trl_safe.demo import demo_data_dir
+
+    base = pipeline.build_tiny_base_model(tmp_path / "base", seed=0)
+    for extra in ({"dataset_name": str(demo_data_dir())}, {"rl_trainer": "grpo_lag"}):
+        args = pipeline.PipelineArguments(
+            output_dir=str(tmp_path / "run"), preset="long", model_name_or_path=str(base), **extra
+        )
+        runner = pipeline.Pipeline(args)
+        runner.prepare_inputs()
+        assert runner.ptx_data is None and "--ptx_coef" not in runner.ppo_lag_argv()
+
+
+def test_quick_and_another_preset_is_refused():
+    with pytest.raises(ValueError, match="two presets"):
+        pipeline.PipelineArguments(quick=True, preset="long")
+    assert pipeline.PipelineArguments(quick=True).preset == "quick"
+    assert pipeline.PipelineArguments(model="tiny", preset="long").preset == "tiny"

@@ -218,3 +218,41 @@ def load_demo_prompts(split: str = "test", config: str = "default") -> Dataset:
     for row in rows:
         seen.setdefault(row["prompt"], {"category": row["category"], "label": row["prompt_label"]})
     return Dataset.from_list([{"prompt": prompt, **fields} for prompt, fields in seen.items()])
+
+
+def load_demo_ptx_dataset(split: str = "train") -> Dataset:
+    """Supervised data for PTX from the demo: the more helpful written answer to every prompt labelled safe.
+
+    PTX (the reference mixes Alpaca's SFT data into PPO) keeps the policy answering well while the constraint pushes
+    it away from harmful answers; without it, the demo's safer policies drifted off-topic or degenerated into
+    repetitive text, and lost reward on benign prompts (docs/demo_outcome.md). Two choices make it data about
+    helpfulness only, so that the safety still comes from the cost constraint alone:
+
+    - only prompts labelled safe (benign requests and look-alikes such as "How do I kill a Python process?"): no
+      refusal is taught, and nothing about harmful requests;
+    - only the templated pairs' written answers (`default` configuration): the sampled configuration holds
+      SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer.
+
+    Rows are conversational prompt-completion pairs (TRL's SFT format, loss on the completion), one per distinct
+    (prompt, answer), in file order. The `test` split gives the held-out prompts' answers: never train on it.
+    """
+    rows = load_demo_dataset(split, "default")
+    seen: set[tuple[str, str]] = set()
+    examples = []
+    for index, row in enumerate(rows):
+        if row["prompt_label"] != "safe":
+            continue
+        better = row["better_response_id"]
+        answer = row[f"response_{better}"]
+        if not row[f"is_response_{better}_safe"]:
+            raise ValueError(f"Demo {split} row {index}: the better answer to a safe prompt is labelled unsafe.")
+        if (row["prompt"], answer) in seen:
+            continue
+        seen.add((row["prompt"], answer))
+        examples.append(
+            {
+                "prompt": [{"role": "user", "content": row["prompt"]}],
+                "completion": [{"role": "assistant", "content": answer}],
+            }
+        )
+    return Dataset.from_list(examples)

@@ -52,6 +52,8 @@ class Budget:
             SmolLM2's sampled answers start above it (J_C ≈ +0.3), but J_C averages over harmful and benign prompts
             and fell below 0 within a few rollouts while most answers to harmful prompts were still unsafe, so λ
             fell (docs/demo_outcome.md).
+        ptx_coef: weight of PTX, the supervised loss on helpful answers mixed into PPO-Lag (`trl_safe.ptx`); on the
+            demo data its data are `trl_safe.demo.load_demo_ptx_dataset`. 0: no PTX.
     """
 
     preference_max_steps: int | None
@@ -69,6 +71,7 @@ class Budget:
     eval_samples: int
     lora_layers: int | None
     cost_limit: float
+    ptx_coef: float
 
 
 # SmolLM2-135M, under 30 minutes on 2 CPU cores.
@@ -92,10 +95,18 @@ _DEFAULT = Budget(
     eval_samples=2,
     lora_layers=8,
     cost_limit=0.0,
+    ptx_coef=0.0,
 )
 
 PRESETS: dict[str, Budget] = {
     "default": _DEFAULT,
+    # SmolLM2-135M, about an hour on 2 CPU cores: what the default's measured failures asked for (demo_outcome.md).
+    # - cost limit -1 (safe training answers average C ≈ -1.26): at 0, J_C fell below the limit while most answers to
+    #   harmful prompts were still unsafe, and λ fell;
+    # - 48 rollouts (96 optimizer steps): in a 144-step run both safety measures halved only from step 72 on;
+    # - PTX on the demo's helpful written answers to benign prompts: without it the safer policies drifted off-topic
+    #   or degenerated, and lost reward on benign prompts.
+    "long": replace(_DEFAULT, ppo_steps=48, cost_limit=-1.0, ptx_coef=1.0),
     # SmolLM2-135M, a few minutes: every stage runs, nothing is trained long enough to mean much.
     "quick": replace(
         _DEFAULT,
@@ -123,6 +134,7 @@ PRESETS: dict[str, Budget] = {
         eval_samples=2,
         lora_layers=None,
         cost_limit=0.0,
+        ptx_coef=1.0,  # not for the outcome: so that the tests run the PTX plumbing of the `long` preset
     ),
 }
 
@@ -185,6 +197,14 @@ def build_tiny_base_model(path: Path, seed: int) -> Path:
         tokenizer = make_tiny_tokenizer()
         make_tiny_causal_lm(tokenizer, seed=seed).save_pretrained(path)
         tokenizer.save_pretrained(path)
+    return path
+
+
+def write_demo_ptx_data(split: str, path: Path) -> Path:
+    """The demo's PTX data (`trl_safe.demo.load_demo_ptx_dataset`) as a JSONL file for `--ptx_dataset_name`."""
+    from trl_safe.demo import load_demo_ptx_dataset
+
+    load_demo_ptx_dataset(split).to_json(path, lines=True)
     return path
 
 

@@ -53,6 +53,7 @@ from trl_safe.pipeline import (
     peak_rss_mb,
     read_stage_results,
     summary_lines,
+    write_demo_ptx_data,
     write_held_out_prompts,
 )
 from trl_safe.scripts import cost_model, evaluate, grpo_lag, ppo_lag, reward_model
@@ -76,11 +77,19 @@ class PipelineArguments:
         dataset_train_split, dataset_test_split (`str`): the splits for training and for held-out evaluation.
         eval_prompts (`str` or `None`): prompt file or Hub data set for the final evaluation (default: the distinct
             prompts of the test split, with their category and safe/unsafe label for the demo data).
-        quick (`bool`): a few-minute run (the `quick` preset) instead of the default one.
+        preset (`str` or `None`): the run's sizes (`trl_safe.pipeline.PRESETS`): `default` (SmolLM2, the half-hour
+            run), `quick` (a few minutes, nothing trained long enough to mean much) or `long` (about an hour: cost
+            limit -1, twice the rollouts, PTX on helpful answers; docs/demo_outcome.md). `--model tiny` always runs
+            the `tiny` preset.
+        quick (`bool`): the same as `--preset quick`.
         stages (`list[str]`): the stages to run; the others' outputs must already be in `output_dir`.
         use_peft (`bool` or `None`): override the preset's LoRA choice.
         cost_limit (`float` or `None`): PPO-Lag's bound on the expected cost J_C (C > 0 unsafe, so 0 means safe on
             average); default: the preset's (see `trl_safe.pipeline.Budget`).
+        ptx_coef (`float` or `None`): weight of PTX, the supervised loss on helpful answers mixed into PPO-Lag
+            (default: the preset's). On the demo data the pipeline supplies the PTX data
+            (`trl_safe.demo.load_demo_ptx_dataset`); for other data give yours with
+            `--ppo_lag_args "--ptx_dataset_name ... --ptx_coef ..."`.
         seed (`int`): seed of every stage.
         rl_trainer (`str`): the RL stage's trainer: `ppo_lag` (PPO-Lag, with a critic) or `grpo_lag` (GRPO-Lag,
             critic-free: the same episodes per rollout, as `ppo_batch_size / 4` prompts x 4 completions;
@@ -102,12 +111,19 @@ class PipelineArguments:
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     dataset_test_split: str = field(default="test", metadata={"help": "Held-out split."})
     eval_prompts: str | None = field(default=None, metadata={"help": "Prompts of the final evaluation."})
-    quick: bool = field(default=False, metadata={"help": "Run the few-minute preset."})
+    preset: str | None = field(
+        default=None,
+        metadata={"help": "Sizes of the run (default: default).", "choices": ["default", "quick", "long"]},
+    )
+    quick: bool = field(default=False, metadata={"help": "Run the few-minute preset (= --preset quick)."})
     stages: list[str] = field(
         default_factory=lambda: list(STAGES), metadata={"help": "Stages to run.", "choices": list(STAGES)}
     )
     use_peft: bool | None = field(default=None, metadata={"help": "Override the preset's LoRA choice."})
     cost_limit: float | None = field(default=None, metadata={"help": "PPO-Lag's bound on J_C = E[C]."})
+    ptx_coef: float | None = field(
+        default=None, metadata={"help": "Weight of PTX on helpful answers (default: the preset's; 0: off)."}
+    )
     seed: int = field(default=42, metadata={"help": "Seed of every stage."})
     rl_trainer: str = field(
         default="ppo_lag",
@@ -122,12 +138,14 @@ class PipelineArguments:
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown:
             raise ValueError(f"Unknown stage(s) {unknown}; the stages are {list(STAGES)}.")
-
-    @property
-    def preset(self) -> str:
+        if self.quick and self.preset not in (None, "quick"):
+            raise ValueError(f"--quick and --preset {self.preset} ask for two presets; give one.")
         if self.model == "tiny" and self.model_name_or_path is None:
-            return "tiny"
-        return "quick" if self.quick else "default"
+            self.preset = "tiny"
+        elif self.quick:
+            self.preset = "quick"
+        elif self.preset is None:
+            self.preset = "default"
 
 
 def run_stage(index: int, title: str, script: Any, argv: list[str]) -> Any:
@@ -146,6 +164,8 @@ class Pipeline:
         self.output_dir = Path(args.output_dir)
         self.use_peft = self.budget.lora_layers is not None if args.use_peft is None else args.use_peft
         self.cost_limit = self.budget.cost_limit if args.cost_limit is None else args.cost_limit
+        self.ptx_coef = self.budget.ptx_coef if args.ptx_coef is None else args.ptx_coef
+        self.ptx_data: str | None = None
         self.results: dict[str, Any] = {"preset": args.preset, "stage_seconds": {}, "stage_cpu_seconds": {}}
 
     def stage_dir(self, stage: str) -> str:
@@ -179,6 +199,16 @@ class Pipeline:
             )
         )
         print(f"Evaluation prompts: {self.eval_prompts}")
+        if self.ptx_coef > 0 and args.rl_trainer == "grpo_lag":
+            print("PTX is off: GRPO-Lag has no PTX term (PPO-Lag has).")
+        elif self.ptx_coef > 0 and args.dataset_name is None:
+            self.ptx_data = str(write_demo_ptx_data(args.dataset_train_split, self.output_dir / "ptx_train.jsonl"))
+            print(f"PTX data (helpful answers to the demo's safe {args.dataset_train_split} prompts): {self.ptx_data}")
+        elif self.ptx_coef > 0:
+            print(
+                "PTX is off: the pipeline supplies PTX data for the demo data only. Give yours with "
+                f'--ppo_lag_args "--ptx_dataset_name <sft data> --ptx_coef {self.ptx_coef}".'
+            )
 
     # ---------------------------------------------------------------------------------------------- command lines
     def common_training_args(self, stage: str) -> list[str]:
@@ -260,10 +290,17 @@ class Pipeline:
             "--lambda_lr", "0.1",
             "--window_size", str(4 * budget.ppo_batch_size),
             "--eval_strategy", "no",
+            *self.ptx_args(),
             *self.lora_args("CAUSAL_LM"),
             *self.critic_args(),
             *shlex.split(self.args.ppo_lag_args),
         ]  # fmt: skip
+
+    def ptx_args(self) -> list[str]:
+        """PTX on the demo's helpful answers (PPO-Lag only: GRPO-Lag has no PTX term)."""
+        if self.ptx_data is None:
+            return []
+        return ["--ptx_dataset_name", self.ptx_data, "--ptx_coef", str(self.ptx_coef)]
 
     def critic_args(self) -> list[str]:
         """With LoRA on the top layers of the policy, the critic trains its top layers only, too: its backward pass
