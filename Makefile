@@ -48,7 +48,7 @@ demo-seeds: $(STAMP)
 	$(PY) benchmarks/demo_seeds.py --seeds 42 43 44 --output_dir outputs/demo_seeds $(DEMO_SEEDS_ARGS)
 
 demo-long-seeds: $(STAMP)
-	$(PY) benchmarks/demo_seeds.py --seeds 42 43 44 --output_dir outputs/demo_long_seeds -- --preset long $(DEMO_SEEDS_ARGS)
+	$(PY) benchmarks/demo_seeds.py --seeds 42 43 44 --output_dir outputs/demo_long_seeds $(DEMO_SEEDS_ARGS) -- --preset long
 
 # The outcome against the PPO-Lag budget: one run of 144 optimizer steps (twice the demo's) at cost limit -1, its
 # checkpoints evaluated against the start: outputs/demo_budget/budget.md (benchmarks/outcome_vs_budget.py).
