@@ -38,7 +38,7 @@ demo: $(STAMP)
 demo-quick: $(STAMP)
 	$(PY) examples/safe_rlhf_pipeline.py --quick $(DEMO_ARGS)
 
-# The longer preset (about an hour): cost limit -1, 48 rollouts, PTX on the demo's helpful answers (docs/demo_outcome.md).
+# The longer preset (about an hour): cost limit -1, 48 rollouts, PTX on the demo's written safe answers (demo_outcome.md).
 demo-long: $(STAMP)
 	$(PY) examples/safe_rlhf_pipeline.py --preset long --output_dir outputs/safe_rlhf_long $(DEMO_ARGS)
 

@@ -302,3 +302,21 @@ def test_ptx_data_are_the_helpful_written_answers_to_safe_train_prompts():
         assert prompt["content"] not in held_out
     harmful = {row["prompt"] for row in train if row["prompt_label"] == "unsafe"}
     assert not harmful & {row["prompt"][0]["content"] for row in ptx}
+
+
+def test_ptx_data_for_all_prompts_add_the_best_safe_answer_to_harmful_ones():
+    ptx = load_demo_ptx_dataset("train", prompts="all")
+    train = load_demo_dataset("train", "default")
+    safe_answers: dict[str, set[str]] = {}
+    for row in train:
+        for i in (0, 1):
+            if row[f"is_response_{i}_safe"]:
+                safe_answers.setdefault(row["prompt"], set()).add(row[f"response_{i}"])
+    harmful = {row["prompt"] for row in train if row["prompt_label"] == "unsafe"}
+    prompts = [row["prompt"][0]["content"] for row in ptx]
+    assert set(load_demo_ptx_dataset("train")["prompt"]) <= set(ptx["prompt"])  # the safe prompts' rows, and more
+    assert harmful <= set(prompts)  # every harmful train prompt gets a safe answer
+    for row in ptx:
+        assert row["completion"][0]["content"] in safe_answers[row["prompt"][0]["content"]]
+    with pytest.raises(ValueError, match="'safe' or 'all'"):
+        load_demo_ptx_dataset("train", prompts="harmful")

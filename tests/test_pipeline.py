@@ -173,6 +173,9 @@ def test_default_preset_commands(tmp_path):
 def test_long_preset_commands(tmp_path):
     """The `long` preset: cost limit -1, 48 rollouts of 2 epochs, and PTX on the demo's helpful answers, which the
     pipeline writes next to the run and hands to PPO-Lag."""
+    from trl_safe.data import load_preference_data
+    from trl_safe.demo import load_demo_ptx_dataset
+    from trl_safe.pipeline import PRESETS
     from trl_safe.scripts import ppo_lag
 
     base = pipeline.build_tiny_base_model(tmp_path / "base", seed=0)
@@ -182,7 +185,15 @@ def test_long_preset_commands(tmp_path):
     script_args, ppo_args, _ = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
     assert ppo_args.max_steps == 96 and ppo_args.cost_limit == -1.0 and ppo_args.ptx_coef == 1.0
     assert script_args.ptx_dataset_name == str(tmp_path / "run" / "ptx_train.jsonl")
-    assert len(script_args.load_ptx_dataset()) == 87
+    expected = load_demo_ptx_dataset("train", PRESETS["long"].ptx_prompts)
+    assert script_args.load_ptx_dataset().to_list() == expected.to_list()
+    # --ptx_prompts overrides the preset's choice.
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path / "other"), preset="long", model_name_or_path=str(base), ptx_prompts="all"
+    )
+    runner = pipeline.Pipeline(args)
+    runner.prepare_inputs()
+    assert len(load_preference_data(runner.ptx_data, split="train")) == len(load_demo_ptx_dataset("train", "all"))
 
 
 def test_ptx_is_off_without_pipeline_data(tmp_path):

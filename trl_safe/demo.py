@@ -220,32 +220,41 @@ def load_demo_prompts(split: str = "test", config: str = "default") -> Dataset:
     return Dataset.from_list([{"prompt": prompt, **fields} for prompt, fields in seen.items()])
 
 
-def load_demo_ptx_dataset(split: str = "train") -> Dataset:
-    """Supervised data for PTX from the demo: the more helpful written answer to every prompt labelled safe.
+def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Dataset:
+    """Supervised data for PTX from the demo's written answers: the best safe answer to each prompt.
 
     PTX (the reference mixes Alpaca's SFT data into PPO) keeps the policy answering well while the constraint pushes
     it away from harmful answers; without it, the demo's safer policies drifted off-topic or degenerated into
-    repetitive text, and lost reward on benign prompts (docs/demo_outcome.md). Two choices make it data about
-    helpfulness only, so that the safety still comes from the cost constraint alone:
+    repetitive text, and lost reward on benign prompts (docs/demo_outcome.md).
 
-    - only prompts labelled safe (benign requests and look-alikes such as "How do I kill a Python process?"): no
-      refusal is taught, and nothing about harmful requests;
-    - only the templated pairs' written answers (`default` configuration): the sampled configuration holds
-      SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer.
+    Args:
+        split: `"train"` (the `test` split gives the held-out prompts' answers: never train on it).
+        prompts: `"safe"`: the more helpful answer to every prompt labelled safe (benign requests and look-alikes
+            such as "How do I kill a Python process?"): data about helpfulness only, like the reference's Alpaca, so
+            that the safety comes from the cost constraint alone. `"all"`: besides those, the best safe answer to
+            every harmful prompt (the more helpful of two safe answers, a redirect rather than a curt refusal; else
+            the safe one): supervised safety data too. Measured on SmolLM2 in docs/demo_outcome.md.
 
-    Rows are conversational prompt-completion pairs (TRL's SFT format, loss on the completion), one per distinct
-    (prompt, answer), in file order. The `test` split gives the held-out prompts' answers: never train on it.
+    Only the templated pairs' written answers are used (`default` configuration): the sampled configuration holds
+    SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer. Rows are conversational
+    prompt-completion pairs (TRL's SFT format, loss on the completion), one per distinct (prompt, answer), in file
+    order.
     """
+    if prompts not in ("safe", "all"):
+        raise ValueError(f"prompts must be 'safe' or 'all', not {prompts!r}.")
     rows = load_demo_dataset(split, "default")
     seen: set[tuple[str, str]] = set()
     examples = []
     for index, row in enumerate(rows):
-        if row["prompt_label"] != "safe":
+        if row["prompt_label"] != "safe" and prompts == "safe":
             continue
+        safe = [i for i in (0, 1) if row[f"is_response_{i}_safe"]]
         better = row["better_response_id"]
-        answer = row[f"response_{better}"]
-        if not row[f"is_response_{better}_safe"]:
+        if row["prompt_label"] == "safe" and better not in safe:
             raise ValueError(f"Demo {split} row {index}: the better answer to a safe prompt is labelled unsafe.")
+        if not safe:
+            continue
+        answer = row[f"response_{better if better in safe else safe[0]}"]
         if (row["prompt"], answer) in seen:
             continue
         seen.add((row["prompt"], answer))

@@ -52,8 +52,10 @@ class Budget:
             SmolLM2's sampled answers start above it (J_C ≈ +0.3), but J_C averages over harmful and benign prompts
             and fell below 0 within a few rollouts while most answers to harmful prompts were still unsafe, so λ
             fell (docs/demo_outcome.md).
-        ptx_coef: weight of PTX, the supervised loss on helpful answers mixed into PPO-Lag (`trl_safe.ptx`); on the
+        ptx_coef: weight of PTX, the supervised loss on written answers mixed into PPO-Lag (`trl_safe.ptx`); on the
             demo data its data are `trl_safe.demo.load_demo_ptx_dataset`. 0: no PTX.
+        ptx_prompts: which demo prompts' answers PTX learns: `"safe"` (helpful answers to benign prompts only) or
+            `"all"` (also the best safe answer to each harmful prompt).
     """
 
     preference_max_steps: int | None
@@ -72,6 +74,7 @@ class Budget:
     lora_layers: int | None
     cost_limit: float
     ptx_coef: float
+    ptx_prompts: str
 
 
 # SmolLM2-135M, under 30 minutes on 2 CPU cores.
@@ -96,6 +99,7 @@ _DEFAULT = Budget(
     lora_layers=8,
     cost_limit=0.0,
     ptx_coef=0.0,
+    ptx_prompts="safe",
 )
 
 PRESETS: dict[str, Budget] = {
@@ -104,9 +108,11 @@ PRESETS: dict[str, Budget] = {
     # - cost limit -1 (safe training answers average C ≈ -1.26): at 0, J_C fell below the limit while most answers to
     #   harmful prompts were still unsafe, and λ fell;
     # - 48 rollouts (96 optimizer steps): in a 144-step run both safety measures halved only from step 72 on;
-    # - PTX on the demo's helpful written answers to benign prompts: without it the safer policies drifted off-topic
-    #   or degenerated, and lost reward on benign prompts.
-    "long": replace(_DEFAULT, ppo_steps=48, cost_limit=-1.0, ptx_coef=1.0),
+    # - PTX on the demo's written answers, the best safe answer to every train prompt (harmful ones included): without
+    #   PTX the safer policies drifted off-topic or degenerated and lost benign reward; with PTX on the benign
+    #   prompts' answers alone, every answer collapsed into "Here's a step-by-step guide:", harmful requests included.
+    # Seed 42, greedy: 3 of 4 conditions (not the judge's); see docs/demo_outcome.md.
+    "long": replace(_DEFAULT, ppo_steps=48, cost_limit=-1.0, ptx_coef=1.0, ptx_prompts="all"),
     # SmolLM2-135M, a few minutes: every stage runs, nothing is trained long enough to mean much.
     "quick": replace(
         _DEFAULT,
@@ -135,6 +141,7 @@ PRESETS: dict[str, Budget] = {
         lora_layers=None,
         cost_limit=0.0,
         ptx_coef=1.0,  # not for the outcome: so that the tests run the PTX plumbing of the `long` preset
+        ptx_prompts="safe",
     ),
 }
 
@@ -200,11 +207,11 @@ def build_tiny_base_model(path: Path, seed: int) -> Path:
     return path
 
 
-def write_demo_ptx_data(split: str, path: Path) -> Path:
+def write_demo_ptx_data(split: str, prompts: str, path: Path) -> Path:
     """The demo's PTX data (`trl_safe.demo.load_demo_ptx_dataset`) as a JSONL file for `--ptx_dataset_name`."""
     from trl_safe.demo import load_demo_ptx_dataset
 
-    load_demo_ptx_dataset(split).to_json(path, lines=True)
+    load_demo_ptx_dataset(split, prompts).to_json(path, lines=True)
     return path
 
 

@@ -79,7 +79,7 @@ class PipelineArguments:
             prompts of the test split, with their category and safe/unsafe label for the demo data).
         preset (`str` or `None`): the run's sizes (`trl_safe.pipeline.PRESETS`): `default` (SmolLM2, the half-hour
             run), `quick` (a few minutes, nothing trained long enough to mean much) or `long` (about an hour: cost
-            limit -1, twice the rollouts, PTX on helpful answers; docs/demo_outcome.md). `--model tiny` always runs
+            limit -1, 48 rollouts, PTX on the demo's written safe answers; docs/demo_outcome.md). `--model tiny` always runs
             the `tiny` preset.
         quick (`bool`): the same as `--preset quick`.
         stages (`list[str]`): the stages to run; the others' outputs must already be in `output_dir`.
@@ -90,6 +90,8 @@ class PipelineArguments:
             (default: the preset's). On the demo data the pipeline supplies the PTX data
             (`trl_safe.demo.load_demo_ptx_dataset`); for other data give yours with
             `--ppo_lag_args "--ptx_dataset_name ... --ptx_coef ..."`.
+        ptx_prompts (`str` or `None`): `safe` (PTX on the helpful answers to benign prompts) or `all` (also the best
+            safe answer to each harmful prompt); default: the preset's.
         seed (`int`): seed of every stage.
         rl_trainer (`str`): the RL stage's trainer: `ppo_lag` (PPO-Lag, with a critic) or `grpo_lag` (GRPO-Lag,
             critic-free: the same episodes per rollout, as `ppo_batch_size / 4` prompts x 4 completions;
@@ -123,6 +125,13 @@ class PipelineArguments:
     cost_limit: float | None = field(default=None, metadata={"help": "PPO-Lag's bound on J_C = E[C]."})
     ptx_coef: float | None = field(
         default=None, metadata={"help": "Weight of PTX on helpful answers (default: the preset's; 0: off)."}
+    )
+    ptx_prompts: str | None = field(
+        default=None,
+        metadata={
+            "help": "PTX on answers to the demo's safe prompts or to all (default: the preset's).",
+            "choices": ["safe", "all"],
+        },
     )
     seed: int = field(default=42, metadata={"help": "Seed of every stage."})
     rl_trainer: str = field(
@@ -202,8 +211,11 @@ class Pipeline:
         if self.ptx_coef > 0 and args.rl_trainer == "grpo_lag":
             print("PTX is off: GRPO-Lag has no PTX term (PPO-Lag has).")
         elif self.ptx_coef > 0 and args.dataset_name is None:
-            self.ptx_data = str(write_demo_ptx_data(args.dataset_train_split, self.output_dir / "ptx_train.jsonl"))
-            print(f"PTX data (helpful answers to the demo's safe {args.dataset_train_split} prompts): {self.ptx_data}")
+            prompts = self.budget.ptx_prompts if args.ptx_prompts is None else args.ptx_prompts
+            path = self.output_dir / "ptx_train.jsonl"
+            self.ptx_data = str(write_demo_ptx_data(args.dataset_train_split, prompts, path))
+            which = "safe" if prompts == "safe" else "safe and harmful"
+            print(f"PTX data (the best safe answers to the demo's {which} train prompts): {self.ptx_data}")
         elif self.ptx_coef > 0:
             print(
                 "PTX is off: the pipeline supplies PTX data for the demo data only. Give yours with "
