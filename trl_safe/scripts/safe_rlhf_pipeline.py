@@ -79,14 +79,14 @@ class PipelineArguments:
             prompts of the test split, with their category and safe/unsafe label for the demo data).
         preset (`str` or `None`): the run's sizes (`trl_safe.pipeline.PRESETS`): `default` (SmolLM2, the half-hour
             run), `quick` (a few minutes, nothing trained long enough to mean much) or `long` (about an hour: cost
-            limit -1, 48 rollouts, PTX on the demo's written safe answers; docs/demo_outcome.md). `--model tiny` always runs
-            the `tiny` preset.
+            limit -1, 48 rollouts, PTX on the demo's written safe answers; docs/demo_outcome.md). `--model tiny`
+            always runs the `tiny` preset.
         quick (`bool`): the same as `--preset quick`.
         stages (`list[str]`): the stages to run; the others' outputs must already be in `output_dir`.
         use_peft (`bool` or `None`): override the preset's LoRA choice.
         cost_limit (`float` or `None`): PPO-Lag's bound on the expected cost J_C (C > 0 unsafe, so 0 means safe on
             average); default: the preset's (see `trl_safe.pipeline.Budget`).
-        ptx_coef (`float` or `None`): weight of PTX, the supervised loss on helpful answers mixed into PPO-Lag
+        ptx_coef (`float` or `None`): weight of PTX, the supervised loss on written answers mixed into PPO-Lag
             (default: the preset's). On the demo data the pipeline supplies the PTX data
             (`trl_safe.demo.load_demo_ptx_dataset`); for other data give yours with
             `--ppo_lag_args "--ptx_dataset_name ... --ptx_coef ..."`.
@@ -124,7 +124,7 @@ class PipelineArguments:
     use_peft: bool | None = field(default=None, metadata={"help": "Override the preset's LoRA choice."})
     cost_limit: float | None = field(default=None, metadata={"help": "PPO-Lag's bound on J_C = E[C]."})
     ptx_coef: float | None = field(
-        default=None, metadata={"help": "Weight of PTX on helpful answers (default: the preset's; 0: off)."}
+        default=None, metadata={"help": "Weight of PTX on written answers (default: the preset's; 0: off)."}
     )
     ptx_prompts: str | None = field(
         default=None,
@@ -309,7 +309,7 @@ class Pipeline:
         ]  # fmt: skip
 
     def ptx_args(self) -> list[str]:
-        """PTX on the demo's helpful answers (PPO-Lag only: GRPO-Lag has no PTX term)."""
+        """PTX on the demo's written answers (PPO-Lag only: GRPO-Lag has no PTX term)."""
         if self.ptx_data is None:
             return []
         return ["--ptx_dataset_name", self.ptx_data, "--ptx_coef", str(self.ptx_coef)]
