@@ -314,7 +314,11 @@ def test_ptx_data_for_all_prompts_add_the_best_safe_answer_to_harmful_ones():
                 safe_answers.setdefault(row["prompt"], set()).add(row[f"response_{i}"])
     harmful = {row["prompt"] for row in train if row["prompt_label"] == "unsafe"}
     prompts = [row["prompt"][0]["content"] for row in ptx]
-    assert set(load_demo_ptx_dataset("train")["prompt"]) <= set(ptx["prompt"])  # the safe prompts' rows, and more
+
+    def pairs(rows):
+        return {(row["prompt"][0]["content"], row["completion"][0]["content"]) for row in rows}
+
+    assert pairs(load_demo_ptx_dataset("train")) <= pairs(ptx)  # the safe prompts' rows, and more
     assert harmful <= set(prompts)  # every harmful train prompt gets a safe answer
     for row in ptx:
         assert row["completion"][0]["content"] in safe_answers[row["prompt"][0]["content"]]
