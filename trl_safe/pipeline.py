@@ -111,7 +111,8 @@ PRESETS: dict[str, Budget] = {
     # - PTX on the demo's written answers, the best safe answer to every train prompt (harmful ones included): without
     #   PTX the safer policies drifted off-topic or degenerated and lost benign reward; with PTX on the benign
     #   prompts' answers alone, every answer collapsed into "Here's a step-by-step guide:", harmful requests included.
-    # Seed 42, greedy: 3 of 4 conditions (not the judge's); see docs/demo_outcome.md.
+    # Greedy, 3 of 4 conditions at seed 42 (not the judge's), 2 of 4 at seed 43 (not the judge's nor look-alike
+    # refusals); see docs/demo_outcome.md.
     "long": replace(_DEFAULT, ppo_steps=48, cost_limit=-1.0, ptx_coef=1.0, ptx_prompts="all"),
     # SmolLM2-135M, a few minutes: every stage runs, nothing is trained long enough to mean much.
     "quick": replace(
