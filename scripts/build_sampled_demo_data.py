@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIR = REPO_ROOT / "data" / "demo_sampled"
+ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
 OUTPUT_DIR = REPO_ROOT / "trl_safe" / "resources" / "demo"
 SEED = 20261202
 TEST_FRACTION = 0.25
@@ -40,7 +41,13 @@ SAMPLE_IDS = ("s0", "s1")
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--source_dir", type=Path, default=SOURCE_DIR, help="prompts, raw samples and labels")
-    parser.add_argument("--output_dir", type=Path, default=OUTPUT_DIR, help="where sampled_{train,test}.jsonl go")
+    parser.add_argument("--round2_dir", type=Path, default=ROUND2_DIR, help="second round's raw samples and labels")
+    parser.add_argument(
+        "--output_dir",
+        type=Path,
+        default=OUTPUT_DIR,
+        help="where sampled_{train,test}.jsonl and round2_train.jsonl go",
+    )
     parser.add_argument("--report", action="store_true", help="Print the label mix and the judge's agreement.")
     return parser
 
@@ -69,15 +76,16 @@ def check_label(label: dict, where: str) -> None:
         raise ValueError(f"{where}: `safer` is only given when both answers are unsafe (it follows from `safe`).")
 
 
-def pair_row(prompt: dict, answers: dict[str, dict], label: dict) -> dict:
-    """One PKU-SafeRLHF row: the two sampled answers in s0, s1 order, with the labels' ids."""
+def pair_row(prompt: dict, answers: dict[str, dict], label: dict, kind: str = "sampled") -> dict:
+    """One PKU-SafeRLHF row: the two sampled answers in s0, s1 order, with the labels' ids; `pair_type` is
+    `<kind>_safe_vs_unsafe`, `<kind>_both_safe` or `<kind>_both_unsafe`."""
     safe0, safe1 = label["safe"]
     if safe0 != safe1:
-        safer, pair_type = (0 if safe0 else 1), "sampled_safe_vs_unsafe"
+        safer, pair_type = (0 if safe0 else 1), f"{kind}_safe_vs_unsafe"
     elif safe0:
-        safer, pair_type = label["better"], "sampled_both_safe"
+        safer, pair_type = label["better"], f"{kind}_both_safe"
     else:
-        safer, pair_type = label["safer"], "sampled_both_unsafe"
+        safer, pair_type = label["safer"], f"{kind}_both_unsafe"
     return {
         "prompt": prompt["prompt"],
         "response_0": answers["s0"]["response"],
@@ -103,9 +111,8 @@ def split_prompts(prompt_ids_by_category: dict[str, list[str]]) -> set[str]:
     return test
 
 
-def build(source_dir: Path) -> tuple[dict[str, list[dict]], dict]:
-    """The rows of each split and a report of what was used and what was not."""
-    prompts = {row["id"]: row for row in read_jsonl(source_dir / "prompts.jsonl")}
+def read_labelled(source_dir: Path, prompts: dict[str, dict]) -> tuple[dict[str, dict[str, dict]], dict[str, dict]]:
+    """The sampled answers (`raw_samples*.jsonl`) and the checked labels (`labels.jsonl`) of `source_dir`."""
     answers: dict[str, dict[str, dict]] = defaultdict(dict)
     for path in sorted(source_dir.glob("raw_samples*.jsonl")):
         for row in read_jsonl(path):
@@ -119,7 +126,7 @@ def build(source_dir: Path) -> tuple[dict[str, list[dict]], dict]:
             answers[row["prompt_id"]][sample] = row
     labels = {}
     for number, label in enumerate(read_jsonl(source_dir / "labels.jsonl"), start=1):
-        where = f"labels.jsonl:{number} ({label.get('prompt_id')})"
+        where = f"{source_dir.name}/labels.jsonl:{number} ({label.get('prompt_id')})"
         if label.get("prompt_id") not in prompts:
             raise ValueError(f"{where}: no such prompt.")
         if label["prompt_id"] in labels:
@@ -128,7 +135,13 @@ def build(source_dir: Path) -> tuple[dict[str, list[dict]], dict]:
             raise ValueError(f"{where}: the raw samples lack one of {SAMPLE_IDS}.")
         check_label(label, where)
         labels[label["prompt_id"]] = label
+    return answers, labels
 
+
+def build(source_dir: Path) -> tuple[dict[str, list[dict]], dict]:
+    """The rows of each split and a report of what was used and what was not."""
+    prompts = {row["id"]: row for row in read_jsonl(source_dir / "prompts.jsonl")}
+    answers, labels = read_labelled(source_dir, prompts)
     by_category: dict[str, list[str]] = defaultdict(list)
     for prompt_id in labels:
         by_category[prompts[prompt_id]["category"]].append(prompt_id)
@@ -148,6 +161,25 @@ def build(source_dir: Path) -> tuple[dict[str, list[dict]], dict]:
         },
     }
     return splits, report
+
+
+def build_round2(round2_dir: Path, source_dir: Path, test_prompts: set[str]) -> list[dict]:
+    """The second round's pairs: answers sampled from a PPO-Lag policy trained on round one, labelled under the same
+    rules. Train only: a prompt of round one's test split here is an error (it would leak the held-out prompts into
+    the cost model's data), and so is an answer without a label (nothing is dropped silently)."""
+    prompts = {row["id"]: row for row in read_jsonl(source_dir / "prompts.jsonl")}
+    answers, labels = read_labelled(round2_dir, prompts)
+    leaked = sorted(prompt_id for prompt_id in labels if prompts[prompt_id]["prompt"] in test_prompts)
+    if leaked:
+        raise ValueError(f"{round2_dir}: prompts of the held-out test split were labelled: {leaked}.")
+    unlabelled = sorted(prompt_id for prompt_id in answers if prompt_id not in labels)
+    if unlabelled:
+        raise ValueError(f"{round2_dir}: answers without labels: {unlabelled}.")
+    return [
+        pair_row(prompt, answers[prompt_id], labels[prompt_id], kind="round2")
+        for prompt_id, prompt in prompts.items()  # file order
+        if prompt_id in labels
+    ]
 
 
 def label_mix(splits: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
@@ -207,6 +239,17 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
         print(f"{path}: {len(rows)} pairs")
     print(f"Per category: {report['categories']}")
+    round2 = build_round2(args.round2_dir, args.source_dir, {row["prompt"] for row in splits["test"]})
+    if args.report:
+        for category, counts in label_mix({"train": round2, "test": []}).items():
+            share = counts["unsafe"] / counts["answers"]
+            print(
+                f"round 2, {category} | {counts['prompts']} | {counts['answers']} | {counts['unsafe']} ({share:.0%})"
+            )
+        print(f"judge vs labels, round 2: {judge_agreement(round2)}")
+    path = args.output_dir / "round2_train.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in round2), encoding="utf-8")
+    print(f"{path}: {len(round2)} pairs")
     for key, what in (("unsampled_prompts", "no sampled answers"), ("unlabelled_prompts", "answers but no labels")):
         if report[key]:
             print(f"{len(report[key])} prompts have {what} yet and are not in the output: {report[key]}")

@@ -42,6 +42,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1234, help="Base torch seed of the sampled answers.")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (the CPU is shared).")
     parser.add_argument("--categories", nargs="+", default=None, help="Only prompts of these categories.")
+    parser.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default=None,
+        help="Only prompts of this split of the shipped `sampled` configuration (a later round samples train only).",
+    )
+    parser.add_argument("--note", default=None, help="Free text for the .meta.json (e.g. which policy this is).")
     return parser
 
 
@@ -85,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     prompts = read_prompts(args.prompts)
     if args.categories is not None:
         prompts = [record for record in prompts if record["category"] in args.categories]
+    if args.split is not None:
+        from trl_safe.demo import load_demo_dataset
+
+        in_split = set(load_demo_dataset(args.split, config="sampled")["prompt"])
+        prompts = [record for record in prompts if record["prompt"] in in_split]
     prompts = round_robin(prompts)
     done: set[str] = set()
     if args.output.exists():
@@ -147,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         "model_source": json.loads(marker.read_text()) if marker.is_file() else None,
         "prompts": str(args.prompts),
         "categories": args.categories,
+        "split": args.split,
+        "note": args.note,
         "decoding": args.decoding,
         "answers_per_prompt": copies,
         "temperature": args.temperature if sampling else None,

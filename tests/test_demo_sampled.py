@@ -20,6 +20,7 @@ from trl_safe.testing_utils import script_module
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_sampled_demo_data.py"
 SOURCE_DIR = REPO_ROOT / "data" / "demo_sampled"
+ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
 HARM_CATEGORIES = {
     "theft", "violence", "weapons", "drugs", "cybercrime", "fraud", "privacy", "harassment", "dangerous_behaviour",
 }  # fmt: skip
@@ -42,9 +43,50 @@ def normalise(text: str) -> str:
 
 def test_shipped_files_are_the_build_output(builder, tmp_path):
     builder.main(["--output_dir", str(tmp_path)])
-    for split in ("train", "test"):
-        shipped = (demo.demo_data_dir() / f"sampled_{split}.jsonl").read_text(encoding="utf-8")
-        assert (tmp_path / f"sampled_{split}.jsonl").read_text(encoding="utf-8") == shipped, split
+    for name in ("sampled_train.jsonl", "sampled_test.jsonl", "round2_train.jsonl"):
+        shipped = (demo.demo_data_dir() / name).read_text(encoding="utf-8")
+        assert (tmp_path / name).read_text(encoding="utf-8") == shipped, name
+
+
+def test_round2_holds_train_prompts_only_each_labelled_from_its_raw_answers(sampled):
+    """The second round: answers sampled from a policy trained on round one, to round one's harmful train prompts
+    only (never a held-out prompt), every one labelled, the pair as sampled."""
+    round2 = demo.load_demo_dataset("train", config="iterated").filter(
+        lambda row: row["pair_type"].startswith("round2")
+    )
+    assert len(round2) == 135
+    assert set(round2["prompt"]) <= set(sampled["train"]["prompt"])
+    assert set(round2["category"]) == HARM_CATEGORIES
+    assert set(round2["pair_type"]) == {"round2_safe_vs_unsafe", "round2_both_safe", "round2_both_unsafe"}
+    raw = {}
+    for line in (ROUND2_DIR / "raw_samples.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        raw[(row["prompt"], row["answer_id"].rsplit(".", 1)[1])] = row["response"]
+    assert len(raw) == 2 * len(round2)
+    for row in round2:
+        assert (row["response_0"], row["response_1"]) == (raw[(row["prompt"], "s0")], raw[(row["prompt"], "s1")])
+        safe = (row["is_response_0_safe"], row["is_response_1_safe"])
+        if safe[0] != safe[1]:
+            assert row["safer_response_id"] == (0 if safe[0] else 1) and row["pair_type"] == "round2_safe_vs_unsafe"
+    # The iterated configuration is `combined` plus round two for training, and `combined`'s test split.
+    iterated = demo.load_demo_dataset(config="iterated")
+    combined = demo.load_demo_dataset(config="combined")
+    assert len(iterated["train"]) == len(combined["train"]) + len(round2)
+    assert iterated["test"].to_list() == combined["test"].to_list()
+
+
+def test_round2_refuses_a_held_out_prompt_and_an_unlabelled_answer(builder, tmp_path):
+    labels = (ROUND2_DIR / "labels.jsonl").read_text(encoding="utf-8").splitlines()
+    raw = (ROUND2_DIR / "raw_samples.jsonl").read_text(encoding="utf-8")
+    (tmp_path / "raw_samples.jsonl").write_text(raw, encoding="utf-8")
+    (tmp_path / "labels.jsonl").write_text("\n".join(labels[1:]) + "\n", encoding="utf-8")
+    first = json.loads(labels[0])["prompt_id"]
+    with pytest.raises(ValueError, match=rf"answers without labels: \['{first}'\]"):
+        builder.build_round2(tmp_path, SOURCE_DIR, set())
+    (tmp_path / "labels.jsonl").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    prompts = {row["id"]: row["prompt"] for row in map(json.loads, (SOURCE_DIR / "prompts.jsonl").open())}
+    with pytest.raises(ValueError, match=rf"prompts of the held-out test split were labelled: \['{first}'\]"):
+        builder.build_round2(tmp_path, SOURCE_DIR, {prompts[first]})
 
 
 def test_every_sampled_prompt_is_labelled_and_every_answer_was_sampled(builder):

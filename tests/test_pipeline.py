@@ -215,3 +215,58 @@ def test_quick_and_another_preset_is_refused():
         pipeline.PipelineArguments(quick=True, preset="long")
     assert pipeline.PipelineArguments(quick=True).preset == "quick"
     assert pipeline.PipelineArguments(model="tiny", preset="long").preset == "tiny"
+
+
+def test_cost_model_alone_can_train_on_another_configuration(tmp_path):
+    """`--cost_dataset_config iterated`: the cost model trains on the demo's second round as well; the reward model
+    and PPO-Lag keep `combined`, and the held-out prompts stay `combined`'s test split."""
+    from trl_safe.demo import load_demo_prompts
+    from trl_safe.scripts import cost_model, ppo_lag
+
+    base = pipeline.build_tiny_base_model(tmp_path / "base", seed=0)
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path / "run"), model_name_or_path=str(base), cost_dataset_config="iterated"
+    )
+    runner = pipeline.Pipeline(args)
+    runner.prepare_inputs()
+    configs = {
+        stage: parser.parse_args_into_dataclasses(args=argv)[0].dataset_config
+        for stage, parser, argv in (
+            ("cost", cost_model.make_parser(), runner.preference_argv("cost")),
+            ("reward", reward_model.make_parser(), runner.preference_argv("reward")),
+            ("ppo_lag", ppo_lag.make_parser(), runner.ppo_lag_argv()),
+        )
+    }
+    assert configs == {"cost": "iterated", "reward": "combined", "ppo_lag": "combined"}
+    prompts = [json.loads(line)["prompt"] for line in open(runner.eval_prompts, encoding="utf-8")]
+    assert prompts == load_demo_prompts("test", "combined")["prompt"]
+    assert runner.results["cost_dataset_config"] == "iterated"
+
+
+def test_a_cost_configuration_holding_held_out_prompts_is_refused():
+    from trl_safe.demo import demo_data_dir
+    from trl_safe.pipeline import check_held_out
+
+    folder = str(demo_data_dir())
+    check_held_out(folder, "iterated", "train", "combined", "test")  # the shipped data: disjoint
+    with pytest.raises(ValueError, match=r"holds 111 prompt\(s\) of the held-out 'test' split of 'combined'"):
+        check_held_out(folder, "iterated", "test", "combined", "test")
+
+
+def test_the_presets_cost_configuration_is_for_the_demo_data_only(tmp_path):
+    """A preset's `cost_dataset_config` names a configuration of the demo data: with the user's data set the cost
+    model trains on the user's configuration."""
+    import dataclasses
+
+    from trl_safe.demo import demo_data_dir
+    from trl_safe.pipeline import PRESETS
+
+    base = pipeline.build_tiny_base_model(tmp_path / "base", seed=0)
+    preset = dataclasses.replace(PRESETS["default"], cost_dataset_config="iterated")
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path / "run"), model_name_or_path=str(base), dataset_name=str(demo_data_dir())
+    )
+    runner = pipeline.Pipeline(args)
+    runner.budget = preset
+    runner.prepare_inputs()
+    assert runner.cost_dataset_config is None and "--dataset_config" not in runner.preference_argv("cost")

@@ -34,13 +34,18 @@ GGUF_PIP_COMMAND = "pip install 'gguf>=0.17,<1'"
 
 DEMO_DATA_DIR = Path(__file__).resolve().parent / "resources" / "demo"
 DEMO_SPLITS = ("train", "test")
-# The folder's configurations, also declared in its README.md so that `load_dataset(folder, config)` and every
-# example script's `--dataset_config` agree: "default" is the templated pairs alone (so that the folder loads as it
-# always did), "sampled" the pairs of SmolLM2's own answers, "combined" both.
-DEMO_CONFIGS: dict[str, tuple[str, ...]] = {
-    "default": ("{split}.jsonl",),
-    "sampled": ("sampled_{split}.jsonl",),
-    "combined": ("{split}.jsonl", "sampled_{split}.jsonl"),
+# The folder's configurations (split -> files), also declared in its README.md so that `load_dataset(folder, config)`
+# and every example script's `--dataset_config` agree: "default" is the templated pairs alone (so that the folder
+# loads as it always did), "sampled" the pairs of SmolLM2's own answers, "combined" both, "iterated" `combined` plus a
+# second round of labelled answers sampled from a trained policy (train only: its test split is `combined`'s).
+DEMO_CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "default": {"train": ("train.jsonl",), "test": ("test.jsonl",)},
+    "sampled": {"train": ("sampled_train.jsonl",), "test": ("sampled_test.jsonl",)},
+    "combined": {"train": ("train.jsonl", "sampled_train.jsonl"), "test": ("test.jsonl", "sampled_test.jsonl")},
+    "iterated": {
+        "train": ("train.jsonl", "sampled_train.jsonl", "round2_train.jsonl"),
+        "test": ("test.jsonl", "sampled_test.jsonl"),
+    },
 }
 
 # Written last into a finished conversion; a directory without it is not a usable cache entry.
@@ -193,16 +198,15 @@ def load_demo_dataset(split: str | None = None, config: str = "default") -> Data
     Args:
         split: `"train"` or `"test"` for one `Dataset`; `None` for a `DatasetDict` with both.
         config: `"default"` (the templated pairs), `"sampled"` (pairs of SmolLM2-135M-Instruct's own sampled
-            answers, hand-labelled) or `"combined"` (both). The splits of every configuration hold disjoint prompts.
+            answers, hand-labelled), `"combined"` (both) or `"iterated"` (`combined` plus a second round: answers
+            sampled from a PPO-Lag policy trained on round one, hand-labelled; train only, so its test split is
+            `combined`'s). The splits of every configuration hold disjoint prompts.
     """
     if split is not None and split not in DEMO_SPLITS:
         raise ValueError(f"The demo data has the splits {DEMO_SPLITS}, not {split!r}.")
     if config not in DEMO_CONFIGS:
         raise ValueError(f"The demo data has the configurations {list(DEMO_CONFIGS)}, not {config!r}.")
-    files = {
-        name: [str(DEMO_DATA_DIR / pattern.format(split=name)) for pattern in DEMO_CONFIGS[config]]
-        for name in DEMO_SPLITS
-    }
+    files = {name: [str(DEMO_DATA_DIR / file) for file in DEMO_CONFIGS[config][name]] for name in DEMO_SPLITS}
     return load_dataset("json", data_files=files, split=split)
 
 

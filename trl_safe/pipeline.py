@@ -56,6 +56,10 @@ class Budget:
             demo data its data are `trl_safe.demo.load_demo_ptx_dataset`. 0: no PTX.
         ptx_prompts: which demo prompts' answers PTX learns: `"safe"` (helpful answers to benign prompts only) or
             `"all"` (also the best safe answer to each harmful prompt).
+        cost_dataset_config: the demo data's configuration the cost model alone trains on (`None`: the same as the
+            reward model and PPO-Lag). `"iterated"` adds the second round of labelled answers, sampled from a policy
+            trained on round one: the paper's recipe of collecting new preference data from the current policy,
+            given to the cost model only (docs/demo_data.md).
     """
 
     preference_max_steps: int | None
@@ -75,6 +79,7 @@ class Budget:
     cost_limit: float
     ptx_coef: float
     ptx_prompts: str
+    cost_dataset_config: str | None = None
 
 
 # SmolLM2-135M, under 30 minutes on 2 CPU cores.
@@ -231,6 +236,23 @@ def write_held_out_prompts(dataset_name: str, dataset_config: str | None, split:
         seen.setdefault(row["prompt"], {target: row[source] for source, target in present.items()})
     Dataset.from_list([{"prompt": prompt, **extra} for prompt, extra in seen.items()]).to_json(path, lines=True)
     return path
+
+
+def check_held_out(
+    dataset_name: str, train_config: str | None, train_split: str, test_config: str | None, test_split: str
+) -> None:
+    """Raise if the train split of `train_config` holds a prompt of the held-out split of `test_config`: a cost model
+    trained on another configuration than the rest must not see the prompts the evaluation holds out."""
+    from trl_safe.data import load_preference_data
+
+    held_out = set(load_preference_data(dataset_name, name=test_config, split=test_split)["prompt"])
+    train = load_preference_data(dataset_name, name=train_config, split=train_split)["prompt"]
+    leaked = sorted({prompt for prompt in train if prompt in held_out})
+    if leaked:
+        raise ValueError(
+            f"The {train_split!r} split of configuration {train_config!r} holds {len(leaked)} prompt(s) of the "
+            f"held-out {test_split!r} split of {test_config!r}, e.g. {leaked[0]!r}: the cost model would learn them."
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------------

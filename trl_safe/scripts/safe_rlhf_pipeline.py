@@ -47,6 +47,7 @@ from trl_safe.pipeline import (
     STAGE_DIRS,
     STAGES,
     build_tiny_base_model,
+    check_held_out,
     format_seconds,
     lora_target_modules,
     merge_lora,
@@ -74,6 +75,9 @@ class PipelineArguments:
         dataset_name (`str` or `None`): preference data in the PKU-SafeRLHF format (default: the demo data).
         dataset_config (`str` or `None`): configuration of the data set (default for the demo data: `combined`, the
             templated pairs and SmolLM2's own labelled answers; `default` and `sampled` are each part alone).
+        cost_dataset_config (`str` or `None`): configuration the cost model alone trains on (default: the preset's
+            for the demo data, else `dataset_config`); e.g. `iterated`, the demo's `combined` plus a second round of
+            labelled answers sampled from a trained policy. Its train split must hold none of the held-out prompts.
         dataset_train_split, dataset_test_split (`str`): the splits for training and for held-out evaluation.
         eval_prompts (`str` or `None`): prompt file or Hub data set for the final evaluation (default: the distinct
             prompts of the test split, with their category and safe/unsafe label for the demo data).
@@ -109,6 +113,9 @@ class PipelineArguments:
     dataset_name: str | None = field(default=None, metadata={"help": "PKU-format preference data (default: demo)."})
     dataset_config: str | None = field(
         default=None, metadata={"help": "Configuration of the data set (demo default: combined)."}
+    )
+    cost_dataset_config: str | None = field(
+        default=None, metadata={"help": "Configuration the cost model alone trains on (default: the preset's)."}
     )
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     dataset_test_split: str = field(default="test", metadata={"help": "Held-out split."})
@@ -176,6 +183,7 @@ class Pipeline:
         self.ptx_coef = self.budget.ptx_coef if args.ptx_coef is None else args.ptx_coef
         self.ptx_data: str | None = None
         self.results: dict[str, Any] = {"preset": args.preset, "stage_seconds": {}, "stage_cpu_seconds": {}}
+        self.cost_dataset_config: str | None = None
 
     def stage_dir(self, stage: str) -> str:
         return str(self.output_dir / STAGE_DIRS[stage])
@@ -202,12 +210,24 @@ class Pipeline:
         # The demo's `combined` configuration: the templated pairs and SmolLM2's own labelled answers.
         self.dataset_config = args.dataset_config or (None if args.dataset_name else DEMO_DATA_CONFIG)
         print(f"Preference data: {self.dataset_name}" + (f" ({self.dataset_config})" if self.dataset_config else ""))
+        preset_cost_config = self.budget.cost_dataset_config if args.dataset_name is None else None
+        self.cost_dataset_config = args.cost_dataset_config or preset_cost_config or self.dataset_config
         self.eval_prompts = args.eval_prompts or str(
             write_held_out_prompts(
                 self.dataset_name, self.dataset_config, args.dataset_test_split, self.output_dir / "eval_prompts.jsonl"
             )
         )
         print(f"Evaluation prompts: {self.eval_prompts}")
+        if self.cost_dataset_config != self.dataset_config:
+            check_held_out(
+                self.dataset_name,
+                self.cost_dataset_config,
+                args.dataset_train_split,
+                self.dataset_config,
+                args.dataset_test_split,
+            )
+            print(f"The cost model trains on configuration {self.cost_dataset_config!r}.")
+        self.results["cost_dataset_config"] = self.cost_dataset_config
         if self.ptx_coef > 0 and args.rl_trainer == "grpo_lag":
             print("PTX is off: GRPO-Lag has no PTX term (PPO-Lag has).")
         elif self.ptx_coef > 0 and args.dataset_name is None:
@@ -228,7 +248,8 @@ class Pipeline:
         size it saves little memory and, with LoRA, makes back-propagation run through every layer (the inputs must
         then require gradients), which undoes the point of adapting only the top layers on a CPU."""
         data = ["--dataset_name", self.dataset_name, "--dataset_train_split", self.args.dataset_train_split]
-        data += ["--dataset_config", self.dataset_config] if self.dataset_config else []
+        config = (self.cost_dataset_config or self.dataset_config) if stage == "cost" else self.dataset_config
+        data += ["--dataset_config", config] if config else []
         return [
             "--model_name_or_path", self.base_model,
             *data,
