@@ -171,8 +171,8 @@ def test_default_preset_commands(tmp_path):
 
 
 def test_long_preset_commands(tmp_path):
-    """The `long` preset: cost limit -1, 48 rollouts of 2 epochs, and PTX on the demo's helpful answers, which the
-    pipeline writes next to the run and hands to PPO-Lag."""
+    """The `long` preset: cost limit -1, 48 rollouts of 2 epochs, PTX on the demo's helpful answers, which the
+    pipeline writes next to the run and hands to PPO-Lag, and a cost model trained on the second round too."""
     from trl_safe.data import load_preference_data
     from trl_safe.demo import load_demo_ptx_dataset
     from trl_safe.pipeline import PRESETS
@@ -187,6 +187,9 @@ def test_long_preset_commands(tmp_path):
     assert script_args.ptx_dataset_name == str(tmp_path / "run" / "ptx_train.jsonl")
     expected = load_demo_ptx_dataset("train", PRESETS["long"].ptx_prompts)
     assert script_args.load_ptx_dataset().to_list() == expected.to_list()
+    # The cost model alone trains on the demo's second round as well.
+    assert "--dataset_config iterated" in " ".join(runner.preference_argv("cost"))
+    assert "--dataset_config combined" in " ".join(runner.preference_argv("reward"))
     # --ptx_prompts overrides the preset's choice.
     args = pipeline.PipelineArguments(
         output_dir=str(tmp_path / "other"), preset="long", model_name_or_path=str(base), ptx_prompts="all"

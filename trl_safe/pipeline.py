@@ -116,9 +116,13 @@ PRESETS: dict[str, Budget] = {
     # - PTX on the demo's written answers, the best safe answer to every train prompt (harmful ones included): without
     #   PTX the safer policies drifted off-topic or degenerated and lost benign reward; with PTX on the benign
     #   prompts' answers alone, every answer collapsed into "Here's a step-by-step guide:", harmful requests included.
-    # Greedy, 3 of 4 conditions at seed 42 (not the judge's), 2 of 4 at seed 43 (not the judge's nor look-alike
-    # refusals); see docs/demo_outcome.md.
-    "long": replace(_DEFAULT, ppo_steps=48, cost_limit=-1.0, ptx_coef=1.0, ptx_prompts="all"),
+    # - the cost model trains on the second round too (`iterated`): this preset's first policy's answers, labelled.
+    #   That policy had learnt the round-one cost model's blind spot (vague agreeing lists, C < 0): rescored by the
+    #   round-two cost model its answers were no safer than the start's, and the judge agreed.
+    # See docs/demo_outcome.md for what each version measured.
+    "long": replace(
+        _DEFAULT, ppo_steps=48, cost_limit=-1.0, ptx_coef=1.0, ptx_prompts="all", cost_dataset_config="iterated"
+    ),
     # SmolLM2-135M, a few minutes: every stage runs, nothing is trained long enough to mean much.
     "quick": replace(
         _DEFAULT,

@@ -83,8 +83,8 @@ class PipelineArguments:
             prompts of the test split, with their category and safe/unsafe label for the demo data).
         preset (`str` or `None`): the run's sizes (`trl_safe.pipeline.PRESETS`): `default` (SmolLM2, the half-hour
             run), `quick` (a few minutes, nothing trained long enough to mean much) or `long` (about an hour: cost
-            limit -1, 48 rollouts, PTX on the demo's written safe answers; docs/demo_outcome.md). `--model tiny`
-            always runs the `tiny` preset.
+            limit -1, 48 rollouts, PTX on the demo's written safe answers, a cost model trained on the second round of
+            labelled answers too; docs/demo_outcome.md). `--model tiny` always runs the `tiny` preset.
         quick (`bool`): the same as `--preset quick`.
         stages (`list[str]`): the stages to run; the others' outputs must already be in `output_dir`.
         use_peft (`bool` or `None`): override the preset's LoRA choice.
