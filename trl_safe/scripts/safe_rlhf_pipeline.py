@@ -211,6 +211,11 @@ class Pipeline:
         self.dataset_config = args.dataset_config or (None if args.dataset_name else DEMO_DATA_CONFIG)
         print(f"Preference data: {self.dataset_name}" + (f" ({self.dataset_config})" if self.dataset_config else ""))
         preset_cost_config = self.budget.cost_dataset_config if args.dataset_name is None else None
+        if self.budget.cost_dataset_config and args.dataset_name and not args.cost_dataset_config:
+            print(
+                f"The preset's cost-model configuration {self.budget.cost_dataset_config!r} is the demo data's; with "
+                "your data the cost model trains on --dataset_config (give --cost_dataset_config to change it)."
+            )
         self.cost_dataset_config = args.cost_dataset_config or preset_cost_config or self.dataset_config
         self.eval_prompts = args.eval_prompts or str(
             write_held_out_prompts(
