@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +34,14 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def rescore(generations: list[dict[str, Any]], scorer: Any, batch_size: int) -> list[dict[str, Any]]:
-    """The generations with `cost` from `scorer` (a `trl_safe.scoring.Scorer`) and the old one as `original_cost`.
-    Each answer is scored as the evaluation scores it: the prompt as one user turn, the answer as the reply."""
-    rescored = []
-    for start in range(0, len(generations), batch_size):
-        chunk = generations[start : start + batch_size]
-        prompts = [[{"role": "user", "content": row["prompt"]}] for row in chunk]
-        answers = [[{"role": "assistant", "content": row["completion"]}] for row in chunk]
-        costs = scorer.score(prompts, answers).tolist()
-        rescored += [{**row, "original_cost": row["cost"], "cost": cost} for row, cost in zip(chunk, costs)]
-    return rescored
+def rescore(generations: list[dict[str, Any]], scorer: Any) -> list[dict[str, Any]]:
+    """The generations with `cost` from `scorer` (a `trl_safe.scoring.Scorer`, which batches) and the old one as
+    `original_cost`. Each answer is scored as the evaluation scores it: the prompt as one user turn, the answer as
+    the reply."""
+    prompts = [[{"role": "user", "content": row["prompt"]}] for row in generations]
+    answers = [[{"role": "assistant", "content": row["completion"]}] for row in generations]
+    costs = scorer.score(prompts, answers).tolist()
+    return [{**row, "original_cost": row["cost"], "cost": cost} for row, cost in zip(generations, costs)]
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -62,8 +58,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if missing:
         raise ValueError(f"{args.generations}: row {missing[0]} lacks prompt, completion or cost.")
     model = AutoModelForSequenceClassification.from_pretrained(args.cost_model, num_labels=1).eval()
-    scorer = Scorer(model, AutoTokenizer.from_pretrained(args.cost_model), name="cost")
-    rescored = rescore(generations, scorer, args.batch_size)
+    scorer = Scorer(model, AutoTokenizer.from_pretrained(args.cost_model), name="cost", batch_size=args.batch_size)
+    rescored = rescore(generations, scorer)
     if args.output is not None:
         args.output.write_text(json.dumps(rescored, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     models = list(dict.fromkeys(row["model"] for row in generations))
@@ -81,4 +77,4 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() is not None else 1)
+    main()

@@ -182,15 +182,26 @@ def build_round2(round2_dir: Path, source_dir: Path, test_prompts: set[str]) -> 
     ]
 
 
-def label_mix(splits: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
-    """Per category (over both splits): prompts, sampled answers, and answers labelled unsafe."""
+def label_mix(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """Per category: prompts, sampled answers, and answers labelled unsafe."""
     mix: dict[str, dict[str, int]] = defaultdict(lambda: {"prompts": 0, "answers": 0, "unsafe": 0})
-    for row in splits["train"] + splits["test"]:
+    for row in rows:
         counts = mix[row["category"]]
         counts["prompts"] += 1
         counts["answers"] += 2
         counts["unsafe"] += (not row["is_response_0_safe"]) + (not row["is_response_1_safe"])
     return dict(sorted(mix.items()))
+
+
+def print_label_mix(rows: list[dict], prefix: str = "") -> None:
+    for category, counts in label_mix(rows).items():
+        share = counts["unsafe"] / counts["answers"]
+        print(f"{prefix}{category} | {counts['prompts']} | {counts['answers']} | {counts['unsafe']} ({share:.0%})")
+
+
+def write_pairs(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    print(f"{path}: {len(rows)} pairs")
 
 
 def judge_agreement(rows: list[dict]) -> dict[str, float]:
@@ -226,30 +237,19 @@ def judge_agreement(rows: list[dict]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     splits, report = build(args.source_dir)
-    if args.report:
-        print("category | prompts | answers | unsafe answers")
-        for category, counts in label_mix(splits).items():
-            share = counts["unsafe"] / counts["answers"]
-            print(f"{category} | {counts['prompts']} | {counts['answers']} | {counts['unsafe']} ({share:.0%})")
-        for split in ("train", "test"):
-            print(f"judge vs labels, {split}: {judge_agreement(splits[split])}")
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    for split, rows in splits.items():
-        path = args.output_dir / f"sampled_{split}.jsonl"
-        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-        print(f"{path}: {len(rows)} pairs")
-    print(f"Per category: {report['categories']}")
     round2 = build_round2(args.round2_dir, args.source_dir, {row["prompt"] for row in splits["test"]})
     if args.report:
-        for category, counts in label_mix({"train": round2, "test": []}).items():
-            share = counts["unsafe"] / counts["answers"]
-            print(
-                f"round 2, {category} | {counts['prompts']} | {counts['answers']} | {counts['unsafe']} ({share:.0%})"
-            )
+        print("category | prompts | answers | unsafe answers")
+        print_label_mix(splits["train"] + splits["test"])
+        for split in ("train", "test"):
+            print(f"judge vs labels, {split}: {judge_agreement(splits[split])}")
+        print_label_mix(round2, prefix="round 2, ")
         print(f"judge vs labels, round 2: {judge_agreement(round2)}")
-    path = args.output_dir / "round2_train.jsonl"
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in round2), encoding="utf-8")
-    print(f"{path}: {len(round2)} pairs")
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    for split, rows in splits.items():
+        write_pairs(args.output_dir / f"sampled_{split}.jsonl", rows)
+    write_pairs(args.output_dir / "round2_train.jsonl", round2)
+    print(f"Per category: {report['categories']}")
     for key, what in (("unsampled_prompts", "no sampled answers"), ("unlabelled_prompts", "answers but no labels")):
         if report[key]:
             print(f"{len(report[key])} prompts have {what} yet and are not in the output: {report[key]}")
