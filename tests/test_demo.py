@@ -325,5 +325,54 @@ def test_ptx_data_for_all_prompts_add_the_best_safe_answer_to_harmful_ones():
     assert harmful <= set(prompts)  # every harmful train prompt gets a safe answer
     for row in ptx:
         assert row["completion"][0]["content"] in safe_answers[row["prompt"][0]["content"]]
-    with pytest.raises(ValueError, match="'safe' or 'all'"):
+    with pytest.raises(ValueError, match="'safe', 'all' or 'balanced'"):
         load_demo_ptx_dataset("train", prompts="harmful")
+
+
+def test_balanced_ptx_data_add_smollm2s_own_answers_to_harmless_prompts():
+    """`balanced` = `all` plus the better (safe, non-refusing) sampled answer to every harmless train prompt of the
+    sampled pairs, so that answering outweighs declining; nothing held out, nothing harmful added."""
+    from trl_safe.evaluation.refusal import detect_refusals
+
+    def pairs(rows):
+        return [(row["prompt"][0]["content"], row["completion"][0]["content"]) for row in rows]
+
+    balanced, written = pairs(load_demo_ptx_dataset("train", "balanced")), pairs(load_demo_ptx_dataset("train", "all"))
+    assert balanced[: len(written)] == written
+    added = balanced[len(written) :]
+    sampled = load_demo_dataset("train", "sampled")
+    own = {
+        (row["prompt"], row[f"response_{row['better_response_id']}"])
+        for row in sampled
+        if row["prompt_label"] == "safe"
+    }
+    assert set(added) == own and len(added) == len(own) > 50
+    harmful_prompts = {
+        row["prompt"] for row in load_demo_dataset("train", "combined") if row["prompt_label"] != "safe"
+    }
+    held_out = set(load_demo_prompts("test", "combined")["prompt"])
+    assert not {prompt for prompt, _ in added} & (harmful_prompts | held_out)
+    assert not any(detect_refusals([answer for _, answer in added]))
+    declines = sum(prompt in harmful_prompts for prompt, _ in balanced)
+    assert len(balanced) - declines > declines  # answering harmless requests outweighs declining harmful ones
+
+
+def test_balanced_ptx_data_refuse_a_refusal_among_the_harmless_answers(monkeypatch):
+    import trl_safe.demo as demo
+
+    real = demo.load_demo_dataset
+
+    def with_a_refusal(split, config="default"):
+        rows = real(split, config)
+        if config != "sampled":
+            return rows
+        index = next(i for i, row in enumerate(rows) if row["prompt_label"] == "safe")
+        better = rows[index]["better_response_id"]
+        return rows.map(
+            lambda row, i: {f"response_{better}": "I'm sorry, but I can't help with that."} if i == index else {},
+            with_indices=True,
+        )
+
+    monkeypatch.setattr(demo, "load_demo_dataset", with_a_refusal)
+    with pytest.raises(ValueError, match="1 harmless prompts are refusals"):
+        demo.load_demo_ptx_dataset("train", "balanced")

@@ -191,12 +191,14 @@ def test_long_preset_commands(tmp_path):
     assert "--dataset_config iterated" in " ".join(runner.preference_argv("cost"))
     assert "--dataset_config combined" in " ".join(runner.preference_argv("reward"))
     # --ptx_prompts overrides the preset's choice.
+    assert PRESETS["long"].ptx_prompts != "balanced"
     args = pipeline.PipelineArguments(
-        output_dir=str(tmp_path / "other"), preset="long", model_name_or_path=str(base), ptx_prompts="all"
+        output_dir=str(tmp_path / "other"), preset="long", model_name_or_path=str(base), ptx_prompts="balanced"
     )
     runner = pipeline.Pipeline(args)
     runner.prepare_inputs()
-    assert len(load_preference_data(runner.ptx_data, split="train")) == len(load_demo_ptx_dataset("train", "all"))
+    written = load_preference_data(runner.ptx_data, split="train").to_list()
+    assert written == load_demo_ptx_dataset("train", "balanced").to_list()
 
 
 def test_ptx_is_off_without_pipeline_data(tmp_path):

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset, DatasetDict, load_dataset
 
@@ -237,20 +238,36 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
             such as "How do I kill a Python process?"): data about helpfulness only, like the reference's Alpaca, so
             that the safety comes from the cost constraint alone. `"all"`: besides those, the best safe answer to
             every harmful prompt (the more helpful of two safe answers, a redirect rather than a curt refusal; else
-            the safe one): supervised safety data too. Measured on SmolLM2 in docs/demo_outcome.md.
+            the safe one): supervised safety data too. `"balanced"`: `"all"`, plus SmolLM2's own better answer to every
+            benign and look-alike prompt of the `sampled` configuration (each labelled safe, none a refusal), so that
+            the supervised data answers a harmless request about as often as it declines a harmful one (165 against
+            154 rows in `train`, where `"all"` has 87 against 154). Measured on SmolLM2 in docs/demo_outcome.md.
 
-    Only the templated pairs' written answers are used (`default` configuration): the sampled configuration holds
-    SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer. Rows are conversational
-    prompt-completion pairs (TRL's SFT format, loss on the completion), one per distinct (prompt, answer), in file
-    order.
+    `"safe"` and `"all"` use only the templated pairs' written answers (`default` configuration): the sampled
+    configuration holds SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer. `"balanced"`
+    adds them for harmless prompts anyway, as an anchor rather than a model: with `"all"`, the decline that PTX and
+    the cost constraint teach for harmful requests spread to harmless look-alikes ("How can I beat my friend at
+    chess?" → "I can't help you ..."), and these are the starting policy's own on-topic answers to such prompts.
+    Rows are conversational prompt-completion pairs (TRL's SFT format, loss on the completion), one per distinct
+    (prompt, answer), in file order.
     """
-    if prompts not in ("safe", "all"):
-        raise ValueError(f"prompts must be 'safe' or 'all', not {prompts!r}.")
-    rows = load_demo_dataset(split, "default")
+    if prompts not in ("safe", "all", "balanced"):
+        raise ValueError(f"prompts must be 'safe', 'all' or 'balanced', not {prompts!r}.")
+    examples = _ptx_examples(load_demo_dataset(split, "default"), split, harmful=prompts != "safe")
+    if prompts == "balanced":
+        own = _ptx_examples(load_demo_dataset(split, "sampled"), split, harmful=False)
+        _check_no_refusals(own, split)
+        examples += own
+    return Dataset.from_list(examples)
+
+
+def _ptx_examples(rows: Dataset, split: str, harmful: bool) -> list[dict[str, Any]]:
+    """The best safe answer to each prompt of `rows` (harmful prompts only if `harmful`), one row per distinct
+    (prompt, answer)."""
     seen: set[tuple[str, str]] = set()
     examples = []
     for index, row in enumerate(rows):
-        if row["prompt_label"] != "safe" and prompts == "safe":
+        if row["prompt_label"] != "safe" and not harmful:
             continue
         safe = [i for i in (0, 1) if row[f"is_response_{i}_safe"]]
         better = row["better_response_id"]
@@ -268,4 +285,19 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
                 "completion": [{"role": "assistant", "content": answer}],
             }
         )
-    return Dataset.from_list(examples)
+    return examples
+
+
+def _check_no_refusals(examples: list[dict[str, Any]], split: str) -> None:
+    """PTX on harmless prompts is there to keep the policy answering them: a refusal among those answers would teach
+    the opposite. The hand labels say safe, not helpful, so check."""
+    from trl_safe.evaluation.refusal import detect_refusals
+
+    answers = [example["completion"][0]["content"] for example in examples]
+    refusals = [
+        example["prompt"][0]["content"] for example, refused in zip(examples, detect_refusals(answers)) if refused
+    ]
+    if refusals:
+        raise ValueError(
+            f"Demo {split} PTX: the answers to {len(refusals)} harmless prompts are refusals: {refusals[:3]}"
+        )

@@ -55,7 +55,8 @@ class Budget:
         ptx_coef: weight of PTX, the supervised loss on written answers mixed into PPO-Lag (`trl_safe.ptx`); on the
             demo data its data are `trl_safe.demo.load_demo_ptx_dataset`. 0: no PTX.
         ptx_prompts: which demo prompts' answers PTX learns: `"safe"` (helpful answers to benign prompts only) or
-            `"all"` (also the best safe answer to each harmful prompt).
+            `"all"` (also the best safe answer to each harmful prompt) or `"balanced"` (`"all"`, plus SmolLM2's own
+            answers to harmless prompts, so that answering and declining are about equally represented).
         cost_dataset_config: the demo data's configuration the cost model alone trains on (`None`: the same as the
             reward model and PPO-Lag). `"iterated"` adds the second round of labelled answers, sampled from a policy
             trained on round one: the paper's recipe of collecting new preference data from the current policy,

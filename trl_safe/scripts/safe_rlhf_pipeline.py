@@ -94,8 +94,9 @@ class PipelineArguments:
             (default: the preset's). On the demo data the pipeline supplies the PTX data
             (`trl_safe.demo.load_demo_ptx_dataset`); for other data give yours with
             `--ppo_lag_args "--ptx_dataset_name ... --ptx_coef ..."`.
-        ptx_prompts (`str` or `None`): `safe` (PTX on the helpful answers to benign prompts) or `all` (also the best
-            safe answer to each harmful prompt); default: the preset's.
+        ptx_prompts (`str` or `None`): `safe` (PTX on the helpful answers to benign prompts), `all` (also the best
+            safe answer to each harmful prompt) or `balanced` (`all`, plus SmolLM2's own answers to the harmless
+            prompts of the sampled pairs); default: the preset's.
         seed (`int`): seed of every stage.
         rl_trainer (`str`): the RL stage's trainer: `ppo_lag` (PPO-Lag, with a critic) or `grpo_lag` (GRPO-Lag,
             critic-free: the same episodes per rollout, as `ppo_batch_size / 4` prompts x 4 completions;
@@ -136,8 +137,9 @@ class PipelineArguments:
     ptx_prompts: str | None = field(
         default=None,
         metadata={
-            "help": "PTX on answers to the demo's safe prompts or to all (default: the preset's).",
-            "choices": ["safe", "all"],
+            "help": "PTX on answers to the demo's safe prompts, to all, or to all plus SmolLM2's own answers to the "
+            "harmless ones (`balanced`); default: the preset's.",
+            "choices": ["safe", "all", "balanced"],
         },
     )
     seed: int = field(default=42, metadata={"help": "Seed of every stage."})
@@ -239,8 +241,12 @@ class Pipeline:
             prompts = self.budget.ptx_prompts if args.ptx_prompts is None else args.ptx_prompts
             path = self.output_dir / "ptx_train.jsonl"
             self.ptx_data = str(write_demo_ptx_data(args.dataset_train_split, prompts, path))
-            which = "safe" if prompts == "safe" else "safe and harmful"
-            print(f"PTX data (the best safe answers to the demo's {which} train prompts): {self.ptx_data}")
+            which = {
+                "safe": "the best safe answers to the demo's safe train prompts",
+                "all": "the best safe answers to the demo's safe and harmful train prompts",
+                "balanced": "the best safe answers to the demo's train prompts, SmolLM2's own to the harmless ones",
+            }[prompts]
+            print(f"PTX data ({which}): {self.ptx_data}")
         elif self.ptx_coef > 0:
             print(
                 "PTX is off: the pipeline supplies PTX data for the demo data only. Give yours with "
