@@ -248,6 +248,7 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
     adds them for harmless prompts anyway, as an anchor rather than a model: with `"all"`, the decline that PTX and
     the cost constraint teach for harmful requests spread to harmless look-alikes ("How can I beat my friend at
     chess?" → "I can't help you ..."), and these are the starting policy's own on-topic answers to such prompts.
+    Measured at cost limit −1.5 over three seeds, they did not stop that spread (docs/demo_outcome.md).
     Rows are conversational prompt-completion pairs (TRL's SFT format, loss on the completion), one per distinct
     (prompt, answer), in file order.
     """
@@ -262,7 +263,7 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
 
 
 def _ptx_examples(rows: Dataset, split: str, harmful: bool) -> list[dict[str, Any]]:
-    """The best safe answer to each prompt of `rows` (harmful prompts only if `harmful`), one row per distinct
+    """The best safe answer to each prompt of `rows` (to the harmful prompts too if `harmful`), one row per distinct
     (prompt, answer)."""
     seen: set[tuple[str, str]] = set()
     examples = []
