@@ -287,6 +287,11 @@ def test_unknown_split_is_refused():
         load_demo_dataset("validation")
 
 
+def ptx_pairs(rows) -> list[tuple[str, str]]:
+    """PTX rows as (prompt, answer) texts, in order."""
+    return [(row["prompt"][0]["content"], row["completion"][0]["content"]) for row in rows]
+
+
 def test_ptx_data_are_the_helpful_written_answers_to_safe_train_prompts():
     """PTX teaches helpfulness only: the better written answer to each safe prompt, nothing about harmful requests,
     no refusal, and no held-out prompt."""
@@ -318,10 +323,7 @@ def test_ptx_data_for_all_prompts_add_the_best_safe_answer_to_harmful_ones():
     harmful = {row["prompt"] for row in train if row["prompt_label"] == "unsafe"}
     prompts = [row["prompt"][0]["content"] for row in ptx]
 
-    def pairs(rows):
-        return {(row["prompt"][0]["content"], row["completion"][0]["content"]) for row in rows}
-
-    assert pairs(load_demo_ptx_dataset("train")) <= pairs(ptx)  # the safe prompts' rows, and more
+    assert set(ptx_pairs(load_demo_ptx_dataset("train"))) <= set(ptx_pairs(ptx))  # the safe prompts' rows, and more
     assert harmful <= set(prompts)  # every harmful train prompt gets a safe answer
     for row in ptx:
         assert row["completion"][0]["content"] in safe_answers[row["prompt"][0]["content"]]
@@ -334,10 +336,8 @@ def test_balanced_ptx_data_add_smollm2s_own_answers_to_harmless_prompts():
     sampled pairs, so that answering outweighs declining; nothing held out, nothing harmful added."""
     from trl_safe.evaluation.refusal import detect_refusals
 
-    def pairs(rows):
-        return [(row["prompt"][0]["content"], row["completion"][0]["content"]) for row in rows]
-
-    balanced, written = pairs(load_demo_ptx_dataset("train", "balanced")), pairs(load_demo_ptx_dataset("train", "all"))
+    balanced = ptx_pairs(load_demo_ptx_dataset("train", "balanced"))
+    written = ptx_pairs(load_demo_ptx_dataset("train", "all"))
     assert balanced[: len(written)] == written
     added = balanced[len(written) :]
     sampled = load_demo_dataset("train", "sampled")

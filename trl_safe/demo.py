@@ -225,6 +225,14 @@ def load_demo_prompts(split: str = "test", config: str = "default") -> Dataset:
     return Dataset.from_list([{"prompt": prompt, **fields} for prompt, fields in seen.items()])
 
 
+# The choices of `load_demo_ptx_dataset(prompts=...)`, each with what its rows are (the pipeline's CLI offers these).
+PTX_PROMPTS = {
+    "safe": "the best safe answers to the demo's safe train prompts",
+    "all": "the best safe answers to the demo's safe and harmful train prompts",
+    "balanced": "the best safe answers to the demo's train prompts, SmolLM2's own to the harmless ones",
+}
+
+
 def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Dataset:
     """Supervised data for PTX from the demo's written answers: the best safe answer to each prompt.
 
@@ -252,7 +260,7 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
     Rows are conversational prompt-completion pairs (TRL's SFT format, loss on the completion), one per distinct
     (prompt, answer), in file order.
     """
-    if prompts not in ("safe", "all", "balanced"):
+    if prompts not in PTX_PROMPTS:
         raise ValueError(f"prompts must be 'safe', 'all' or 'balanced', not {prompts!r}.")
     examples = _ptx_examples(load_demo_dataset(split, "default"), split, harmful=prompts != "safe")
     if prompts == "balanced":

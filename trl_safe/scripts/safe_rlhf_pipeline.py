@@ -39,6 +39,7 @@ from typing import Any
 
 from trl import TrlParser
 
+from trl_safe.demo import PTX_PROMPTS
 from trl_safe.evaluation.plots import plot_preference_training, save_figure
 from trl_safe.pipeline import (
     DEMO_DATA_CONFIG,
@@ -139,7 +140,7 @@ class PipelineArguments:
         metadata={
             "help": "PTX on answers to the demo's safe prompts, to all, or to all plus SmolLM2's own answers to the "
             "harmless ones (`balanced`); default: the preset's.",
-            "choices": ["safe", "all", "balanced"],
+            "choices": list(PTX_PROMPTS),
         },
     )
     seed: int = field(default=42, metadata={"help": "Seed of every stage."})
@@ -241,12 +242,7 @@ class Pipeline:
             prompts = self.budget.ptx_prompts if args.ptx_prompts is None else args.ptx_prompts
             path = self.output_dir / "ptx_train.jsonl"
             self.ptx_data = str(write_demo_ptx_data(args.dataset_train_split, prompts, path))
-            which = {
-                "safe": "the best safe answers to the demo's safe train prompts",
-                "all": "the best safe answers to the demo's safe and harmful train prompts",
-                "balanced": "the best safe answers to the demo's train prompts, SmolLM2's own to the harmless ones",
-            }[prompts]
-            print(f"PTX data ({which}): {self.ptx_data}")
+            print(f"PTX data ({PTX_PROMPTS[prompts]}): {self.ptx_data}")
         elif self.ptx_coef > 0:
             print(
                 "PTX is off: the pipeline supplies PTX data for the demo data only. Give yours with "
