@@ -32,6 +32,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIR = REPO_ROOT / "data" / "demo_sampled"
 ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
+ROUND3_DIR = REPO_ROOT / "data" / "demo_round3"
 OUTPUT_DIR = REPO_ROOT / "trl_safe" / "resources" / "demo"
 SEED = 20261202
 TEST_FRACTION = 0.25
@@ -42,11 +43,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--source_dir", type=Path, default=SOURCE_DIR, help="prompts, raw samples and labels")
     parser.add_argument("--round2_dir", type=Path, default=ROUND2_DIR, help="second round's raw samples and labels")
+    parser.add_argument("--round3_dir", type=Path, default=ROUND3_DIR, help="third round's raw samples and labels")
     parser.add_argument(
         "--output_dir",
         type=Path,
         default=OUTPUT_DIR,
-        help="where sampled_{train,test}.jsonl and round2_train.jsonl go",
+        help="where sampled_{train,test}.jsonl and round{2,3}_train.jsonl go",
     )
     parser.add_argument("--report", action="store_true", help="Print the label mix and the judge's agreement.")
     return parser
@@ -74,6 +76,9 @@ def check_label(label: dict, where: str) -> None:
         raise ValueError(f"{where}: both answers are unsafe, so `safer` (0 or 1) is required.")
     if any(safe) and "safer" in label:
         raise ValueError(f"{where}: `safer` is only given when both answers are unsafe (it follows from `safe`).")
+    refusal = label.get("refusal", [False, False])
+    if not (isinstance(refusal, list) and len(refusal) == 2 and all(isinstance(r, bool) for r in refusal)):
+        raise ValueError(f"{where}: `refusal` (optional) must be a list of two booleans, got {refusal!r}.")
 
 
 def pair_row(prompt: dict, answers: dict[str, dict], label: dict, kind: str = "sampled") -> dict:
@@ -163,23 +168,35 @@ def build(source_dir: Path) -> tuple[dict[str, list[dict]], dict]:
     return splits, report
 
 
-def build_round2(round2_dir: Path, source_dir: Path, test_prompts: set[str]) -> list[dict]:
-    """The second round's pairs: answers sampled from a PPO-Lag policy trained on round one, labelled under the same
-    rules. Train only: a prompt of round one's test split here is an error (it would leak the held-out prompts into
-    the cost model's data), and so is an answer without a label (nothing is dropped silently)."""
+def build_round(round_dir: Path, source_dir: Path, test_prompts: set[str], kind: str) -> list[dict]:
+    """A later round's pairs (`kind`: `round2`, `round3`): answers sampled from a PPO-Lag policy trained on the
+    earlier rounds, labelled under the same rules. Train only: a prompt of round one's test split here is an error (it
+    would leak the held-out prompts into the scorers' data), and so is an answer without a label (nothing is dropped
+    silently)."""
     prompts = {row["id"]: row for row in read_jsonl(source_dir / "prompts.jsonl")}
-    answers, labels = read_labelled(round2_dir, prompts)
+    answers, labels = read_labelled(round_dir, prompts)
     leaked = sorted(prompt_id for prompt_id in labels if prompts[prompt_id]["prompt"] in test_prompts)
     if leaked:
-        raise ValueError(f"{round2_dir}: prompts of the held-out test split were labelled: {leaked}.")
+        raise ValueError(f"{round_dir}: prompts of the held-out test split were labelled: {leaked}.")
     unlabelled = sorted(prompt_id for prompt_id in answers if prompt_id not in labels)
     if unlabelled:
-        raise ValueError(f"{round2_dir}: answers without labels: {unlabelled}.")
+        raise ValueError(f"{round_dir}: answers without labels: {unlabelled}.")
     return [
-        pair_row(prompt, answers[prompt_id], labels[prompt_id], kind="round2")
+        pair_row(prompt, answers[prompt_id], labels[prompt_id], kind=kind)
         for prompt_id, prompt in prompts.items()  # file order
         if prompt_id in labels
     ]
+
+
+def refusal_mix(round_dir: Path) -> dict[str, dict[str, int]]:
+    """Per category: answers, and answers labelled as declining the request (the labels' optional `refusal`)."""
+    mix: dict[str, dict[str, int]] = defaultdict(lambda: {"answers": 0, "refusals": 0})
+    prompts = {row["prompt_id"]: row["category"] for row in read_jsonl(round_dir / "raw_samples.jsonl")}
+    for label in read_jsonl(round_dir / "labels.jsonl"):
+        counts = mix[prompts[label["prompt_id"]]]
+        counts["answers"] += 2
+        counts["refusals"] += sum(label.get("refusal", [False, False]))
+    return dict(sorted(mix.items()))
 
 
 def label_mix(rows: list[dict]) -> dict[str, dict[str, int]]:
@@ -237,7 +254,9 @@ def judge_agreement(rows: list[dict]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     splits, report = build(args.source_dir)
-    round2 = build_round2(args.round2_dir, args.source_dir, {row["prompt"] for row in splits["test"]})
+    test_prompts = {row["prompt"] for row in splits["test"]}
+    round2 = build_round(args.round2_dir, args.source_dir, test_prompts, kind="round2")
+    round3 = build_round(args.round3_dir, args.source_dir, test_prompts, kind="round3")
     if args.report:
         print("category | prompts | answers | unsafe answers")
         print_label_mix(splits["train"] + splits["test"])
@@ -245,10 +264,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"judge vs labels, {split}: {judge_agreement(splits[split])}")
         print_label_mix(round2, prefix="round 2, ")
         print(f"judge vs labels, round 2: {judge_agreement(round2)}")
+        for category, counts in refusal_mix(args.round3_dir).items():
+            print(f"round 3, {category}: {counts['refusals']} of {counts['answers']} answers decline")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
         write_pairs(args.output_dir / f"sampled_{split}.jsonl", rows)
     write_pairs(args.output_dir / "round2_train.jsonl", round2)
+    write_pairs(args.output_dir / "round3_train.jsonl", round3)
     print(f"Per category: {report['categories']}")
     for key, what in (("unsampled_prompts", "no sampled answers"), ("unlabelled_prompts", "answers but no labels")):
         if report[key]:

@@ -190,10 +190,11 @@ def test_shipped_files_are_the_authoring_scripts_output(tmp_path):
 
 def test_the_package_ships_the_data_not_its_source():
     shipped = {path.name for path in demo.demo_data_dir().iterdir() if path.is_file()}
-    # README.md declares the folder's configurations (templated, policy-sampled, combined, iterated) for
+    # README.md declares the folder's configurations (templated, policy-sampled, combined, the later rounds) for
     # `load_dataset`.
     assert shipped == {
-        "train.jsonl", "test.jsonl", "sampled_train.jsonl", "sampled_test.jsonl", "round2_train.jsonl", "README.md"
+        "train.jsonl", "test.jsonl", "sampled_train.jsonl", "sampled_test.jsonl", "round2_train.jsonl",
+        "round3_train.jsonl", "README.md",
     }  # fmt: skip
 
 

@@ -21,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_sampled_demo_data.py"
 SOURCE_DIR = REPO_ROOT / "data" / "demo_sampled"
 ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
+ROUND3_DIR = REPO_ROOT / "data" / "demo_round3"
 HARM_CATEGORIES = {
     "theft", "violence", "weapons", "drugs", "cybercrime", "fraud", "privacy", "harassment", "dangerous_behaviour",
 }  # fmt: skip
@@ -43,50 +44,85 @@ def normalise(text: str) -> str:
 
 def test_shipped_files_are_the_build_output(builder, tmp_path):
     builder.main(["--output_dir", str(tmp_path)])
-    for name in ("sampled_train.jsonl", "sampled_test.jsonl", "round2_train.jsonl"):
+    for name in ("sampled_train.jsonl", "sampled_test.jsonl", "round2_train.jsonl", "round3_train.jsonl"):
         shipped = (demo.demo_data_dir() / name).read_text(encoding="utf-8")
         assert (tmp_path / name).read_text(encoding="utf-8") == shipped, name
 
 
-def test_round2_holds_train_prompts_only_each_labelled_from_its_raw_answers(sampled):
-    """The second round: answers sampled from a policy trained on round one, to round one's harmful train prompts
-    only (never a held-out prompt), every one labelled, the pair as sampled."""
-    round2 = demo.load_demo_dataset("train", config="iterated").filter(
-        lambda row: row["pair_type"].startswith("round2")
+@pytest.mark.parametrize(
+    ("kind", "round_dir", "count", "categories"),
+    [
+        ("round2", ROUND2_DIR, 135, HARM_CATEGORIES),  # what the round-one policy said to harmful requests
+        ("round3", ROUND3_DIR, 78, {"benign", "benign_lookalike"}),  # a later policy's declines of harmless ones
+    ],
+)
+def test_later_rounds_hold_train_prompts_only_each_labelled_from_its_raw_answers(
+    sampled, kind, round_dir, count, categories
+):
+    """Rounds two and three: answers sampled from a policy trained on the earlier rounds, to round one's train
+    prompts only (never a held-out prompt), every one labelled, the pair as sampled."""
+    rows = demo.load_demo_dataset("train", config="iterated_round3").filter(
+        lambda row: row["pair_type"].startswith(kind)
     )
-    assert len(round2) == 135
-    assert set(round2["prompt"]) <= set(sampled["train"]["prompt"])
-    assert set(round2["category"]) == HARM_CATEGORIES
-    assert set(round2["pair_type"]) == {"round2_safe_vs_unsafe", "round2_both_safe", "round2_both_unsafe"}
+    assert len(rows) == count
+    assert set(rows["prompt"]) <= set(sampled["train"]["prompt"])
+    assert set(rows["category"]) == categories
     raw = {}
-    for line in (ROUND2_DIR / "raw_samples.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (round_dir / "raw_samples.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         raw[(row["prompt"], row["answer_id"].rsplit(".", 1)[1])] = row["response"]
-    assert len(raw) == 2 * len(round2)
-    for row in round2:
+    assert len(raw) == 2 * len(rows)
+    for row in rows:
         assert (row["response_0"], row["response_1"]) == (raw[(row["prompt"], "s0")], raw[(row["prompt"], "s1")])
         safe = (row["is_response_0_safe"], row["is_response_1_safe"])
         if safe[0] != safe[1]:
-            assert row["safer_response_id"] == (0 if safe[0] else 1) and row["pair_type"] == "round2_safe_vs_unsafe"
-    # The iterated configuration is `combined` plus round two for training, and `combined`'s test split.
-    iterated = demo.load_demo_dataset(config="iterated")
-    combined = demo.load_demo_dataset(config="combined")
-    assert len(iterated["train"]) == len(combined["train"]) + len(round2)
-    assert iterated["test"].to_list() == combined["test"].to_list()
+            assert row["safer_response_id"] == (0 if safe[0] else 1) and row["pair_type"] == f"{kind}_safe_vs_unsafe"
+        elif safe[0]:
+            assert row["safer_response_id"] == row["better_response_id"] and row["pair_type"] == f"{kind}_both_safe"
 
 
-def test_round2_refuses_a_held_out_prompt_and_an_unlabelled_answer(builder, tmp_path):
+def test_round3_labels_say_which_answers_decline_and_a_decline_never_wins_against_an_answer(builder):
+    """Round three is there because the policy declined harmless requests: every answer to a harmless prompt is
+    safe, so between a decline and an on-topic answer the answer is both better and (safer = better) safer."""
+    labels = [json.loads(line) for line in (ROUND3_DIR / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    mixed = [label for label in labels if label["refusal"][0] != label["refusal"][1]]
+    assert all(label["safe"] == [True, True] for label in labels)
+    assert mixed and all(not label["refusal"][label["better"]] for label in mixed)
+    mix = builder.refusal_mix(ROUND3_DIR)
+    assert sum(counts["answers"] for counts in mix.values()) == 2 * len(labels)
+    assert mix["benign_lookalike"]["refusals"] > mix["benign"]["refusals"]
+
+
+@pytest.mark.parametrize(
+    ("config", "base", "rounds"),
+    [
+        ("iterated", "combined", ("round2",)),
+        ("combined_round3", "combined", ("round3",)),
+        ("iterated_round3", "combined", ("round2", "round3")),
+    ],
+)
+def test_later_configurations_add_train_rows_and_keep_combined_test_split(config, base, rounds):
+    # Every later configuration trains on more rows and holds out exactly `combined`'s test split, so the figures
+    # measured on the held-out prompts stay comparable.
+    later, combined = demo.load_demo_dataset(config=config), demo.load_demo_dataset(config=base)
+    added = later["train"].to_list()[len(combined["train"]) :]
+    assert later["train"].to_list()[: len(combined["train"])] == combined["train"].to_list()
+    assert {row["pair_type"].split("_", 1)[0] for row in added} == set(rounds)
+    assert later["test"].to_list() == combined["test"].to_list()
+
+
+def test_a_later_round_refuses_a_held_out_prompt_and_an_unlabelled_answer(builder, tmp_path):
     labels = (ROUND2_DIR / "labels.jsonl").read_text(encoding="utf-8").splitlines()
     raw = (ROUND2_DIR / "raw_samples.jsonl").read_text(encoding="utf-8")
     (tmp_path / "raw_samples.jsonl").write_text(raw, encoding="utf-8")
     (tmp_path / "labels.jsonl").write_text("\n".join(labels[1:]) + "\n", encoding="utf-8")
     first = json.loads(labels[0])["prompt_id"]
     with pytest.raises(ValueError, match=rf"answers without labels: \['{first}'\]"):
-        builder.build_round2(tmp_path, SOURCE_DIR, set())
+        builder.build_round(tmp_path, SOURCE_DIR, set(), kind="round2")
     (tmp_path / "labels.jsonl").write_text("\n".join(labels) + "\n", encoding="utf-8")
     prompts = {row["id"]: row["prompt"] for row in map(json.loads, (SOURCE_DIR / "prompts.jsonl").open())}
     with pytest.raises(ValueError, match=rf"prompts of the held-out test split were labelled: \['{first}'\]"):
-        builder.build_round2(tmp_path, SOURCE_DIR, {prompts[first]})
+        builder.build_round(tmp_path, SOURCE_DIR, {prompts[first]}, kind="round2")
 
 
 def test_every_sampled_prompt_is_labelled_and_every_answer_was_sampled(builder):
@@ -108,6 +144,12 @@ def test_loads_through_the_folder_configs_and_the_adapters(sampled):
     assert {split: len(rows) for split, rows in load_dataset(folder, "sampled").items()} == {
         split: len(sampled[split]) for split in ("train", "test")
     }
+    # The README's configurations (what `load_dataset(folder, config)` reads) are `demo.DEMO_CONFIGS`.
+    for config in demo.DEMO_CONFIGS:
+        loaded = load_dataset(folder, config)
+        assert {split: len(rows) for split, rows in loaded.items()} == {
+            split: len(demo.load_demo_dataset(split, config=config)) for split in ("train", "test")
+        }, config
     # The folder's default configuration is still the templated data alone.
     assert len(load_preference_data(folder, split="train")) == len(demo.load_demo_dataset("train"))
     combined = demo.load_demo_dataset("train", config="combined")

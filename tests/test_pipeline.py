@@ -116,8 +116,19 @@ def test_a_stage_can_rerun_alone_and_reuses_the_others(tiny_run):
 
 def test_skipping_a_stage_whose_output_is_missing_fails_clearly(tmp_path):
     args = pipeline.PipelineArguments(output_dir=str(tmp_path), model="tiny", stages=["ppo_lag"])
-    with pytest.raises(FileNotFoundError, match="'reward' is skipped"):
+    with pytest.raises(FileNotFoundError, match="'reward' is skipped .* and 'ppo_lag' reads it"):
         pipeline.main(args)
+
+
+def test_the_cost_model_can_be_retrained_without_a_reward_model(tmp_path):
+    # The cost stage reads only the preference data: a missing reward model is not an error for it, but is for a
+    # stage that reads it.
+    runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), model="tiny", stages=["cost"]))
+    runner.check_reusable("reward")
+    assert runner.results["reward"] == {}
+    runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), model="tiny", stages=["evaluate"]))
+    with pytest.raises(FileNotFoundError, match="'reward' is skipped .* and 'evaluate' reads it"):
+        runner.check_reusable("reward")
 
 
 def test_unknown_stage_is_refused():

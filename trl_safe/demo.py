@@ -38,13 +38,23 @@ DEMO_SPLITS = ("train", "test")
 # The folder's configurations (split -> files), also declared in its README.md so that `load_dataset(folder, config)`
 # and every example script's `--dataset_config` agree: "default" is the templated pairs alone (so that the folder
 # loads as it always did), "sampled" the pairs of SmolLM2's own answers, "combined" both, "iterated" `combined` plus a
-# second round of labelled answers sampled from a trained policy (train only: its test split is `combined`'s).
+# second round of labelled answers sampled from a trained policy (train only: its test split is `combined`'s), and the
+# `*_round3` ones add a third round (a later policy's answers to the harmless train prompts) to `combined` (for the
+# reward model) and to `iterated` (for the cost model).
 DEMO_CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
     "default": {"train": ("train.jsonl",), "test": ("test.jsonl",)},
     "sampled": {"train": ("sampled_train.jsonl",), "test": ("sampled_test.jsonl",)},
     "combined": {"train": ("train.jsonl", "sampled_train.jsonl"), "test": ("test.jsonl", "sampled_test.jsonl")},
     "iterated": {
         "train": ("train.jsonl", "sampled_train.jsonl", "round2_train.jsonl"),
+        "test": ("test.jsonl", "sampled_test.jsonl"),
+    },
+    "combined_round3": {
+        "train": ("train.jsonl", "sampled_train.jsonl", "round3_train.jsonl"),
+        "test": ("test.jsonl", "sampled_test.jsonl"),
+    },
+    "iterated_round3": {
+        "train": ("train.jsonl", "sampled_train.jsonl", "round2_train.jsonl", "round3_train.jsonl"),
         "test": ("test.jsonl", "sampled_test.jsonl"),
     },
 }

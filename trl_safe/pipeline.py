@@ -21,6 +21,9 @@ from trl_safe.evaluation.report import format_percent, markdown_table
 
 STAGES = ("reward", "cost", "ppo_lag", "evaluate")
 STAGE_DIRS = {"reward": "reward_model", "cost": "cost_model", "ppo_lag": "policy", "evaluate": "evaluation"}
+# The earlier stages' models each stage reads: the reward and cost models train on the preference data alone, so
+# either can be retrained without the other.
+STAGE_INPUTS = {"reward": (), "cost": (), "ppo_lag": ("reward", "cost"), "evaluate": ("reward", "cost", "ppo_lag")}
 SAMPLED_EVALUATION_DIR = "evaluation_sampled"
 # The demo data's configuration the pipeline trains on when no data set is given (trl_safe/resources/demo/README.md).
 DEMO_DATA_CONFIG = "combined"

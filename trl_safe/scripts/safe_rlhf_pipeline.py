@@ -46,6 +46,7 @@ from trl_safe.pipeline import (
     PRESETS,
     SAMPLED_EVALUATION_DIR,
     STAGE_DIRS,
+    STAGE_INPUTS,
     STAGES,
     build_tiny_base_model,
     check_held_out,
@@ -483,11 +484,13 @@ class Pipeline:
         return self.results
 
     def check_reusable(self, stage: str) -> None:
-        """A skipped stage's output must exist if a later stage reads it; its results go into the summary."""
+        """A skipped stage's output must exist if a stage that runs reads it; its results go into the summary."""
         path = Path(self.stage_dir(stage))
-        needed_later = any(later in self.args.stages for later in STAGES[STAGES.index(stage) + 1 :])
-        if stage != "evaluate" and needed_later and not (path / "config.json").is_file():
-            raise FileNotFoundError(f"Stage {stage!r} is skipped but {path} has no model: run it (--stages).")
+        needed = [later for later in self.args.stages if stage in STAGE_INPUTS[later]]
+        if needed and not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"Stage {stage!r} is skipped but {path} has no model, and {needed[0]!r} reads it: run it (--stages)."
+            )
         print(f"\n=== skipping {stage}: reusing {path}")
         self.collect_results(stage)
 
