@@ -8,16 +8,19 @@ import re
 
 import pytest
 
-from trl_safe.pipeline import lora_target_modules, peak_rss_mb
+from trl_safe.pipeline import lora_target_modules, peak_rss_mb, summary_lines
 from trl_safe.scripts import reward_model
 from trl_safe.scripts import safe_rlhf_pipeline as pipeline
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """One whole tiny run, with LoRA so that the adapter merging between stages is exercised too."""
+    """One whole tiny run, with LoRA so that the adapter merging between stages is exercised too, and R and C trained
+    side by side (the default on a CPU with 2 or more threads; explicit so that every machine runs it)."""
     output_dir = tmp_path_factory.mktemp("pipeline")
-    args = pipeline.PipelineArguments(output_dir=str(output_dir), model="tiny", use_peft=True)
+    args = pipeline.PipelineArguments(
+        output_dir=str(output_dir), model="tiny", use_peft=True, scorers_side_by_side=True
+    )
     return output_dir, pipeline.main(args)
 
 
@@ -112,6 +115,59 @@ def test_a_stage_can_rerun_alone_and_reuses_the_others(tiny_run):
     # The reused stages' numbers come from what they wrote.
     assert results["reward"]["eval_accuracy"] == first["reward"]["eval_accuracy"]
     assert results["ppo_lag"]["final_lambda"] == first["ppo_lag"]["final_lambda"]
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_scorers_side_by_side_train_the_same_models_as_one_after_another(tiny_run, tmp_path):
+    output_dir, first = tiny_run
+    # Side by side: each stage's output went to its own log, and the summary says how long both took together.
+    for stage in ("reward", "cost"):
+        log = (output_dir / "logs" / f"{stage}.log").read_text()
+        assert f"run alone: trl-safe {stage}_model " in log and "train_loss" in log
+    assert first["scorers_side_by_side_seconds"] >= max(
+        first["stage_seconds"]["reward"], first["stage_seconds"]["cost"]
+    )
+    assert first["scorers_side_by_side_peak_rss_mb"] > 0
+    table = "\n".join(summary_lines(first, eval_prompts="prompts.jsonl", max_completion_length=12))
+    assert "| time: reward and cost, side by side |" in table and "(sum of both processes)" in table
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path), model="tiny", use_peft=True, stages=["reward", "cost"], scorers_side_by_side=False
+    )
+    results = pipeline.main(args)
+    assert not (tmp_path / "logs").exists() and "scorers_side_by_side_seconds" not in results
+    for stage in ("reward", "cost"):
+        assert results[stage]["eval_accuracy"] == pytest.approx(first[stage]["eval_accuracy"]), stage
+
+
+@pytest.mark.multiprocess
+def test_a_failing_scorer_side_by_side_names_its_stage_and_shows_its_log(tmp_path):
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path), model="tiny", stages=["reward", "cost"], reward_args="--no_such_flag 1"
+    )
+    args.scorers_side_by_side = True
+    with pytest.raises(RuntimeError, match=r"(?s)The reward stage failed \(exit code [1-9]\d*\).*no_such_flag"):
+        pipeline.main(args)
+
+
+def test_scorers_go_side_by_side_only_when_both_run_and_asked_or_on_a_multi_core_cpu(tmp_path, monkeypatch):
+    import torch
+
+    def decide(stages, side_by_side=None):
+        arguments = pipeline.PipelineArguments(output_dir=str(tmp_path), model="tiny", stages=stages)
+        arguments.scorers_side_by_side = side_by_side
+        return pipeline.Pipeline(arguments).scorers_side_by_side()
+
+    assert not decide(["cost", "ppo_lag"], side_by_side=True)  # one scorer: nothing to run beside it
+    assert not decide(["reward", "cost"], side_by_side=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert decide(["reward", "cost"])
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert not decide(["reward", "cost"])
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not decide(["reward", "cost"])
 
 
 def test_skipping_a_stage_whose_output_is_missing_fails_clearly(tmp_path):

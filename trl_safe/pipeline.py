@@ -397,6 +397,11 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
         rows.append(("PPO-Lag optimizer steps", str(ppo["steps"])))
     for stage, seconds in results["stage_seconds"].items():
         rows.append((f"time: {stage}", format_seconds(seconds)))
+    if results.get("scorers_side_by_side_seconds"):
+        rows.append(("time: reward and cost, side by side", format_seconds(results["scorers_side_by_side_seconds"])))
     rows.append(("time: total", format_seconds(results["total_seconds"])))
     rows.append(("peak memory (RSS)", f"{results['peak_rss_mb'] / 1024:.2f} GB"))
+    if results.get("scorers_side_by_side_peak_rss_mb"):
+        peak = results["scorers_side_by_side_peak_rss_mb"] / 1024
+        rows.append(("peak memory, reward and cost side by side (sum of both processes)", f"{peak:.2f} GB"))
     return lines + ["| | |", "| --- | --- |", *(f"| {name} | {value} |" for name, value in rows)]

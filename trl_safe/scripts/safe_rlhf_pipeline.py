@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import os
 import shlex
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,10 +79,12 @@ class PipelineArguments:
             `~/.cache/trl_safe`).
         dataset_name (`str` or `None`): preference data in the PKU-SafeRLHF format (default: the demo data).
         dataset_config (`str` or `None`): configuration of the data set (default for the demo data: `combined`, the
-            templated pairs and SmolLM2's own labelled answers; `default` and `sampled` are each part alone).
+            templated pairs and SmolLM2's own labelled answers; `default` and `sampled` are each part alone;
+            `combined_round3` adds the third round, a declining policy's labelled answers to harmless prompts).
         cost_dataset_config (`str` or `None`): configuration the cost model alone trains on (default: the preset's
             for the demo data, else `dataset_config`); e.g. `iterated`, the demo's `combined` plus a second round of
-            labelled answers sampled from a trained policy. Its train split must hold none of the held-out prompts.
+            labelled answers sampled from a trained policy, or `iterated_round3`, with the third round too. Its train
+            split must hold none of the held-out prompts.
         dataset_train_split, dataset_test_split (`str`): the splits for training and for held-out evaluation.
         eval_prompts (`str` or `None`): prompt file or Hub data set for the final evaluation (default: the distinct
             prompts of the test split, with their category and safe/unsafe label for the demo data).
@@ -105,6 +110,10 @@ class PipelineArguments:
             docs/grpo_lag.md). Its extra arguments go in `ppo_lag_args` either way.
         reward_args, cost_args, ppo_lag_args, evaluate_args (`str`): extra command-line arguments appended to a
             stage's own (they win), e.g. `--ppo_lag_args "--lambda_lr 0.2 --kl_coef 0.05"`.
+        scorers_side_by_side (`bool` or `None`): train the reward and the cost model at the same time, each in its
+            own process with half the CPU threads, their output in `logs/`. They read only the preference data, and
+            on a small CPU two one-thread trainings get more from the cores than one two-thread training after
+            another (docs/demo_outcome.md, "Time and memory"). Default: on without a GPU and with 2 or more threads.
     """
 
     output_dir: str = field(default="outputs/safe_rlhf_demo", metadata={"help": "Where everything is written."})
@@ -153,6 +162,12 @@ class PipelineArguments:
     cost_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe cost_model`."})
     ppo_lag_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe ppo_lag`."})
     evaluate_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe evaluate`."})
+    scorers_side_by_side: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Train R and C at the same time, half the threads each (default: on a CPU with 2+ threads)."
+        },
+    )
 
     def __post_init__(self) -> None:
         unknown = [stage for stage in self.stages if stage not in STAGES]
@@ -168,11 +183,49 @@ class PipelineArguments:
             self.preset = "default"
 
 
+PREFERENCE_STAGES = {
+    "reward": (reward_model, "Reward model R (helpfulness)"),
+    "cost": (cost_model, "Cost model C (harmlessness)"),
+}
+
+
 def run_stage(index: int, title: str, script: Any, argv: list[str]) -> Any:
     """Print the stage's stand-alone command, parse `argv` with the script's own parser and run its `main`."""
     command = script.__name__.rsplit(".", 1)[-1]
     print(f"\n=== [{index}/{len(STAGES)}] {title}\n    run alone: trl-safe {command} {shlex.join(argv)}", flush=True)
     return script.main(*script.make_parser().parse_args_into_dataclasses(args=argv))
+
+
+def train_preference_model(stage: str, index: int, argv: list[str], plots_dir: Path) -> None:
+    """Train the reward model (RewardTrainer) or the cost model (CostTrainer), merge its adapter and plot its log."""
+    from transformers import AutoModelForSequenceClassification
+
+    script, title = PREFERENCE_STAGES[stage]
+    trainer = run_stage(index, title, script, argv)
+    Pipeline.finish_training_stage(trainer, AutoModelForSequenceClassification, num_labels=1)
+    save_figure(
+        plot_preference_training(trainer.state.log_history, title=f"{title}: training"),
+        plots_dir / f"{stage}_model.png",
+    )
+
+
+def _preference_worker(stage: str, index: int, argv: list[str], plots_dir: Path, threads: int, log: Path) -> None:
+    """`train_preference_model` in a child process: `threads` threads, stdout and stderr (progress bars included) to
+    `log`, and the stage's own wall and CPU time and peak memory to `<log>.json` for the summary."""
+    import torch
+
+    with log.open("w", encoding="utf-8") as stream:
+        os.dup2(stream.fileno(), sys.stdout.fileno())
+        os.dup2(stream.fileno(), sys.stderr.fileno())
+        torch.set_num_threads(threads)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        train_preference_model(stage, index, argv, plots_dir)
+        timing = {
+            "seconds": time.perf_counter() - start,
+            "cpu_seconds": time.process_time() - cpu_start,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+        log.with_suffix(".json").write_text(json.dumps(timing))
 
 
 class Pipeline:
@@ -188,6 +241,16 @@ class Pipeline:
         self.ptx_data: str | None = None
         self.results: dict[str, Any] = {"preset": args.preset, "stage_seconds": {}, "stage_cpu_seconds": {}}
         self.cost_dataset_config: str | None = None
+
+    def scorers_side_by_side(self) -> bool:
+        """Whether to train R and C at the same time (`PipelineArguments.scorers_side_by_side`)."""
+        if not {"reward", "cost"} <= set(self.args.stages):
+            return False
+        if self.args.scorers_side_by_side is not None:
+            return self.args.scorers_side_by_side
+        import torch
+
+        return not torch.cuda.is_available() and torch.get_num_threads() >= 2
 
     def stage_dir(self, stage: str) -> str:
         return str(self.output_dir / STAGE_DIRS[stage])
@@ -410,22 +473,62 @@ class Pipeline:
     # ---------------------------------------------------------------------------------------------- stages
     def run_preference_stage(self, stage: str, index: int) -> None:
         """Train the reward model (RewardTrainer) or the cost model (CostTrainer)."""
-        from transformers import AutoModelForSequenceClassification
+        train_preference_model(stage, index, self.preference_argv(stage), self.output_dir / "plots")
+        self.report_preference_stage(stage)
 
-        script, title = {
-            "reward": (reward_model, "Reward model R (helpfulness)"),
-            "cost": (cost_model, "Cost model C (harmlessness)"),
-        }[stage]
-        trainer = run_stage(index, title, script, self.preference_argv(stage))
-        self.finish_training_stage(trainer, AutoModelForSequenceClassification, num_labels=1)
-        figure = plot_preference_training(trainer.state.log_history, title=f"{title}: training")
-        save_figure(figure, self.output_dir / "plots" / f"{stage}_model.png")
-        del trainer
+    def run_preference_stages_side_by_side(self) -> None:
+        """Train R and C at the same time, each in a spawned process with half the threads; a failure names the
+        stage, its exit code and the end of its log."""
+        import torch
+
+        threads = max(1, torch.get_num_threads() // 2)
+        logs = self.output_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        context = multiprocessing.get_context("spawn")
+        processes = {}
+        start = time.perf_counter()
+        for stage in ("reward", "cost"):
+            index = STAGES.index(stage) + 1
+            script, title = PREFERENCE_STAGES[stage]
+            argv = self.preference_argv(stage)
+            command = script.__name__.rsplit(".", 1)[-1]
+            print(
+                f"\n=== [{index}/{len(STAGES)}] {title}, side by side ({threads} thread(s); log: {logs}/{stage}.log)"
+            )
+            print(f"    run alone: trl-safe {command} {shlex.join(argv)}", flush=True)
+            args = (stage, index, argv, self.output_dir / "plots", threads, logs / f"{stage}.log")
+            processes[stage] = context.Process(target=_preference_worker, args=args, name=f"trl-safe-{stage}")
+            processes[stage].start()
+        for process in processes.values():
+            process.join()
+        failed = [stage for stage, process in processes.items() if process.exitcode != 0]
+        if failed:
+            stage = failed[0]
+            tail = "\n".join((logs / f"{stage}.log").read_text(encoding="utf-8", errors="replace").splitlines()[-20:])
+            raise RuntimeError(
+                f"The {stage} stage failed (exit code {processes[stage].exitcode}); the end of {logs}/{stage}.log:\n"
+                f"{tail}"
+            )
+        print(
+            f"--- stages reward and cost took {format_seconds(time.perf_counter() - start)} side by side", flush=True
+        )
+        peak = 0.0
+        for stage in ("reward", "cost"):
+            timing = json.loads((logs / f"{stage}.json").read_text())
+            self.results["stage_seconds"][stage] = round(timing["seconds"], 1)
+            self.results["stage_cpu_seconds"][stage] = round(timing["cpu_seconds"], 1)
+            peak += timing["peak_rss_mb"]
+            self.report_preference_stage(stage)
+        # The two processes run at once, so their peaks may coincide: their sum bounds the memory they need together.
+        self.results["scorers_side_by_side_peak_rss_mb"] = round(peak)
+
+    def report_preference_stage(self, stage: str) -> None:
+        """The trained model's accuracy on the held-out pairs, into the summary and the log."""
         metrics = self.collect_results(stage)
         held_out = f"{metrics.get('eval_accuracy', float('nan')):.1%} accuracy on the held-out pairs"
         if stage == "cost":
             held_out += f", {metrics.get('eval_sign_accuracy', float('nan')):.1%} sign accuracy (C > 0 ⇔ unsafe)"
-        print(f"--- {title}: {held_out}.")
+        print(f"--- {PREFERENCE_STAGES[stage][1]}: {held_out}.")
 
     def run_ppo_lag(self, index: int) -> None:
         """Fine-tune the policy with PPO-Lag against the reward and cost models."""
@@ -467,9 +570,16 @@ class Pipeline:
             "ppo_lag": self.run_ppo_lag,
             "evaluate": self.run_evaluation,
         }
+        side_by_side = self.scorers_side_by_side()
+        if side_by_side:
+            scorers_start = time.perf_counter()
+            self.run_preference_stages_side_by_side()
+            self.results["scorers_side_by_side_seconds"] = round(time.perf_counter() - scorers_start, 1)
         for index, stage in enumerate(STAGES, start=1):
             if stage not in self.args.stages:
                 self.check_reusable(stage)
+                continue
+            if side_by_side and stage in PREFERENCE_STAGES:
                 continue
             stage_start, cpu_start = time.perf_counter(), time.process_time()
             runners[stage](index)
