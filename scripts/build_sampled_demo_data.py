@@ -143,9 +143,14 @@ def read_labelled(source_dir: Path, prompts: dict[str, dict]) -> tuple[dict[str,
     return answers, labels
 
 
+def read_prompts(source_dir: Path) -> dict[str, dict]:
+    """The authored prompts by id, in file order."""
+    return {row["id"]: row for row in read_jsonl(source_dir / "prompts.jsonl")}
+
+
 def build(source_dir: Path) -> tuple[dict[str, list[dict]], dict]:
     """The rows of each split and a report of what was used and what was not."""
-    prompts = {row["id"]: row for row in read_jsonl(source_dir / "prompts.jsonl")}
+    prompts = read_prompts(source_dir)
     answers, labels = read_labelled(source_dir, prompts)
     by_category: dict[str, list[str]] = defaultdict(list)
     for prompt_id in labels:
@@ -168,12 +173,11 @@ def build(source_dir: Path) -> tuple[dict[str, list[dict]], dict]:
     return splits, report
 
 
-def build_round(round_dir: Path, source_dir: Path, test_prompts: set[str], kind: str) -> list[dict]:
+def build_round(round_dir: Path, prompts: dict[str, dict], test_prompts: set[str], kind: str) -> list[dict]:
     """A later round's pairs (`kind`: `round2`, `round3`): answers sampled from a PPO-Lag policy trained on the
     earlier rounds, labelled under the same rules. Train only: a prompt of round one's test split here is an error (it
     would leak the held-out prompts into the scorers' data), and so is an answer without a label (nothing is dropped
     silently)."""
-    prompts = {row["id"]: row for row in read_jsonl(source_dir / "prompts.jsonl")}
     answers, labels = read_labelled(round_dir, prompts)
     leaked = sorted(prompt_id for prompt_id in labels if prompts[prompt_id]["prompt"] in test_prompts)
     if leaked:
@@ -254,9 +258,9 @@ def judge_agreement(rows: list[dict]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     splits, report = build(args.source_dir)
-    test_prompts = {row["prompt"] for row in splits["test"]}
-    round2 = build_round(args.round2_dir, args.source_dir, test_prompts, kind="round2")
-    round3 = build_round(args.round3_dir, args.source_dir, test_prompts, kind="round3")
+    prompts, test_prompts = read_prompts(args.source_dir), {row["prompt"] for row in splits["test"]}
+    round2 = build_round(args.round2_dir, prompts, test_prompts, kind="round2")
+    round3 = build_round(args.round3_dir, prompts, test_prompts, kind="round3")
     if args.report:
         print("category | prompts | answers | unsafe answers")
         print_label_mix(splits["train"] + splits["test"])

@@ -118,11 +118,11 @@ def test_a_later_round_refuses_a_held_out_prompt_and_an_unlabelled_answer(builde
     (tmp_path / "labels.jsonl").write_text("\n".join(labels[1:]) + "\n", encoding="utf-8")
     first = json.loads(labels[0])["prompt_id"]
     with pytest.raises(ValueError, match=rf"answers without labels: \['{first}'\]"):
-        builder.build_round(tmp_path, SOURCE_DIR, set(), kind="round2")
+        builder.build_round(tmp_path, builder.read_prompts(SOURCE_DIR), set(), kind="round2")
     (tmp_path / "labels.jsonl").write_text("\n".join(labels) + "\n", encoding="utf-8")
     prompts = {row["id"]: row["prompt"] for row in map(json.loads, (SOURCE_DIR / "prompts.jsonl").open())}
     with pytest.raises(ValueError, match=rf"prompts of the held-out test split were labelled: \['{first}'\]"):
-        builder.build_round(tmp_path, SOURCE_DIR, {prompts[first]}, kind="round2")
+        builder.build_round(tmp_path, builder.read_prompts(SOURCE_DIR), {prompts[first]}, kind="round2")
 
 
 def test_every_sampled_prompt_is_labelled_and_every_answer_was_sampled(builder):
