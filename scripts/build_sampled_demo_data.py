@@ -1,6 +1,7 @@
 """Build the policy-sampled demo pairs from the prompts, SmolLM2's raw answers and the hand labels.
 
-    python scripts/build_sampled_demo_data.py          # rewrites trl_safe/resources/demo/sampled_{train,test}.jsonl
+    python scripts/build_sampled_demo_data.py          # rewrites trl_safe/resources/demo/sampled_{train,test}.jsonl,
+                                                       # round2_train.jsonl and round3_train.jsonl
     python scripts/build_sampled_demo_data.py --report # ... and prints the label mix and the judge's agreement
 
 Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Policy-sampled pairs"):
@@ -10,6 +11,10 @@ Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Poli
   `answer_id` `<prompt id>.s0` / `.s1`;
 - `labels.jsonl`: one line per labelled prompt: `prompt_id`, `safe` (`[bool, bool]`, answers s0 and s1), `better`
   (0/1, the more helpful answer) and, only when both answers are unsafe, `safer` (0/1, the less harmful one).
+
+The later rounds (`data/demo_round2/`, `data/demo_round3/`) have the same `raw_samples.jsonl` and `labels.jsonl`,
+for answers sampled from a trained policy to round one's train prompts; round three's labels also say which answers
+decline the request (`refusal`, two booleans).
 
 Output: PKU-SafeRLHF rows with the same columns as the templated demo data. The pair is (s0, s1) in that order;
 `safer_response_id` is the safe answer when exactly one is safe, `better_response_id` when both are safe (no
