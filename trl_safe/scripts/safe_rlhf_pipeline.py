@@ -189,10 +189,15 @@ PREFERENCE_STAGES = {
 }
 
 
-def run_stage(index: int, title: str, script: Any, argv: list[str]) -> Any:
-    """Print the stage's stand-alone command, parse `argv` with the script's own parser and run its `main`."""
+def print_stage_header(index: int, title: str, script: Any, argv: list[str]) -> None:
+    """The stage's title and the `trl-safe` command that runs it alone."""
     command = script.__name__.rsplit(".", 1)[-1]
     print(f"\n=== [{index}/{len(STAGES)}] {title}\n    run alone: trl-safe {command} {shlex.join(argv)}", flush=True)
+
+
+def run_stage(index: int, title: str, script: Any, argv: list[str]) -> Any:
+    """Print the stage's stand-alone command, parse `argv` with the script's own parser and run its `main`."""
+    print_stage_header(index, title, script, argv)
     return script.main(*script.make_parser().parse_args_into_dataclasses(args=argv))
 
 
@@ -491,11 +496,8 @@ class Pipeline:
             index = STAGES.index(stage) + 1
             script, title = PREFERENCE_STAGES[stage]
             argv = self.preference_argv(stage)
-            command = script.__name__.rsplit(".", 1)[-1]
-            print(
-                f"\n=== [{index}/{len(STAGES)}] {title}, side by side ({threads} thread(s); log: {logs}/{stage}.log)"
-            )
-            print(f"    run alone: trl-safe {command} {shlex.join(argv)}", flush=True)
+            side_by_side = f"{title}, side by side ({threads} thread(s); log: {logs}/{stage}.log)"
+            print_stage_header(index, side_by_side, script, argv)
             args = (stage, index, argv, self.output_dir / "plots", threads, logs / f"{stage}.log")
             processes[stage] = context.Process(target=_preference_worker, args=args, name=f"trl-safe-{stage}")
             processes[stage].start()
@@ -509,9 +511,9 @@ class Pipeline:
                 f"The {stage} stage failed (exit code {processes[stage].exitcode}); the end of {logs}/{stage}.log:\n"
                 f"{tail}"
             )
-        print(
-            f"--- stages reward and cost took {format_seconds(time.perf_counter() - start)} side by side", flush=True
-        )
+        seconds = time.perf_counter() - start
+        self.results["scorers_side_by_side_seconds"] = round(seconds, 1)
+        print(f"--- stages reward and cost took {format_seconds(seconds)} side by side", flush=True)
         peak = 0.0
         for stage in ("reward", "cost"):
             timing = json.loads((logs / f"{stage}.json").read_text())
@@ -572,9 +574,7 @@ class Pipeline:
         }
         side_by_side = self.scorers_side_by_side()
         if side_by_side:
-            scorers_start = time.perf_counter()
             self.run_preference_stages_side_by_side()
-            self.results["scorers_side_by_side_seconds"] = round(time.perf_counter() - scorers_start, 1)
         for index, stage in enumerate(STAGES, start=1):
             if stage not in self.args.stages:
                 self.check_reusable(stage)
