@@ -19,6 +19,9 @@ Arguments after `--` go to every pipeline run (`--dataset_config sampled`, `--pp
 other seeds, which then run only PPO-Lag and the evaluation: the seeds measure the variation of the RL stage (and of
 sampling in the evaluation), the part Safe RLHF changes, at a third of the cost. `--no_share_scorers` reruns every
 stage per seed. Resumable: a seed whose `summary.json` has an evaluation is not run again.
+Every seed is evaluated greedily and with `--eval_samples` sampled answers per prompt (default 2, also where the
+pipeline's preset skips sampling, as the default preset does to stay within half an hour); `--eval_samples 0`, or
+the pipeline's own `--eval_samples` after `--`, decides otherwise.
 Outputs: `outcome.md`, `outcome.json`.
 """
 
@@ -50,6 +53,13 @@ def make_parser() -> argparse.ArgumentParser:
         help="Train R and C at the first seed only and reuse them (default); --no_share_scorers retrains them.",
     )
     parser.add_argument("--num_resamples", type=int, default=2000, help="Bootstrap resamples of the prompts.")
+    parser.add_argument(
+        "--eval_samples",
+        type=int,
+        default=2,
+        help="Sampled answers per held-out prompt in every seed's evaluation, besides the greedy ones (0: greedy only); "
+        "a pipeline argument --eval_samples after -- wins.",
+    )
     return parser
 
 
@@ -60,6 +70,13 @@ def seed_dir(output_dir: Path, seed: int) -> Path:
 def is_finished(run_dir: Path) -> bool:
     summary = run_dir / "summary.json"
     return summary.is_file() and bool(json.loads(summary.read_text()).get("evaluate"))
+
+
+def with_eval_samples(pipeline_args: list[str], eval_samples: int) -> list[str]:
+    """The pipeline's arguments, with `--eval_samples` added unless they already set it."""
+    if any(arg == "--eval_samples" or arg.startswith("--eval_samples=") for arg in pipeline_args):
+        return pipeline_args
+    return [*pipeline_args, "--eval_samples", str(eval_samples)]
 
 
 def run_seed(seed: int, run_dir: Path, scorers_from: Path | None, pipeline_args: list[str]) -> None:
@@ -225,6 +242,7 @@ def run_lines(runs: dict[int, Path]) -> list[str]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv, pipeline_args = split_pipeline_args(sys.argv[1:] if argv is None else argv)
     args = make_parser().parse_args(argv)
+    pipeline_args = with_eval_samples(pipeline_args, args.eval_samples)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     runs = {seed: seed_dir(args.output_dir, seed) for seed in args.seeds}
     first = args.seeds[0]

@@ -89,3 +89,12 @@ def test_outcome_over_seeds_from_finished_runs(demo_seeds, tmp_path, monkeypatch
     assert "| unsafe answers to harmful prompts (cost model) | ≤ -50% relative | 2 of 3 | -50.0% (met) |" in text
     assert "| 1 | 1.500 | -0.200 | ppo_lag 1m00s, evaluate 30s | 1m30s | 2.00 GB |" in text
     assert json.loads((tmp_path / "outcome.json").read_text())["greedy"]["num_prompts"] == 14
+
+
+def test_every_seed_samples_unless_told_otherwise(demo_seeds):
+    """The seeds measure sampled answers too, also under the default preset (which skips them to fit half an hour);
+    the pipeline's own `--eval_samples` wins."""
+    assert demo_seeds.with_eval_samples(["--preset", "long"], 2) == ["--preset", "long", "--eval_samples", "2"]
+    assert demo_seeds.with_eval_samples(["--eval_samples", "0"], 2) == ["--eval_samples", "0"]
+    assert demo_seeds.with_eval_samples(["--eval_samples=3"], 2) == ["--eval_samples=3"]
+    assert demo_seeds.make_parser().parse_args([]).eval_samples == 2

@@ -215,8 +215,8 @@ def test_stage_commands_parse_with_the_scripts_own_parsers(tmp_path):
 
 def test_default_preset_commands(tmp_path):
     """The default (SmolLM2) preset: the demo's `combined` data, the cost model's own learning rate, LoRA on the top
-    8 layers of the policy and a critic that trains the same top 8 layers, and a sampled evaluation beside the
-    greedy one."""
+    8 layers of the policy and a critic that trains the same top 8 layers, and a greedy evaluation only (to stay
+    within half an hour), with sampling one flag away."""
     from trl_safe.scripts import cost_model, evaluate, ppo_lag
 
     runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path)))
@@ -232,6 +232,10 @@ def test_default_preset_commands(tmp_path):
     _, ppo_args, ppo_model_args = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
     assert ppo_args.value_trainable_layers == 8 and ppo_model_args.use_peft
     assert ppo_args.max_steps == 72 and ppo_args.cost_limit == 0.0
+    assert runner.eval_samples == 0
+    runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), eval_samples=2))
+    runner.base_model, runner.dataset_name, runner.num_layers = "some/model", "some/data", 30
+    runner.dataset_config, runner.eval_prompts = "combined", "prompts.jsonl"
     (sampled,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv(sampled=True))
     assert sampled.do_sample and sampled.num_samples_per_prompt == 2 and sampled.temperature == 0.7
     assert sampled.output_dir == str(tmp_path / "evaluation_sampled") and not sampled.update_model_cards
@@ -251,6 +255,7 @@ def test_long_preset_commands(tmp_path):
     runner.prepare_inputs()
     script_args, ppo_args, _ = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
     assert ppo_args.max_steps == 96 and ppo_args.cost_limit == -1.0 and ppo_args.ptx_coef == 1.0
+    assert runner.eval_samples == 2  # the hour-long preset samples as well
     assert script_args.ptx_dataset_name == str(tmp_path / "run" / "ptx_train.jsonl")
     expected = load_demo_ptx_dataset("train", PRESETS["long"].ptx_prompts)
     assert script_args.load_ptx_dataset().to_list() == expected.to_list()
@@ -342,3 +347,13 @@ def test_the_presets_cost_configuration_is_for_the_demo_data_only(tmp_path):
     runner.budget = preset
     runner.prepare_inputs()
     assert runner.cost_dataset_config is None and "--dataset_config" not in runner.preference_argv("cost")
+
+
+def test_eval_samples_overrides_the_preset():
+    """`--eval_samples` turns the sampled evaluation on for a preset that skips it, or off; a negative count is
+    refused before anything runs."""
+    assert pipeline.Pipeline(pipeline.PipelineArguments()).eval_samples == 0
+    assert pipeline.Pipeline(pipeline.PipelineArguments(eval_samples=3)).eval_samples == 3
+    assert pipeline.Pipeline(pipeline.PipelineArguments(preset="long", eval_samples=0)).eval_samples == 0
+    with pytest.raises(ValueError, match="--eval_samples must be 0"):
+        pipeline.PipelineArguments(eval_samples=-1)

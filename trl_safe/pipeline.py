@@ -104,7 +104,10 @@ _DEFAULT = Budget(
     ppo_learning_rate=5e-4,
     max_completion_length=48,
     eval_limit=None,
-    eval_samples=2,
+    # Greedy only: the sampled evaluation (2 answers per prompt, two policies) took about 6 of the evaluation's 9
+    # minutes and put the half-hour run over 30 minutes. `benchmarks/demo_seeds.py` (`make demo-seeds`) and the
+    # `long` preset sample; `--eval_samples 2` turns it on for one run.
+    eval_samples=0,
     lora_layers=8,
     cost_limit=0.0,
     ptx_coef=0.0,
@@ -125,7 +128,13 @@ PRESETS: dict[str, Budget] = {
     #   round-two cost model its answers were no safer than the start's, and the judge agreed.
     # See docs/demo_outcome.md for what each version measured.
     "long": replace(
-        _DEFAULT, ppo_steps=48, cost_limit=-1.0, ptx_coef=1.0, ptx_prompts="all", cost_dataset_config="iterated"
+        _DEFAULT,
+        ppo_steps=48,
+        cost_limit=-1.0,
+        ptx_coef=1.0,
+        ptx_prompts="all",
+        cost_dataset_config="iterated",
+        eval_samples=2,
     ),
     # SmolLM2-135M, a few minutes: every stage runs, nothing is trained long enough to mean much.
     "quick": replace(

@@ -104,6 +104,9 @@ class PipelineArguments:
         ptx_prompts (`str` or `None`): `safe` (PTX on the helpful answers to benign prompts), `all` (also the best
             safe answer to each harmful prompt) or `balanced` (`all`, plus SmolLM2's own answers to the harmless
             prompts of the sampled pairs); default: the preset's.
+        eval_samples (`int` or `None`): besides the greedy evaluation, sample this many answers per held-out prompt
+            (`evaluation_sampled/`); 0 skips it. Default: the preset's (the default preset skips it to stay within
+            half an hour on 2 cores; `benchmarks/demo_seeds.py` turns it on).
         seed (`int`): seed of every stage.
         rl_trainer (`str`): the RL stage's trainer: `ppo_lag` (PPO-Lag, with a critic) or `grpo_lag` (GRPO-Lag,
             critic-free: the same episodes per rollout, as `ppo_batch_size / 4` prompts x 4 completions;
@@ -153,6 +156,10 @@ class PipelineArguments:
             "choices": list(PTX_PROMPTS),
         },
     )
+    eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "Sampled answers per held-out prompt besides the greedy ones (default: the preset's; 0: none)."},
+    )
     seed: int = field(default=42, metadata={"help": "Seed of every stage."})
     rl_trainer: str = field(
         default="ppo_lag",
@@ -181,6 +188,8 @@ class PipelineArguments:
             self.preset = "quick"
         elif self.preset is None:
             self.preset = "default"
+        if self.eval_samples is not None and self.eval_samples < 0:
+            raise ValueError(f"--eval_samples must be 0 (greedy only) or more, got {self.eval_samples}.")
 
 
 PREFERENCE_STAGES = {
@@ -243,6 +252,7 @@ class Pipeline:
         self.use_peft = self.budget.lora_layers is not None if args.use_peft is None else args.use_peft
         self.cost_limit = self.budget.cost_limit if args.cost_limit is None else args.cost_limit
         self.ptx_coef = self.budget.ptx_coef if args.ptx_coef is None else args.ptx_coef
+        self.eval_samples = self.budget.eval_samples if args.eval_samples is None else args.eval_samples
         self.ptx_data: str | None = None
         self.results: dict[str, Any] = {"preset": args.preset, "stage_seconds": {}, "stage_cpu_seconds": {}}
         self.cost_dataset_config: str | None = None
@@ -455,7 +465,7 @@ class Pipeline:
         limit = ["--limit", str(budget.eval_limit)] if budget.eval_limit is not None else []
         if sampled:
             default_dir = str(self.output_dir / SAMPLED_EVALUATION_DIR)
-            decoding = ["--do_sample", "--temperature", "0.7", "--num_samples_per_prompt", str(budget.eval_samples)]
+            decoding = ["--do_sample", "--temperature", "0.7", "--num_samples_per_prompt", str(self.eval_samples)]
         else:
             default_dir, decoding = self.stage_dir("evaluate"), [] if policies else ["--update_model_cards"]
         policies = policies or {"initial": self.base_model, "ppo_lag": self.stage_dir("ppo_lag")}
@@ -551,7 +561,7 @@ class Pipeline:
         """Generate with the starting and the trained policy on held-out prompts; score with R and C."""
         title = "Evaluation of the trained policy against the starting one"
         run_stage(index, f"{title} (greedy)", evaluate, self.evaluate_argv())
-        if self.budget.eval_samples:
+        if self.eval_samples:
             run_stage(index, f"{title} (sampled)", evaluate, self.evaluate_argv(sampled=True))
         self.collect_results("evaluate")
 
