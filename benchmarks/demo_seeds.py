@@ -57,7 +57,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--eval_samples",
         type=int,
         default=2,
-        help="Sampled answers per held-out prompt in every seed's evaluation, besides the greedy ones (0: greedy only); "
+        help="Sampled answers per held-out prompt in every seed's evaluation, besides greedy ones (0: greedy only); "
         "a pipeline argument --eval_samples after -- wins.",
     )
     return parser

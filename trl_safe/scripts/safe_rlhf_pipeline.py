@@ -158,7 +158,7 @@ class PipelineArguments:
     )
     eval_samples: int | None = field(
         default=None,
-        metadata={"help": "Sampled answers per held-out prompt besides the greedy ones (default: the preset's; 0: none)."},
+        metadata={"help": "Sampled answers per held-out prompt besides greedy ones (default: the preset's; 0: none)."},
     )
     seed: int = field(default=42, metadata={"help": "Seed of every stage."})
     rl_trainer: str = field(
