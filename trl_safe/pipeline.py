@@ -86,7 +86,7 @@ class Budget:
     cost_dataset_config: str | None = None
 
 
-# SmolLM2-135M, under 30 minutes on 2 CPU cores.
+# SmolLM2-135M, about half an hour on 2 CPU cores (35m18s measured on a fresh clone, docs/demo_outcome.md).
 _DEFAULT = Budget(
     preference_max_steps=None,
     preference_epochs=1.0,
