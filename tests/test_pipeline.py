@@ -219,9 +219,13 @@ def test_default_preset_commands(tmp_path):
     within half an hour), with sampling one flag away."""
     from trl_safe.scripts import cost_model, evaluate, ppo_lag
 
-    runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path)))
-    runner.base_model, runner.dataset_name, runner.num_layers = "some/model", "some/data", 30
-    runner.dataset_config, runner.eval_prompts = "combined", "prompts.jsonl"
+    def runner_with(**arguments) -> pipeline.Pipeline:
+        runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), **arguments))
+        runner.base_model, runner.dataset_name, runner.num_layers = "some/model", "some/data", 30
+        runner.dataset_config, runner.eval_prompts = "combined", "prompts.jsonl"
+        return runner
+
+    runner = runner_with()
     script_args, cost_args, _ = cost_model.make_parser().parse_args_into_dataclasses(
         args=runner.preference_argv("cost")
     )
@@ -233,10 +237,9 @@ def test_default_preset_commands(tmp_path):
     assert ppo_args.value_trainable_layers == 8 and ppo_model_args.use_peft
     assert ppo_args.max_steps == 72 and ppo_args.cost_limit == 0.0
     assert runner.eval_samples == 0
-    runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), eval_samples=2))
-    runner.base_model, runner.dataset_name, runner.num_layers = "some/model", "some/data", 30
-    runner.dataset_config, runner.eval_prompts = "combined", "prompts.jsonl"
-    (sampled,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv(sampled=True))
+    (sampled,) = evaluate.make_parser().parse_args_into_dataclasses(
+        args=runner_with(eval_samples=2).evaluate_argv(sampled=True)
+    )
     assert sampled.do_sample and sampled.num_samples_per_prompt == 2 and sampled.temperature == 0.7
     assert sampled.output_dir == str(tmp_path / "evaluation_sampled") and not sampled.update_model_cards
 
