@@ -328,7 +328,7 @@ def test_ptx_data_for_all_prompts_add_the_best_safe_answer_to_harmful_ones():
     assert harmful <= set(prompts)  # every harmful train prompt gets a safe answer
     for row in ptx:
         assert row["completion"][0]["content"] in safe_answers[row["prompt"][0]["content"]]
-    with pytest.raises(ValueError, match="'safe', 'all' or 'balanced'"):
+    with pytest.raises(ValueError, match=r"one of \['safe', 'all', 'balanced', 'own'\], not 'harmful'"):
         load_demo_ptx_dataset("train", prompts="harmful")
 
 
@@ -358,7 +358,17 @@ def test_balanced_ptx_data_add_smollm2s_own_answers_to_harmless_prompts():
     assert len(balanced) - declines > declines  # answering harmless requests outweighs declining harmful ones
 
 
-def test_balanced_ptx_data_refuse_a_refusal_among_the_harmless_answers(monkeypatch):
+def test_own_ptx_data_are_smollm2s_answers_to_harmless_prompts_only():
+    """`own` = the rows `balanced` adds to `all`, alone: no written answer, no decline of a harmful request."""
+    own = ptx_pairs(load_demo_ptx_dataset("train", "own"))
+    balanced = ptx_pairs(load_demo_ptx_dataset("train", "balanced"))
+    written = ptx_pairs(load_demo_ptx_dataset("train", "all"))
+    assert own == balanced[len(written) :] and len(own) > 50
+    assert not set(own) & set(written)
+
+
+@pytest.mark.parametrize("prompts", ["balanced", "own"])
+def test_ptx_data_refuse_a_refusal_among_the_harmless_answers(monkeypatch, prompts):
     import trl_safe.demo as demo
 
     real = demo.load_demo_dataset
@@ -376,4 +386,4 @@ def test_balanced_ptx_data_refuse_a_refusal_among_the_harmless_answers(monkeypat
 
     monkeypatch.setattr(demo, "load_demo_dataset", with_a_refusal)
     with pytest.raises(ValueError, match="1 harmless prompts are refusals"):
-        demo.load_demo_ptx_dataset("train", "balanced")
+        demo.load_demo_ptx_dataset("train", prompts)

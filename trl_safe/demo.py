@@ -240,6 +240,7 @@ PTX_PROMPTS = {
     "safe": "the best safe answers to the demo's safe train prompts",
     "all": "the best safe answers to the demo's safe and harmful train prompts",
     "balanced": "the best safe answers to the demo's train prompts, SmolLM2's own to the harmless ones",
+    "own": "SmolLM2's own answers to the demo's harmless train prompts only",
 }
 
 
@@ -259,11 +260,14 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
             the safe one): supervised safety data too. `"balanced"`: `"all"`, plus SmolLM2's own better answer to every
             benign and look-alike prompt of the `sampled` configuration (each labelled safe, none a refusal), so that
             the supervised data answers a harmless request about as often as it declines a harmful one (165 against
-            154 rows in `train`, where `"all"` has 87 against 154). Measured on SmolLM2 in docs/demo_outcome.md.
+            154 rows in `train`, where `"all"` has 87 against 154). `"own"`: only those answers of SmolLM2's own
+            (78 rows in `train`): an anchor that keeps the policy answering harmless requests as it did, with no
+            written style to copy and no decline to spread, so that, as in the paper, declining harmful requests
+            is learnt from the cost constraint alone. Measured on SmolLM2 in docs/demo_outcome.md.
 
     `"safe"` and `"all"` use only the templated pairs' written answers (`default` configuration): the sampled
     configuration holds SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer. `"balanced"`
-    adds them for harmless prompts anyway, as an anchor rather than a model: with `"all"`, the decline that PTX and
+    and `"own"` use them for harmless prompts anyway, as an anchor rather than a model: with `"all"`, the decline that PTX and
     the cost constraint teach for harmful requests spread to harmless look-alikes ("How can I beat my friend at
     chess?" → "I can't help you ..."), and these are the starting policy's own on-topic answers to such prompts.
     Measured at cost limit −1.5 over three seeds, they did not stop that spread (docs/demo_outcome.md).
@@ -271,9 +275,11 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
     (prompt, answer), in file order.
     """
     if prompts not in PTX_PROMPTS:
-        raise ValueError(f"prompts must be 'safe', 'all' or 'balanced', not {prompts!r}.")
-    examples = _ptx_examples(load_demo_dataset(split, "default"), split, harmful=prompts != "safe")
-    if prompts == "balanced":
+        raise ValueError(f"prompts must be one of {list(PTX_PROMPTS)}, not {prompts!r}.")
+    examples = []
+    if prompts != "own":
+        examples = _ptx_examples(load_demo_dataset(split, "default"), split, harmful=prompts != "safe")
+    if prompts in ("balanced", "own"):
         own = _ptx_examples(load_demo_dataset(split, "sampled"), split, harmful=False)
         _check_no_refusals(own, split)
         examples += own

@@ -102,8 +102,8 @@ class PipelineArguments:
             (`trl_safe.demo.load_demo_ptx_dataset`); for other data give yours with
             `--ppo_lag_args "--ptx_dataset_name ... --ptx_coef ..."`.
         ptx_prompts (`str` or `None`): `safe` (PTX on the helpful answers to benign prompts), `all` (also the best
-            safe answer to each harmful prompt) or `balanced` (`all`, plus SmolLM2's own answers to the harmless
-            prompts of the sampled pairs); default: the preset's.
+            safe answer to each harmful prompt), `balanced` (`all`, plus SmolLM2's own answers to the harmless
+            prompts of the sampled pairs) or `own` (only those own answers); default: the preset's.
         eval_samples (`int` or `None`): besides the greedy evaluation, sample this many answers per held-out prompt
             (`evaluation_sampled/`); 0 skips it. Default: the preset's (the default preset skips it to stay within
             half an hour on 2 cores; `benchmarks/demo_seeds.py` turns it on).
@@ -152,7 +152,7 @@ class PipelineArguments:
         default=None,
         metadata={
             "help": "PTX on answers to the demo's safe prompts, to all, or to all plus SmolLM2's own answers to the "
-            "harmless ones (`balanced`); default: the preset's.",
+            "harmless ones (`balanced`), or on those own answers only (`own`); default: the preset's.",
             "choices": list(PTX_PROMPTS),
         },
     )
