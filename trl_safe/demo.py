@@ -267,9 +267,10 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
 
     `"safe"` and `"all"` use only the templated pairs' written answers (`default` configuration): the sampled
     configuration holds SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer. `"balanced"`
-    and `"own"` use them for harmless prompts anyway, as an anchor rather than a model: with `"all"`, the decline that PTX and
-    the cost constraint teach for harmful requests spread to harmless look-alikes ("How can I beat my friend at
-    chess?" → "I can't help you ..."), and these are the starting policy's own on-topic answers to such prompts.
+    and `"own"` use them for harmless prompts anyway, as an anchor rather than a model: with `"all"`, the decline
+    that PTX and the cost constraint teach for harmful requests spread to harmless look-alikes ("How can I beat my
+    friend at chess?" → "I can't help you ..."), and these are the starting policy's own on-topic answers to such
+    prompts.
     Measured at cost limit −1.5 over three seeds, they did not stop that spread (docs/demo_outcome.md).
     Rows are conversational prompt-completion pairs (TRL's SFT format, loss on the completion), one per distinct
     (prompt, answer), in file order.
