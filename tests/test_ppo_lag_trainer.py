@@ -130,6 +130,43 @@ def test_lambda_follows_the_dual_update_on_the_episode_costs(tmp_path, tiny_toke
         assert key in first, key
 
 
+def test_cost_floor_raises_low_costs_for_the_constraint_and_the_cost_stream_only(tmp_path, tiny_tokenizer):
+    # Every answer costs -2 (rated safe); with the floor 0 the constraint sees J_C = 0, below the limit 0.2, so λ
+    # falls at each rollout as if the cost were 0; the logged objective/costs stays the raw -2.
+    args = tiny_lag_config(
+        tmp_path, max_steps=2, cost_limit=0.2, cost_floor=0.0, lambda_lr=0.5, lambda_init=1.0, lambda_max=None
+    )
+    trainer = PPOLagTrainer(
+        model=make_tiny_causal_lm(tiny_tokenizer),
+        reward_model=length_reward,
+        cost_model=constant_cost(-2.0),
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+        processing_class=tiny_tokenizer,
+    )
+    kl = torch.zeros(2, 2)
+    mask = torch.ones(2, 2)
+    scores = {"reward": torch.tensor([1.0, 2.0]), "cost": torch.tensor([3.0, -1.0])}
+    cost_stream = trainer._per_token_rewards(scores, kl, mask)[..., 1]
+    torch.testing.assert_close(cost_stream, torch.tensor([[0.0, 3.0], [0.0, 0.0]]))  # -1 raised to the floor
+
+    trainer.train()
+    expected, log_lambda = [], 0.0
+    for _ in range(2):
+        log_lambda += 0.5 * (0.0 - 0.2) * math.exp(log_lambda)
+        expected.append(math.exp(log_lambda))
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert [entry["lagrange/lambda"] for entry in logged] == pytest.approx(expected)
+    assert logged[0]["lagrange/episode_cost"] == pytest.approx(0.0)
+    assert logged[0]["objective/costs"] == pytest.approx(-2.0)
+
+
+def test_cost_floor_needs_a_limit_above_it(tmp_path):
+    with pytest.raises(ValueError, match=r"cost_limit \(0.0\) must lie above cost_floor \(0.0\)"):
+        PPOLagConfig(output_dir=str(tmp_path), cost_floor=0.0)
+    assert PPOLagConfig(output_dir=str(tmp_path), cost_floor=-1.0).cost_floor == -1.0
+
+
 def test_every_multiplier_metric_is_logged_with_the_pid_rule(tmp_path, tiny_tokenizer):
     # A cost of 0.5 against a limit of 0.2, K_P = 1, K_I = 0.1: I = 1 + 0.1·0.3 per rollout, λ = K_P·Δ + I.
     args = tiny_lag_config(tmp_path, max_steps=2, cost_limit=0.2, update_rule="pid", window_size=4)

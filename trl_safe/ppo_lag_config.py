@@ -62,6 +62,17 @@ class PPOLagConfig(LagrangeSettings, PPOConfig):
             EMA smoothing of the violation in the proportional term (`"pid"`); 0 = none.
         pid_d_ema_alpha (`float`, *optional*, defaults to `0.0`):
             EMA smoothing of J_C in the derivative term (`"pid"`); 0 = none.
+
+        > Cost floor (a trl-safe option; off by default, as in the paper)
+
+        cost_floor (`float` or `None`, *optional*, defaults to `None`):
+            Raise every cost below this value to it, C̃ = max(C, cost_floor), before the constraint (J_C = E[C̃])
+            and the cost stream see it. `0.0`: an answer the cost model already rates safe (C ≤ 0) gains nothing
+            by looking "safer", so λ pushes only on answers rated unsafe. Without a floor the constraint is met on
+            average over all prompts, and a policy can pay for its unsafe answers by lowering the cost of answers
+            that were safe already: on the demo, λ then pulled harmless answers off topic and towards declines,
+            which the cost model scores lower (`docs/lagrange.md#cost-floor`). `cost_limit` must lie above the
+            floor. `None`: the raw cost (the paper's and the reference's).
     """
 
     # Defaults of the Safe RLHF reference implementation that differ from PPOConfig's.
@@ -95,6 +106,14 @@ class PPOLagConfig(LagrangeSettings, PPOConfig):
         metadata={"help": "Bound on the expected cost J_C (the paper's -d, the reference's `threshold`)."},
     )
 
+    cost_floor: float | None = field(
+        default=None,
+        metadata={
+            "help": "Raise costs below this to it, max(C, cost_floor), before the constraint and the cost stream "
+            "(0: answers rated safe gain nothing by looking safer). None: the raw cost (the paper's)."
+        },
+    )
+
     # Names before 0.2, kept one release so that old command lines and configs still run (with a warning).
     episode_cost_window_size: int | None = field(default=None, metadata={"help": "Deprecated: use --window_size."})
     lambda_update_delay_steps: int | None = field(
@@ -111,6 +130,12 @@ class PPOLagConfig(LagrangeSettings, PPOConfig):
                 warnings.warn(message, FutureWarning, stacklevel=3)
                 setattr(self, new, value)
                 setattr(self, old, None)
+        if self.cost_floor is not None and not self.cost_limit > self.cost_floor:
+            raise ValueError(
+                f"cost_limit ({self.cost_limit}) must lie above cost_floor ({self.cost_floor}): with the floor, "
+                f"J_C = E[max(C, {self.cost_floor})] is never below it, so the constraint could not be met and λ "
+                "would only grow. Raise cost_limit, or lower the floor."
+            )
         self.make_lagrange_multiplier()  # validates the λ settings now, with the multiplier's own error messages
 
     def make_lagrange_multiplier(self) -> LagrangeMultiplier:

@@ -12,6 +12,8 @@ PKU-Alignment/safe-rlhf `ppo_lag`):
   so the cost critic costs one extra linear layer rather than a sixth model;
 - `score_sources={"reward": ..., "cost": ...}`: the cost C(y,x) (model or function) is scored next to the reward, at
   the last token;
+- `_constrained_costs`: the costs the constraint sees: C, or max(C, cost_floor) with the (non-paper) `cost_floor`
+  option; `_dual_step` and the cost stream both read them, the logged `objective/costs` stays the raw C;
 - `_dual_step`: the costs of every process are gathered, then every process runs the same
   `LagrangeMultiplier.update`, so λ is identical everywhere without a broadcast;
 - `_per_token_rewards`: reward stream r_t = -β·KL_t (+R at the last token), cost stream c_t = +β·KL_t (+C at the last
@@ -127,9 +129,15 @@ class PPOLagTrainer(PPOTrainer):
     # The algorithm's hooks
     # ------------------------------------------------------------------------------------------------------------
 
+    def _constrained_costs(self, scores: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The costs the constraint and the cost stream see: C, or C̃ = max(C, cost_floor) with a floor."""
+        if self.args.cost_floor is None:
+            return scores["cost"]
+        return scores["cost"].clamp(min=self.args.cost_floor)
+
     def _dual_step(self, scores: dict[str, torch.Tensor]) -> None:
         """Dual step: λ ← update(λ, J_C - cost_limit), J_C the mean of the latest episode costs of all processes."""
-        episode_costs = self.accelerator.gather(scores["cost"])
+        episode_costs = self.accelerator.gather(self._constrained_costs(scores))
         self.lagrange.update(episode_costs, step=self.state.global_step)
 
     def _per_token_rewards(
@@ -137,7 +145,7 @@ class PPOLagTrainer(PPOTrainer):
     ) -> torch.Tensor:
         """Reward stream r_t = -β·KL_t (+R at the last token); cost stream c_t = +β·KL_t (+C at the last token)."""
         reward_stream = super()._per_token_rewards(scores, kl, mask)[..., 0]
-        cost_stream = add_at_last_token(self.args.kl_coef * kl, scores["cost"], mask)
+        cost_stream = add_at_last_token(self.args.kl_coef * kl, self._constrained_costs(scores), mask)
         return torch.stack([reward_stream, cost_stream], dim=-1)
 
     def _actor_advantages(self, stream_advantages: torch.Tensor) -> torch.Tensor:
@@ -171,7 +179,7 @@ class PPOLagTrainer(PPOTrainer):
         context = super()._model_card_context()
         episode_cost = self.lagrange.episode_cost
         context["hyperparameters"].update(
-            {name: getattr(self.args, name) for name in ("lambda_lr", "lambda_max", "window_size")}
+            {name: getattr(self.args, name) for name in ("lambda_lr", "lambda_max", "window_size", "cost_floor")}
         )
         context["constraint"] = {
             "cost_limit": self.lagrange.cost_limit,
