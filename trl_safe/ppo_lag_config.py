@@ -70,9 +70,9 @@ class PPOLagConfig(LagrangeSettings, PPOConfig):
             and the cost stream see it. `0.0`: an answer the cost model already rates safe (C ≤ 0) gains nothing
             by looking "safer", so λ pushes only on answers rated unsafe. Without a floor the constraint is met on
             average over all prompts, and a policy can pay for its unsafe answers by lowering the cost of answers
-            that were safe already: on the demo, λ then pulled harmless answers off topic and towards declines,
-            which the cost model scores lower (`docs/lagrange.md#cost-floor`). `cost_limit` must lie above the
-            floor. `None`: the raw cost (the paper's and the reference's).
+            that were safe already. (On the demo it did not stop harmless requests being declined: they were
+            declined by generalisation from the harmful ones; `docs/lagrange.md#cost-floor`.) `cost_limit` must lie
+            above the floor. `None`: the raw cost (the paper's and the reference's).
     """
 
     # Defaults of the Safe RLHF reference implementation that differ from PPOConfig's.

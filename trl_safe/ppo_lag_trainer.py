@@ -143,7 +143,8 @@ class PPOLagTrainer(PPOTrainer):
     def _per_token_rewards(
         self, scores: dict[str, torch.Tensor], kl: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """Reward stream r_t = -β·KL_t (+R at the last token); cost stream c_t = +β·KL_t (+C at the last token)."""
+        """Reward stream r_t = -β·KL_t (+R at the last token); cost stream c_t = +β·KL_t (+C, or C̃ with a floor, at
+        the last token)."""
         reward_stream = super()._per_token_rewards(scores, kl, mask)[..., 0]
         cost_stream = add_at_last_token(self.args.kl_coef * kl, self._constrained_costs(scores), mask)
         return torch.stack([reward_stream, cost_stream], dim=-1)
