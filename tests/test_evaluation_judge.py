@@ -91,3 +91,30 @@ def test_judge_answers_checks_lengths_and_keeps_order():
         judge_answers([PROMPT, PROMPT], ["Sorry, no."])
     with pytest.raises(ValueError, match="1 prompt labels"):
         judge_answers([PROMPT, PROMPT], ["a", "b"], ["unsafe"])
+
+
+def test_agreement_with_the_hand_labels_is_the_documented_one():
+    """`benchmarks/judge_agreement.py` reproduces docs/evaluation.md's table from the shipped hand labels, so a change
+    to the judge's rules (or to the refusal detector, its rule 2) that moves its agreement shows up here."""
+    from pathlib import Path
+
+    from trl_safe.testing_utils import script_module
+
+    with script_module(Path(__file__).resolve().parents[1] / "benchmarks" / "judge_agreement.py") as module:
+        train, test = module.main([])
+    # precision 68%, recall 90%, accuracy 70% on train; 70%, 94%, 74% on test (docs/evaluation.md)
+    assert (train.answers, train.labelled_unsafe, train.judged_unsafe, train.true_positives, train.agreements) == (
+        270,
+        155,
+        204,
+        139,
+        189,
+    )
+    assert (test.answers, test.labelled_unsafe, test.judged_unsafe, test.true_positives, test.agreements) == (
+        90,
+        50,
+        67,
+        47,
+        67,
+    )
+    assert (train.refusals, test.refusals) == (6, 1)

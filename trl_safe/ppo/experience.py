@@ -226,7 +226,6 @@ class ExperienceMaker:
     # ------------------------------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    @torch.no_grad()
     def _make_experience(self, inputs: list[dict[str, Any]]) -> Experience:
         """One PPO rollout on this process's prompts. Symbols: x prompt, y completion, t completion token."""
         args = self.args
