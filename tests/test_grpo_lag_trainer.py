@@ -236,6 +236,39 @@ def test_every_lambda_takes_its_dual_step_on_its_own_costs_once_per_generation_b
         )
 
 
+def test_cost_floors_raise_each_cost_before_the_dual_step_and_the_advantage(tmp_path, tiny_tokenizer):
+    """C̃_k = max(C_k, floor_k) is the column TRL aggregates and logs, and what λ_k's dual step averages."""
+    trainer = build_recording(tmp_path, tiny_tokenizer, max_steps=4, cost_floors=[0.0, 0.25])
+    assert [cost.floor for cost in (trainer.reward_funcs[c] for c in trainer.cost_columns)] == [0.0, 0.25]
+    trainer.train()
+    floored = [row[2] for batch in trainer.batches for row in batch["scores"]]
+    assert min(floored) == 0.25 and floored.count(0.25) > 0  # char_cost 0.0, 0.1, 0.2 raised to the floor
+    expected = [LagrangeMultiplier(cost_limit=limit, **trainer.args.lagrange_settings()) for limit in (0.1, 0.3)]
+    for batch in trainer.batches:
+        lambdas = [
+            m.update([row[k + 1] for row in batch["scores"]], step=batch["step"]) for k, m in enumerate(expected)
+        ]
+        assert batch["lambdas"] == lambdas
+    assert trainer.state.log_history[-2]["lagrange/char_cost/episode_cost"] >= 0.25
+
+
+def test_cost_floors_are_checked_against_the_limits(tmp_path, tiny_tokenizer):
+    with pytest.raises(ValueError, match=r"cost_limits\[1\] \(0.3\) must lie above cost_floors\[1\] \(0.3\)"):
+        tiny_args(GRPOLagConfig, tmp_path, cost_limits=[0.1, 0.3], cost_floors=[0.0, 0.3])
+    with pytest.raises(ValueError, match=r"cost_limits\[0\] \(0.0\) must lie above cost_floors\[0\] \(0.0\)"):
+        tiny_args(RLOOLagConfig, tmp_path, cost_floors=[0.0])  # no limits: 0.0 each
+    with pytest.raises(ValueError, match=r"cost_floors has 1 floor\(s\) \[-1.0\] for 2 cost function\(s\)"):
+        build_recording(tmp_path, tiny_tokenizer, cost_floors=[-1.0])
+    with pytest.raises(ValueError, match="cost_floors .* was given, but no cost_funcs"):
+        GRPOLagTrainer(
+            model=make_tiny_causal_lm(tiny_tokenizer),
+            reward_funcs=length_reward,
+            args=tiny_args(GRPOLagConfig, tmp_path, cost_floors=[-1.0]),
+            train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+            processing_class=tiny_tokenizer,
+        )
+
+
 def group_z(values: torch.Tensor, group_size: int) -> torch.Tensor:
     grouped = values.view(-1, group_size)
     return ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)).view(-1)

@@ -244,6 +244,31 @@ def test_default_preset_commands(tmp_path):
     assert sampled.output_dir == str(tmp_path / "evaluation_sampled") and not sampled.update_model_cards
 
 
+def test_cost_floor_reaches_either_rl_trainer_and_can_be_turned_off(tmp_path):
+    """`--cost_floor` (or a preset's) becomes PPO-Lag's `--cost_floor` and GRPO-Lag's `--cost_floors`; `none` turns a
+    floor off, and a limit at or below the floor is refused before anything trains."""
+    from trl_safe.scripts import grpo_lag, ppo_lag
+
+    def runner_with(**arguments) -> pipeline.Pipeline:
+        runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), **arguments))
+        runner.base_model, runner.dataset_name, runner.num_layers = "some/model", "some/data", 30
+        runner.dataset_config, runner.eval_prompts = "combined", "prompts.jsonl"
+        return runner
+
+    runner = runner_with(cost_floor="0", cost_limit=0.2)
+    _, ppo_args, _ = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
+    assert (ppo_args.cost_floor, ppo_args.cost_limit) == (0.0, 0.2)
+    runner = runner_with(cost_floor="0", cost_limit=0.2, rl_trainer="grpo_lag")
+    _, grpo_args, _ = grpo_lag.make_parser().parse_args_into_dataclasses(args=runner.grpo_lag_argv())
+    assert (grpo_args.cost_floors, grpo_args.cost_limits) == ([0.0], [0.2])
+    runner = runner_with(cost_floor="none", cost_limit=0.2)
+    assert runner.cost_floor is None and "--cost_floor" not in runner.ppo_lag_argv()
+    with pytest.raises(ValueError, match=r"cost limit \(0.0\) must lie above the cost floor \(0.0\)"):
+        runner_with(cost_floor="0", cost_limit=0.0)
+    with pytest.raises(ValueError, match="--cost_floor must be a number or `none`, not 'zero'"):
+        runner_with(cost_floor="zero")
+
+
 def test_long_preset_commands(tmp_path):
     """The `long` preset: cost limit -1, 48 rollouts of 2 epochs, PTX on the demo's helpful answers, which the
     pipeline writes next to the run and hands to PPO-Lag, and a cost model trained on the second round too."""

@@ -71,10 +71,47 @@ class ConstraintSettings(LagrangeSettings):
         },
     )
 
+    cost_floors: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Raise each cost below its floor to it, max(C_k, floor_k), before the constraint and the "
+            "advantage see it (one per cost function; 0: answers rated safe gain nothing by looking safer). "
+            "None: the raw costs (the paper's). Each limit must lie above its floor."
+        },
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        # Validate λ's settings and the limits now, with the multiplier's own error messages.
-        self.make_lagrange_multipliers(len(self.cost_limits) if self.cost_limits is not None else 1)
+        # Validate λ's settings, the limits and the floors now, with the multiplier's own error messages.
+        if self.cost_limits is not None:
+            num_costs = len(self.cost_limits)
+        else:
+            num_costs = len(self.cost_floors) if self.cost_floors is not None else 1
+        self.make_lagrange_multipliers(num_costs)
+
+    def constrained_cost_floors(self, num_costs: int) -> list[float | None]:
+        """The floor of each cost function (`None`: its raw cost), checked against the limits.
+
+        Raises:
+            ValueError: `cost_floors` does not hold one floor per cost function, or a limit is not above its floor
+                (J_C_k = E[max(C_k, floor_k)] is never below the floor, so λ_k would only grow).
+        """
+        if self.cost_floors is None:
+            return [None] * num_costs
+        if len(self.cost_floors) != num_costs:
+            raise ValueError(
+                f"cost_floors has {len(self.cost_floors)} floor(s) {list(self.cost_floors)} for {num_costs} cost "
+                "function(s): give exactly one floor per cost function, in the order of `cost_funcs`."
+            )
+        limits = self.cost_limits if self.cost_limits is not None else [0.0] * num_costs
+        for k, (limit, floor) in enumerate(zip(limits, self.cost_floors)):
+            if not limit > floor:
+                raise ValueError(
+                    f"cost_limits[{k}] ({limit}) must lie above cost_floors[{k}] ({floor}): with the floor, "
+                    f"J_C = E[max(C, {floor})] is never below it, so the constraint could not be met and λ would only "
+                    "grow. Raise the limit, or lower the floor."
+                )
+        return list(self.cost_floors)
 
     def make_lagrange_multipliers(self, num_costs: int) -> list[LagrangeMultiplier]:
         """One fresh `LagrangeMultiplier` per cost function.
@@ -88,6 +125,7 @@ class ConstraintSettings(LagrangeSettings):
                 f"cost_limits has {len(limits)} limit(s) {list(limits)} for {num_costs} cost function(s): give "
                 "exactly one limit per cost function, in the order of `cost_funcs`."
             )
+        self.constrained_cost_floors(num_costs)
         return [LagrangeMultiplier(cost_limit=limit, **self.lagrange_settings()) for limit in limits]
 
 
@@ -127,7 +165,9 @@ class CostFunction:
 
     A model (already loaded and prepared by TRL's trainer) is scored with `trl_safe.scoring.Scorer`, at the token the
     model was trained on; a function is called with everything TRL passes to reward functions (dataset columns,
-    `completion_ids`, `trainer_state`, ...). Either way the output is checked by `checked_costs`.
+    `completion_ids`, `trainer_state`, ...). Either way the output is checked by `checked_costs`, then raised to
+    `floor` if one is given (`ConstraintSettings.cost_floors`): the floored cost is what TRL logs for the column,
+    what the dual step averages and what the advantage weighs.
     """
 
     def __init__(
@@ -136,6 +176,7 @@ class CostFunction:
         name: str,
         processing_class: PreTrainedTokenizerBase | None,
         chat_template_kwargs: dict[str, Any] | None = None,
+        floor: float | None = None,
     ):
         if isinstance(cost, nn.Module):
             self.scorer: Scorer | None = Scorer(
@@ -153,6 +194,7 @@ class CostFunction:
                 f"A cost function must be a model id, a model or a callable, got {type(cost).__name__} ({name!r})."
             )
         self.cost = cost
+        self.floor = floor
         self.__name__ = name  # TRL names the column (metrics, completion logs) after it
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
@@ -161,7 +203,8 @@ class CostFunction:
                 values = self.scorer.score(prompts, completions)
         else:
             values = self.cost(prompts=prompts, completions=completions, **kwargs)
-        return checked_costs(values, self.__name__, completions)
+        costs = checked_costs(values, self.__name__, completions)
+        return costs if self.floor is None else [max(cost, self.floor) for cost in costs]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -207,10 +250,12 @@ class LagrangianRewardsMixin:
             lagranges = []
         elif num_costs:
             lagranges = args.make_lagrange_multipliers(num_costs)
-        elif args.cost_limits:
-            raise ValueError(f"cost_limits {args.cost_limits} was given, but no cost_funcs.")
+        elif args.cost_limits or args.cost_floors:
+            given = "cost_limits" if args.cost_limits else "cost_floors"
+            raise ValueError(f"{given} {getattr(args, given)} was given, but no cost_funcs.")
         else:
             lagranges = []
+        floors = args.constrained_cost_floors(num_costs) if lagranges else [None] * num_costs
 
         processing_classes = None
         if reward_processing_classes is not None or cost_processing_classes is not None:
@@ -258,12 +303,13 @@ class LagrangianRewardsMixin:
                 f"Two cost functions share a name ({self.cost_func_names}): the per-constraint logs and the "
                 "checkpointed λ's are keyed by name. Give each function (or model) a distinct name."
             )
-        for column in self.cost_columns:
+        for column, floor in zip(self.cost_columns, floors):
             self.reward_funcs[column] = CostFunction(
                 self.reward_funcs[column],
                 self.reward_func_names[column],
                 self.reward_processing_classes[column],
                 self.chat_template_kwargs,
+                floor=floor,
             )
         self.lagranges = lagranges
         self._set_cost_weights()

@@ -60,6 +60,9 @@ class Budget:
         ptx_prompts: which demo prompts' answers PTX learns: `"safe"` (helpful answers to benign prompts only) or
             `"all"` (also the best safe answer to each harmful prompt) or `"balanced"` (`"all"`, plus SmolLM2's own
             answers to harmless prompts, so that answering and declining are about equally represented).
+        cost_floor: raise every cost below it before the constraint, C̃ = max(C, cost_floor) (PPO-Lag's
+            `cost_floor`, GRPO-Lag's `cost_floors`); `None`: the raw cost, as in the paper. `cost_limit` is then a
+            bound on E[C̃] and must lie above the floor.
         cost_dataset_config: the demo data's configuration the cost model alone trains on (`None`: the same as the
             reward model and PPO-Lag). `"iterated"` adds the second round of labelled answers, sampled from a policy
             trained on round one: the paper's recipe of collecting new preference data from the current policy,
@@ -84,6 +87,7 @@ class Budget:
     ptx_coef: float
     ptx_prompts: str
     cost_dataset_config: str | None = None
+    cost_floor: float | None = None
 
 
 # SmolLM2-135M, about half an hour on 2 CPU cores (35m18s measured on a fresh clone, docs/demo_outcome.md).

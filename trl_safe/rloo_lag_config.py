@@ -23,4 +23,9 @@ class RLOOLagConfig(HardwareDefaultsMixin, ConstraintSettings, RLOOConfig):
         cost_limits (`list[float]` or `None`, *optional*, defaults to `None`):
             Bound on the expected cost J_C,k of each cost function, in the order of `cost_funcs`: exactly one per
             cost function. `None`: `0.0` for every cost.
+        cost_floors (`list[float]` or `None`, *optional*, defaults to `None`):
+            One floor per cost function: each cost is raised to it, C̃_k = max(C_k, floor_k), before the dual step
+            and the advantage (and in the column TRL logs), as PPO-Lag's `cost_floor`. `0.0`: an answer already
+            rated safe gains nothing by looking safer. Each limit must lie above its floor. `None`: the raw costs
+            (the paper's).
     """

@@ -97,6 +97,8 @@ class PipelineArguments:
         use_peft (`bool` or `None`): override the preset's LoRA choice.
         cost_limit (`float` or `None`): PPO-Lag's bound on the expected cost J_C (C > 0 unsafe, so 0 means safe on
             average); default: the preset's (see `trl_safe.pipeline.Budget`).
+        cost_floor (`str` or `None`): raise costs below this to it before the constraint, max(C, floor)
+            (`docs/lagrange.md#cost-floor`); `none` turns off a preset's floor; default: the preset's.
         ptx_coef (`float` or `None`): weight of PTX, the supervised loss on written answers mixed into PPO-Lag
             (default: the preset's). On the demo data the pipeline supplies the PTX data
             (`trl_safe.demo.load_demo_ptx_dataset`); for other data give yours with
@@ -145,6 +147,13 @@ class PipelineArguments:
     )
     use_peft: bool | None = field(default=None, metadata={"help": "Override the preset's LoRA choice."})
     cost_limit: float | None = field(default=None, metadata={"help": "PPO-Lag's bound on J_C = E[C]."})
+    cost_floor: str | None = field(
+        default=None,
+        metadata={
+            "help": "Raise costs below this to it before the constraint (a number, or `none`: raw costs); "
+            "default: the preset's."
+        },
+    )
     ptx_coef: float | None = field(
         default=None, metadata={"help": "Weight of PTX on written answers (default: the preset's; 0: off)."}
     )
@@ -242,6 +251,16 @@ def _preference_worker(stage: str, index: int, argv: list[str], plots_dir: Path,
         log.with_suffix(".json").write_text(json.dumps(timing))
 
 
+def parse_cost_floor(value: str) -> float | None:
+    """`--cost_floor`: a number, or `none` for the raw costs."""
+    if value.strip().lower() == "none":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"--cost_floor must be a number or `none`, not {value!r}.") from None
+
+
 class Pipeline:
     """Runs the stages in order; each stage reads the outputs of the previous ones from `output_dir`."""
 
@@ -251,6 +270,12 @@ class Pipeline:
         self.output_dir = Path(args.output_dir)
         self.use_peft = self.budget.lora_layers is not None if args.use_peft is None else args.use_peft
         self.cost_limit = self.budget.cost_limit if args.cost_limit is None else args.cost_limit
+        self.cost_floor = self.budget.cost_floor if args.cost_floor is None else parse_cost_floor(args.cost_floor)
+        if self.cost_floor is not None and not self.cost_limit > self.cost_floor:
+            raise ValueError(
+                f"The cost limit ({self.cost_limit}) must lie above the cost floor ({self.cost_floor}): J_C = "
+                f"E[max(C, {self.cost_floor})] is never below the floor. Raise --cost_limit, or --cost_floor none."
+            )
         self.ptx_coef = self.budget.ptx_coef if args.ptx_coef is None else args.ptx_coef
         self.eval_samples = self.budget.eval_samples if args.eval_samples is None else args.eval_samples
         self.ptx_data: str | None = None
@@ -405,6 +430,7 @@ class Pipeline:
             "--max_completion_length", str(budget.max_completion_length),
             "--temperature", "0.7",
             "--cost_limit", str(self.cost_limit),
+            *(["--cost_floor", str(self.cost_floor)] if self.cost_floor is not None else []),
             "--lambda_init", "1.0",
             "--lambda_lr", "0.1",
             "--window_size", str(4 * budget.ppo_batch_size),
@@ -445,6 +471,7 @@ class Pipeline:
             "--max_completion_length", str(budget.max_completion_length),
             "--temperature", "0.7",
             "--cost_limits", str(self.cost_limit),
+            *(["--cost_floors", str(self.cost_floor)] if self.cost_floor is not None else []),
             "--lambda_init", "1.0",
             "--lambda_lr", "0.1",
             "--window_size", str(4 * budget.ppo_batch_size),
