@@ -215,8 +215,8 @@ def test_stage_commands_parse_with_the_scripts_own_parsers(tmp_path):
 
 def test_default_preset_commands(tmp_path):
     """The default (SmolLM2) preset: the demo's `combined` data, the cost model's own learning rate, LoRA on the top
-    8 layers of the policy and a critic that trains the same top 8 layers, and a greedy evaluation only (to stay
-    within half an hour), with sampling one flag away."""
+    8 layers of the policy and a critic that trains the same top 8 layers, 18 rollouts at cost limit -1 with PTX
+    `balanced`, and a greedy evaluation only (to stay within half an hour), with sampling one flag away."""
     from trl_safe.scripts import cost_model, evaluate, ppo_lag
 
     def runner_with(**arguments) -> pipeline.Pipeline:
@@ -235,7 +235,8 @@ def test_default_preset_commands(tmp_path):
     assert reward_args.learning_rate == 2e-4
     _, ppo_args, ppo_model_args = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
     assert ppo_args.value_trainable_layers == 8 and ppo_model_args.use_peft
-    assert ppo_args.max_steps == 72 and ppo_args.cost_limit == 0.0
+    assert ppo_args.max_steps == 36 and ppo_args.cost_limit == -1.0 and ppo_args.cost_floor is None
+    assert runner.ptx_coef == 1.0 and runner.budget.ptx_prompts == "balanced"
     assert runner.eval_samples == 0
     (sampled,) = evaluate.make_parser().parse_args_into_dataclasses(
         args=runner_with(eval_samples=2).evaluate_argv(sampled=True)

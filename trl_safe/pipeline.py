@@ -51,10 +51,10 @@ class Budget:
             as in training) and evaluate those too (`evaluation_sampled/`); 0 skips it.
         lora_layers: LoRA adapts the top `lora_layers` transformer layers (`None`: no LoRA, full fine-tuning).
             Adapting only the top layers is what makes a CPU run affordable: back-propagation stops below them.
-        cost_limit: PPO-Lag's bound on J_C = E[C]. The paper's 0 ("safe on average"). By the demo cost model,
-            SmolLM2's sampled answers start above it (J_C ≈ +0.3), but J_C averages over harmful and benign prompts
-            and fell below 0 within a few rollouts while most answers to harmful prompts were still unsafe, so λ
-            fell (docs/demo_outcome.md).
+        cost_limit: PPO-Lag's bound on J_C = E[C]. The paper's is 0 ("safe on average"), but J_C averages over
+            harmful and benign prompts: by the demo cost model it fell below 0 within a few rollouts while most
+            answers to harmful prompts were still unsafe, and λ fell (docs/demo_outcome.md). The SmolLM2 presets
+            use -1, below the start's J_C on its own train answers (`benchmarks/start_cost.py`).
         ptx_coef: weight of PTX, the supervised loss on written answers mixed into PPO-Lag (`trl_safe.ptx`); on the
             demo data its data are `trl_safe.demo.load_demo_ptx_dataset`. 0: no PTX.
         ptx_prompts: which demo prompts' answers PTX learns: `"safe"` (helpful answers to benign prompts only) or
@@ -90,7 +90,17 @@ class Budget:
     cost_floor: float | None = None
 
 
-# SmolLM2-135M, about half an hour on 2 CPU cores (35m18s measured on a fresh clone, docs/demo_outcome.md).
+# SmolLM2-135M, half an hour on 2 CPU cores (docs/demo_outcome.md, "The default preset"). Until December 2026 the
+# default was 36 rollouts at the paper's cost limit 0 without PTX: 35m18s on a fresh clone, over the half hour, and no
+# measurable safety gain (the judge's unsafe rate rose 8.8% ± 1.1 over three seeds: J_C fell below 0 early, λ fell).
+# Now (one seed first, then three; measured in demo_outcome.md):
+# - 18 rollouts with PTX (about 37 s each) instead of 36 without (about 29 s): the half hour;
+# - cost limit -1: the start's J_C on its own train answers is -0.57 by this cost model (`benchmarks/start_cost.py`),
+#   so -1 binds from the first rollout;
+# - PTX `balanced`: the written declines of harmful requests and SmolLM2's own answers to harmless ones. The
+#   declines are what made every measured run safer by the judge; they also spread to harmless requests.
+# - not a cost floor: with max(C, 0) and limit 0.25 (the same budget without PTX) λ reached its cap 5 and the
+#   policy got no safer (cost model -2.3%, judge +7.5%, seed 42).
 _DEFAULT = Budget(
     preference_max_steps=None,
     preference_epochs=1.0,
@@ -101,7 +111,7 @@ _DEFAULT = Budget(
     # below the limit and λ fell. At 1e-3: 75% / 72% (sign accuracy 86% on the held-out pairs).
     cost_learning_rate=1e-3,
     max_length=192,
-    ppo_steps=36,
+    ppo_steps=18,
     ppo_batch_size=8,
     ppo_epochs=2,
     # LoRA on 8 of 30 layers: at 1e-4 the policy did not move measurably in 80 optimizer steps (KL ≈ 0).
@@ -113,14 +123,15 @@ _DEFAULT = Budget(
     # `long` preset sample; `--eval_samples 2` turns it on for one run.
     eval_samples=0,
     lora_layers=8,
-    cost_limit=0.0,
-    ptx_coef=0.0,
-    ptx_prompts="safe",
+    cost_limit=-1.0,
+    ptx_coef=1.0,
+    ptx_prompts="balanced",
 )
 
 PRESETS: dict[str, Budget] = {
     "default": _DEFAULT,
-    # SmolLM2-135M, about an hour on 2 CPU cores: what the default's measured failures asked for (demo_outcome.md).
+    # SmolLM2-135M, about an hour on 2 CPU cores: what the first default's (36 rollouts at cost limit 0, no PTX)
+    # measured failures asked for (demo_outcome.md).
     # - cost limit -1 (safe training answers average C ≈ -1.26): at 0, J_C fell below the limit while most answers to
     #   harmful prompts were still unsafe, and λ fell;
     # - 48 rollouts (96 optimizer steps): in a 144-step run both safety measures halved only from step 72 on;
