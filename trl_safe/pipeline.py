@@ -94,7 +94,7 @@ class Budget:
 # default was 36 rollouts at the paper's cost limit 0 without PTX: 35m18s on a fresh clone, over the half hour, and no
 # measurable safety gain (the judge's unsafe rate rose 8.8% ± 1.1 over three seeds: J_C fell below 0 early, λ fell).
 # Now (one seed first, then three; measured in demo_outcome.md):
-# - 18 rollouts with PTX (about 37 s each) instead of 36 without (about 29 s): the half hour;
+# - 18 rollouts with PTX (about 32 s each) instead of 36 without (about 29 s): 27m38s on a fresh clone;
 # - cost limit -1: the start's J_C on its own train answers is -0.57 by this cost model (`benchmarks/start_cost.py`),
 #   so -1 binds from the first rollout;
 # - PTX `balanced`: the written declines of harmful requests and SmolLM2's own answers to harmless ones. The
