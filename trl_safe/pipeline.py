@@ -97,8 +97,9 @@ class Budget:
 # - 18 rollouts with PTX (about 32 s each) instead of 36 without (about 29 s): 27m38s on a fresh clone;
 # - cost limit -1: the start's J_C on its own train answers is -0.57 by this cost model (`benchmarks/start_cost.py`),
 #   so -1 binds from the first rollout;
-# - PTX `balanced`: the written declines of harmful requests and SmolLM2's own answers to harmless ones. The
-#   declines are what made every measured run safer by the judge; they also spread to harmless requests.
+# - PTX `balanced`: the written declines of harmful requests and SmolLM2's own answers to harmless ones. Every
+#   measured run that got safer by the judge without degenerating had those declines; they also spread to harmless
+#   requests (over three seeds: judge -53.5% ± 19.0, look-alike refusals +39 ± 30 points).
 # - not a cost floor: with max(C, 0) and limit 0.25 (the same budget without PTX) λ reached its cap 5 and the
 #   policy got no safer (cost model -2.3%, judge +7.5%, seed 42).
 _DEFAULT = Budget(
