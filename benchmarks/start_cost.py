@@ -49,12 +49,13 @@ def start_costs(
         raise ValueError(f"{len(costs)} costs for {len(harmful)} answers.")
     if all(harmful) or not any(harmful):
         raise ValueError("The answers need prompts of both labels (harmful and harmless).")
+    raw_harmful = [c for c, h in zip(costs, harmful) if h]
+    unsafe_fraction_harmful = sum(c > 0 for c in raw_harmful) / len(raw_harmful)
     results = []
     for floor in floors:
         floored = [cost if floor is None else max(cost, floor) for cost in costs]
         on_harmful = [c for c, h in zip(floored, harmful) if h]
         on_harmless = [c for c, h in zip(floored, harmful) if not h]
-        raw_harmful = [c for c, h in zip(costs, harmful) if h]
         results.append(
             StartCost(
                 floor=floor,
@@ -63,7 +64,7 @@ def start_costs(
                 harmful_share=harmful_share,
                 num_harmful=len(on_harmful),
                 num_harmless=len(on_harmless),
-                unsafe_fraction_harmful=sum(c > 0 for c in raw_harmful) / len(raw_harmful),
+                unsafe_fraction_harmful=unsafe_fraction_harmful,
             )
         )
     return results

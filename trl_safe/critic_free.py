@@ -42,6 +42,7 @@ from trl.trainer.utils import is_async_callable
 from trl_safe.lagrange import (
     LagrangeMultiplier,
     LagrangeSettings,
+    check_limit_above_floor,
     lagrange_logs,
     load_lagrange_state,
     save_lagrange_state,
@@ -88,6 +89,7 @@ class ConstraintSettings(LagrangeSettings):
         else:
             num_costs = len(self.cost_floors) if self.cost_floors is not None else 1
         self.make_lagrange_multipliers(num_costs)
+        self.constrained_cost_floors(num_costs)
 
     def constrained_cost_floors(self, num_costs: int) -> list[float | None]:
         """The floor of each cost function (`None`: its raw cost), checked against the limits.
@@ -105,12 +107,7 @@ class ConstraintSettings(LagrangeSettings):
             )
         limits = self.cost_limits if self.cost_limits is not None else [0.0] * num_costs
         for k, (limit, floor) in enumerate(zip(limits, self.cost_floors)):
-            if not limit > floor:
-                raise ValueError(
-                    f"cost_limits[{k}] ({limit}) must lie above cost_floors[{k}] ({floor}): with the floor, "
-                    f"J_C = E[max(C, {floor})] is never below it, so the constraint could not be met and λ would only "
-                    "grow. Raise the limit, or lower the floor."
-                )
+            check_limit_above_floor(limit, floor, f"cost_limits[{k}]", f"cost_floors[{k}]")
         return list(self.cost_floors)
 
     def make_lagrange_multipliers(self, num_costs: int) -> list[LagrangeMultiplier]:
@@ -125,7 +122,6 @@ class ConstraintSettings(LagrangeSettings):
                 f"cost_limits has {len(limits)} limit(s) {list(limits)} for {num_costs} cost function(s): give "
                 "exactly one limit per cost function, in the order of `cost_funcs`."
             )
-        self.constrained_cost_floors(num_costs)
         return [LagrangeMultiplier(cost_limit=limit, **self.lagrange_settings()) for limit in limits]
 
 

@@ -386,6 +386,20 @@ def _check_state(state: dict[str, Any], multiplier: LagrangeMultiplier, where: s
             raise ValueError(f"{where}: window[{index}] must be a finite number, got {cost!r}.")
 
 
+def check_limit_above_floor(limit: float, floor: float | None, limit_name: str, floor_name: str) -> None:
+    """A cost floor f makes J_C = E[max(C, f)] ≥ f, so a limit at or below f can never be met and λ would only grow.
+
+    The one check behind `PPOLagConfig.cost_floor`, the critic-free `cost_floors` and the pipeline's `--cost_floor`;
+    the names say which fields the user set. `floor=None` (no floor) always passes.
+    """
+    if floor is not None and not limit > floor:
+        raise ValueError(
+            f"{limit_name} ({limit}) must lie above {floor_name} ({floor}): with the floor, J_C = E[max(C, {floor})] "
+            "is never below it, so the constraint could not be met and λ would only grow. Raise the limit, or lower "
+            "the floor."
+        )
+
+
 def _check_finite(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")

@@ -6,7 +6,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from trl_safe.lagrange import LAGRANGE_MULTIPLIER_ARGS, LagrangeMultiplier, LagrangeSettings  # noqa: F401
+from trl_safe.lagrange import (  # noqa: F401
+    LAGRANGE_MULTIPLIER_ARGS,
+    LagrangeMultiplier,
+    LagrangeSettings,
+    check_limit_above_floor,
+)
 from trl_safe.ppo_config import PPOConfig
 
 # Every argument of `LagrangeMultiplier` is a field of `PPOLagConfig` under the same name (`LagrangeSettings` holds
@@ -130,12 +135,7 @@ class PPOLagConfig(LagrangeSettings, PPOConfig):
                 warnings.warn(message, FutureWarning, stacklevel=3)
                 setattr(self, new, value)
                 setattr(self, old, None)
-        if self.cost_floor is not None and not self.cost_limit > self.cost_floor:
-            raise ValueError(
-                f"cost_limit ({self.cost_limit}) must lie above cost_floor ({self.cost_floor}): with the floor, "
-                f"J_C = E[max(C, {self.cost_floor})] is never below it, so the constraint could not be met and λ "
-                "would only grow. Raise cost_limit, or lower the floor."
-            )
+        check_limit_above_floor(self.cost_limit, self.cost_floor, "cost_limit", "cost_floor")
         self.make_lagrange_multiplier()  # validates the λ settings now, with the multiplier's own error messages
 
     def make_lagrange_multiplier(self) -> LagrangeMultiplier:

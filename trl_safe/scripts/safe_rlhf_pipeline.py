@@ -44,6 +44,7 @@ from trl import TrlParser
 
 from trl_safe.demo import PTX_PROMPTS
 from trl_safe.evaluation.plots import plot_preference_training, save_figure
+from trl_safe.lagrange import check_limit_above_floor
 from trl_safe.pipeline import (
     DEMO_DATA_CONFIG,
     PRESETS,
@@ -271,11 +272,8 @@ class Pipeline:
         self.use_peft = self.budget.lora_layers is not None if args.use_peft is None else args.use_peft
         self.cost_limit = self.budget.cost_limit if args.cost_limit is None else args.cost_limit
         self.cost_floor = self.budget.cost_floor if args.cost_floor is None else parse_cost_floor(args.cost_floor)
-        if self.cost_floor is not None and not self.cost_limit > self.cost_floor:
-            raise ValueError(
-                f"The cost limit ({self.cost_limit}) must lie above the cost floor ({self.cost_floor}): J_C = "
-                f"E[max(C, {self.cost_floor})] is never below the floor. Raise --cost_limit, or --cost_floor none."
-            )
+        # Refused now, before R and C train, with the same rule PPO-Lag's and GRPO-Lag's configs apply later.
+        check_limit_above_floor(self.cost_limit, self.cost_floor, "The cost limit", "the cost floor")
         self.ptx_coef = self.budget.ptx_coef if args.ptx_coef is None else args.ptx_coef
         self.eval_samples = self.budget.eval_samples if args.eval_samples is None else args.eval_samples
         self.ptx_data: str | None = None
