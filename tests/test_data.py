@@ -81,6 +81,14 @@ def test_prompts_are_distinct_in_first_seen_order(rows, caplog):
     assert "2 distinct prompts in 3 rows" in caplog.text
 
 
+def test_prompts_can_keep_their_repeats_to_weight_them(rows, caplog):
+    """`deduplicate=False`: every row is a rollout prompt, so a prompt file weights its prompts by listing them."""
+    with caplog.at_level(logging.INFO, logger="trl_safe.data"):
+        out = to_prompts(Dataset.from_list(rows), deduplicate=False)
+    assert out["prompt"] == [row["prompt"] + "\n" for row in rows] and len(set(out["prompt"])) == 2
+    assert "2 distinct prompts in 3 rows (repeats kept" in caplog.text
+
+
 def test_conversational_form_is_what_trl_recognises(rows):
     data = Dataset.from_list(rows)
     pair = to_harmlessness_preferences(data, conversational=True)[0]

@@ -386,3 +386,48 @@ def test_eval_samples_overrides_the_preset():
     assert pipeline.Pipeline(pipeline.PipelineArguments(preset="long", eval_samples=0)).eval_samples == 0
     with pytest.raises(ValueError, match="--eval_samples must be 0"):
         pipeline.PipelineArguments(eval_samples=-1)
+
+
+def test_harmless_prompt_repeats_weight_the_rollout_prompts(tmp_path):
+    """`--harmless_prompt_repeats 2` lists each harmless train prompt of the demo data twice in a prompt file that
+    PPO-Lag reads without de-duplicating it: the rollouts draw harmless prompts twice as often, harmful ones as before,
+    and no held-out prompt is among them."""
+    from trl_safe.data import load_prompt_dataset
+    from trl_safe.demo import demo_data_dir, load_demo_prompts
+    from trl_safe.scripts import ppo_lag
+
+    runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), harmless_prompt_repeats=2))
+    runner.base_model, runner.dataset_name, runner.num_layers = "some/model", str(demo_data_dir()), 30
+    runner.dataset_config, runner.eval_prompts = "combined", "prompts.jsonl"
+    path = pipeline.write_rollout_prompts(runner.dataset_name, "combined", "train", 2, tmp_path / "rollouts.jsonl")
+    runner.rollout_prompts = str(path)
+    script_args, _, _ = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
+    assert script_args.dataset_name == str(path) and script_args.dataset_config is None
+    assert not script_args.deduplicate_prompts
+
+    rollout = load_prompt_dataset(path, conversational=True, deduplicate=False)["prompt"]
+    texts = [prompt[0]["content"] for prompt in rollout]
+    train = load_demo_prompts("train", "combined")
+    harmless = [row["prompt"] for row in train if row["label"] == "safe"]
+    harmful = [row["prompt"] for row in train if row["label"] == "unsafe"]
+    assert len(texts) == 2 * len(harmless) + len(harmful)
+    assert {texts.count(p) for p in harmless} == {2} and {texts.count(p) for p in harmful} == {1}
+    assert not set(texts) & set(load_demo_prompts("test", "combined")["prompt"])
+    # Without repeats the pipeline passes the data set itself, de-duplicated as before.
+    plain = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path)))
+    plain.base_model, plain.dataset_name, plain.num_layers = "some/model", "some/data", 30
+    plain.dataset_config = "combined"
+    script_args, _, _ = ppo_lag.make_parser().parse_args_into_dataclasses(args=plain.ppo_lag_argv())
+    assert script_args.dataset_name == "some/data" and script_args.deduplicate_prompts
+
+
+def test_harmless_prompt_repeats_need_prompt_labels(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": "p"}) + "\n")
+    with pytest.raises(ValueError, match="needs a `prompt_label` column"):
+        pipeline.write_rollout_prompts(str(rows), None, "train", 2, tmp_path / "out.jsonl")
+    rows.write_text("".join(json.dumps({"prompt": "p", "prompt_label": label}) + "\n" for label in ("safe", "unsafe")))
+    with pytest.raises(ValueError, match="row 1: prompt_label 'unsafe'"):
+        pipeline.write_rollout_prompts(str(rows), None, "train", 2, tmp_path / "out.jsonl")
+    with pytest.raises(ValueError, match="--harmless_prompt_repeats must be 1 or more, got 0"):
+        pipeline.PipelineArguments(output_dir=str(tmp_path), harmless_prompt_repeats=0)

@@ -337,18 +337,26 @@ def to_harmlessness_preferences(
     return _per_split(data, convert)
 
 
-def to_prompts(data: AnyDataset, *, conversational: bool = False, separator: str = "\n") -> AnyDataset:
+def to_prompts(
+    data: AnyDataset, *, conversational: bool = False, separator: str = "\n", deduplicate: bool = True
+) -> AnyDataset:
     """PKU-SafeRLHF rows (or any data set with a `prompt` column) -> the distinct prompts, in first-seen order.
 
     The result has one column, `prompt`: text, or a one-message conversation when `conversational`. Repeated
     prompts are left out and their number is logged. A streaming data set is de-duplicated lazily, afresh on
     every pass over it.
 
+    A PKU-SafeRLHF prompt repeats once per pair of answers, so by default each prompt is kept once: the rollouts
+    then see every prompt equally often however many answers were labelled for it. With `deduplicate=False` every
+    row is kept instead, so that a prompt file can weight its prompts: a prompt listed k times is drawn k times as
+    often (the demo pipeline's `harmless_prompt_repeats`).
+
     Args:
         data: a `Dataset`, `DatasetDict`, `IterableDataset` or `IterableDatasetDict` with a `prompt` column.
         conversational: emit `[{"role": "user", "content": prompt}]` instead of text.
         separator: appended to the prompt in the text form, the same as in the preference views, so that the policy
             continues from exactly the text the reward and cost models saw before each response.
+        deduplicate: keep each prompt once (`False`: keep every row, repeats included).
 
     Raises:
         ValueError: the `prompt` column is missing or a prompt is not a string (the message names the split and row).
@@ -359,10 +367,11 @@ def to_prompts(data: AnyDataset, *, conversational: bool = False, separator: str
         index = -1
         for index, row in enumerate(rows):
             _validate_row(row, index, split, PROMPT_COLUMNS)
-            if row["prompt"] not in seen:
+            if not deduplicate or row["prompt"] not in seen:
                 seen.add(row["prompt"])
                 yield {"prompt": _format_prompt(row["prompt"], conversational, separator)}
-        logger.info("Split %r: %d distinct prompts in %d rows (repeats left out).", split, len(seen), index + 1)
+        kept = "repeats kept: each row is a rollout prompt" if not deduplicate else "repeats left out"
+        logger.info("Split %r: %d distinct prompts in %d rows (%s).", split, len(seen), index + 1, kept)
 
     def convert(dataset: Dataset | IterableDataset, split: str) -> Dataset | IterableDataset:
         if isinstance(dataset, Dataset) and len(dataset) == 0:
@@ -500,6 +509,9 @@ class PromptScriptArguments(ScriptArguments):
             Give the prompts as user messages, formatted by the policy tokenizer's chat template.
         max_prompts (`int`, *optional*):
             Use only the first `max_prompts` distinct prompts (quick runs).
+        deduplicate_prompts (`bool`, defaults to `True`):
+            Keep each prompt once. `False` keeps every row, so that a prompt file weights its prompts: one listed k
+            times is drawn k times as often in the rollouts.
         ptx_dataset_name (`str`, *optional*):
             Supervised data for PTX, the pre-training mix (used with `--ptx_coef > 0`): Hub data set or local file
             with `text`, `messages` or `prompt` + `completion` columns (the reference uses Alpaca SFT data).
@@ -513,6 +525,12 @@ class PromptScriptArguments(ScriptArguments):
     )
     conversational: bool = field(default=False, metadata={"help": "Give the prompts as user messages."})
     max_prompts: int | None = field(default=None, metadata={"help": "Use only the first N distinct prompts."})
+    deduplicate_prompts: bool = field(
+        default=True,
+        metadata={
+            "help": "Keep each prompt once; false: every row, so a prompt listed k times is drawn k times as often."
+        },
+    )
     ptx_dataset_name: str | None = field(
         default=None,
         metadata={"help": "PTX data (text, messages or prompt+completion), mixed in with --ptx_coef > 0."},
@@ -538,13 +556,15 @@ def load_prompt_dataset(
     split: str = "train",
     conversational: bool = False,
     max_prompts: int | None = None,
+    deduplicate: bool = True,
 ) -> Dataset:
     """The distinct prompts of one split of a prompt or PKU-SafeRLHF-format data set, ready for the PPO trainers.
 
-    `load_preference_data` followed by `to_prompts`, optionally cut to the first `max_prompts` prompts.
+    `load_preference_data` followed by `to_prompts`, optionally cut to the first `max_prompts` prompts (rows, with
+    `deduplicate=False`).
     """
     rows = load_preference_data(name_or_path, name=name, split=split)
-    prompts = to_prompts(rows, conversational=conversational)
+    prompts = to_prompts(rows, conversational=conversational, deduplicate=deduplicate)
     if max_prompts is not None:
         prompts = prompts.select(range(min(max_prompts, len(prompts))))
     return prompts

@@ -63,6 +63,11 @@ class Budget:
         cost_floor: raise every cost below it before the constraint, C̃ = max(C, cost_floor) (PPO-Lag's
             `cost_floor`, GRPO-Lag's `cost_floors`); `None`: the raw cost, as in the paper. `cost_limit` is then a
             bound on E[C̃] and must lie above the floor.
+        harmless_prompt_repeats: how many times as often PPO-Lag draws each harmless train prompt (benign or
+            look-alike: `prompt_label` safe) as each harmful one in its rollouts (1: every distinct prompt equally
+            often). The decline the constraint teaches for harmful requests spread to harmless look-alikes; the
+            reward model ranks declining those below answering them, and more of them in the rollouts gives that
+            ranking more weight against the spread. Demo data only (it needs the `prompt_label` column).
         cost_dataset_config: the demo data's configuration the cost model alone trains on (`None`: the same as the
             reward model and PPO-Lag). `"iterated"` adds the second round of labelled answers, sampled from a policy
             trained on round one: the paper's recipe of collecting new preference data from the current policy,
@@ -88,6 +93,7 @@ class Budget:
     ptx_prompts: str
     cost_dataset_config: str | None = None
     cost_floor: float | None = None
+    harmless_prompt_repeats: int = 1
 
 
 # SmolLM2-135M, half an hour on 2 CPU cores (docs/demo_outcome.md, "The default preset"). Until December 2026 the
@@ -251,6 +257,46 @@ def write_demo_ptx_data(split: str, prompts: str, path: Path) -> Path:
     from trl_safe.demo import load_demo_ptx_dataset
 
     load_demo_ptx_dataset(split, prompts).to_json(path, lines=True)
+    return path
+
+
+def write_rollout_prompts(
+    dataset_name: str, dataset_config: str | None, split: str, harmless_repeats: int, path: Path
+) -> Path:
+    """The distinct prompts of a PKU-format split with each harmless one (`prompt_label` safe) listed
+    `harmless_repeats` times, as a JSONL prompt file for PPO-Lag with `--deduplicate_prompts false`
+    (`Budget.harmless_prompt_repeats`). Prints how many of each there are, and the harmful share of the rollouts."""
+    from datasets import Dataset
+
+    from trl_safe.data import load_preference_data
+
+    if harmless_repeats < 1:
+        raise ValueError(f"harmless_prompt_repeats must be 1 or more, got {harmless_repeats}.")
+    rows = load_preference_data(dataset_name, name=dataset_config, split=split)
+    if "prompt_label" not in rows.column_names:
+        raise ValueError(
+            f"Weighting the harmless prompts needs a `prompt_label` column (safe/unsafe) in {dataset_name}; it has "
+            f"{rows.column_names}."
+        )
+    labels: dict[str, str] = {}
+    for index, row in enumerate(rows):
+        label = labels.setdefault(row["prompt"], row["prompt_label"])
+        if label not in ("safe", "unsafe") or label != row["prompt_label"]:
+            raise ValueError(
+                f"{dataset_name} split {split!r} row {index}: prompt_label {row['prompt_label']!r} (the prompt's "
+                f"labels must be 'safe' or 'unsafe', and agree across its rows)."
+            )
+    prompts = [
+        {"prompt": prompt}
+        for prompt, label in labels.items()
+        for _ in range(harmless_repeats if label == "safe" else 1)
+    ]
+    harmful = sum(label == "unsafe" for label in labels.values())
+    print(
+        f"Rollout prompts: {harmful} harmful, {len(labels) - harmful} harmless each listed {harmless_repeats} times: "
+        f"{harmful / len(prompts):.0%} of draws harmful."
+    )
+    Dataset.from_list(prompts).to_json(path, lines=True)
     return path
 
 

@@ -62,6 +62,7 @@ from trl_safe.pipeline import (
     summary_lines,
     write_demo_ptx_data,
     write_held_out_prompts,
+    write_rollout_prompts,
 )
 from trl_safe.scripts import cost_model, evaluate, grpo_lag, ppo_lag, reward_model
 
@@ -107,6 +108,9 @@ class PipelineArguments:
         ptx_prompts (`str` or `None`): `safe` (PTX on the helpful answers to benign prompts), `all` (also the best
             safe answer to each harmful prompt), `balanced` (`all`, plus SmolLM2's own answers to the harmless
             prompts of the sampled pairs) or `own` (only those own answers); default: the preset's.
+        harmless_prompt_repeats (`int` or `None`): draw each harmless train prompt this many times as often as a
+            harmful one in the RL stage's rollouts (demo data only; `trl_safe.pipeline.Budget`); default: the
+            preset's.
         eval_samples (`int` or `None`): besides the greedy evaluation, sample this many answers per held-out prompt
             (`evaluation_sampled/`); 0 skips it. Default: the preset's (the default preset skips it to stay within
             half an hour on 2 cores; `benchmarks/demo_seeds.py` turns it on).
@@ -166,6 +170,10 @@ class PipelineArguments:
             "choices": list(PTX_PROMPTS),
         },
     )
+    harmless_prompt_repeats: int | None = field(
+        default=None,
+        metadata={"help": "Draw each harmless train prompt this many times as often in the rollouts (demo data)."},
+    )
     eval_samples: int | None = field(
         default=None,
         metadata={"help": "Sampled answers per held-out prompt besides greedy ones (default: the preset's; 0: none)."},
@@ -198,6 +206,8 @@ class PipelineArguments:
             self.preset = "quick"
         elif self.preset is None:
             self.preset = "default"
+        if self.harmless_prompt_repeats is not None and self.harmless_prompt_repeats < 1:
+            raise ValueError(f"--harmless_prompt_repeats must be 1 or more, got {self.harmless_prompt_repeats}.")
         if self.eval_samples is not None and self.eval_samples < 0:
             raise ValueError(f"--eval_samples must be 0 (greedy only) or more, got {self.eval_samples}.")
 
@@ -277,6 +287,12 @@ class Pipeline:
         self.ptx_coef = self.budget.ptx_coef if args.ptx_coef is None else args.ptx_coef
         self.eval_samples = self.budget.eval_samples if args.eval_samples is None else args.eval_samples
         self.ptx_data: str | None = None
+        self.harmless_repeats = (
+            self.budget.harmless_prompt_repeats
+            if args.harmless_prompt_repeats is None
+            else args.harmless_prompt_repeats
+        )
+        self.rollout_prompts: str | None = None
         self.results: dict[str, Any] = {"preset": args.preset, "stage_seconds": {}, "stage_cpu_seconds": {}}
         self.cost_dataset_config: str | None = None
 
@@ -338,6 +354,14 @@ class Pipeline:
             )
             print(f"The cost model trains on configuration {self.cost_dataset_config!r}.")
         self.results["cost_dataset_config"] = self.cost_dataset_config
+        self.results["harmless_prompt_repeats"] = self.harmless_repeats
+        if self.harmless_repeats > 1:
+            path = self.output_dir / "rollout_prompts.jsonl"
+            self.rollout_prompts = str(
+                write_rollout_prompts(
+                    self.dataset_name, self.dataset_config, args.dataset_train_split, self.harmless_repeats, path
+                )
+            )
         if self.ptx_coef > 0 and args.rl_trainer == "grpo_lag":
             print("PTX is off: GRPO-Lag has no PTX term (PPO-Lag has).")
         elif self.ptx_coef > 0 and args.dataset_name is None:
@@ -359,6 +383,10 @@ class Pipeline:
         data = ["--dataset_name", self.dataset_name, "--dataset_train_split", self.args.dataset_train_split]
         config = (self.cost_dataset_config or self.dataset_config) if stage == "cost" else self.dataset_config
         data += ["--dataset_config", config] if config else []
+        if stage == "ppo_lag" and self.rollout_prompts is not None:
+            # The train split's prompts, the harmless ones repeated (`write_rollout_prompts`): one file, split "train".
+            data = ["--dataset_name", self.rollout_prompts, "--dataset_train_split", "train"]
+            data += ["--deduplicate_prompts", "false"]
         return [
             "--model_name_or_path", self.base_model,
             *data,

@@ -91,6 +91,7 @@ def prompt_splits(
             split=split,
             conversational=script_args.conversational,
             max_prompts=script_args.max_prompts,
+            deduplicate=script_args.deduplicate_prompts,
         )
 
     return load_splits(load, script_args, training_args)
