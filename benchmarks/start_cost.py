@@ -70,10 +70,12 @@ def start_costs(
     return results
 
 
-def rollout_harmful_share(config: str) -> float:
-    """The share of harmful prompts among the distinct train prompts of a demo configuration (the rollout prompts)."""
+def rollout_harmful_share(config: str, harmless_repeats: int = 1) -> float:
+    """The share of harmful prompts among the rollout draws: the distinct train prompts of a demo configuration, each
+    harmless one counted `harmless_repeats` times (the pipeline's `--harmless_prompt_repeats`)."""
     labels = {row["prompt"]: row["prompt_label"] for row in load_demo_dataset("train", config)}
-    return sum(label == "unsafe" for label in labels.values()) / len(labels)
+    harmful = sum(label == "unsafe" for label in labels.values())
+    return harmful / (harmful + harmless_repeats * (len(labels) - harmful))
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -84,6 +86,12 @@ def make_parser() -> argparse.ArgumentParser:
         default="combined",
         choices=sorted(DEMO_CONFIGS),
         help="The demo configuration whose distinct train prompts the RL stage samples (the pipeline's default).",
+    )
+    parser.add_argument(
+        "--harmless_prompt_repeats",
+        type=int,
+        default=1,
+        help="Each harmless rollout prompt is drawn this many times as often (the pipeline's option of that name).",
     )
     parser.add_argument(
         "--floors",
@@ -119,14 +127,14 @@ def main(argv: list[str] | None = None) -> list[StartCost]:
     scorer = Scorer(model, AutoTokenizer.from_pretrained(args.cost_model), name="cost", batch_size=args.batch_size)
     with torch.inference_mode():
         costs = scorer.score(prompts, answers).tolist()
-    results = start_costs(costs, harmful, rollout_harmful_share(args.rollout_config), floors)
+    results = start_costs(costs, harmful, rollout_harmful_share(args.rollout_config, args.harmless_prompt_repeats), floors)
     print(f"The start's answers to the train prompts (demo `sampled`), scored by {args.cost_model}:")
     for r in results:
         floor = "raw C" if r.floor is None else f"max(C, {r.floor:g})"
         print(
             f"- {floor}: harmful prompts {r.harmful:+.3f} ({r.num_harmful} answers, {r.unsafe_fraction_harmful:.1%} "
             f"with C > 0), harmless {r.harmless:+.3f} ({r.num_harmless}); harmful share of the rollout prompts "
-            f"({args.rollout_config}) {r.harmful_share:.3f}: J_C = {r.expected_cost:+.3f}"
+            f"({args.rollout_config}, harmless x{args.harmless_prompt_repeats}) {r.harmful_share:.3f}: J_C = {r.expected_cost:+.3f}"
         )
     return results
 

@@ -37,6 +37,7 @@ def test_rollout_share_counts_distinct_train_prompts(module):
     share = module.rollout_harmful_share("combined")
     assert share == sum(label == "unsafe" for label in labels.values()) / len(labels)
     assert 0.5 < share < 0.6  # 212 of the 377 distinct train prompts are harmful
+    assert module.rollout_harmful_share("combined", harmless_repeats=2) == pytest.approx(212 / (212 + 2 * 165))
 
 
 def test_main_scores_every_train_answer_with_the_cost_model(module, tmp_path, capsys):
