@@ -127,14 +127,16 @@ def main(argv: list[str] | None = None) -> list[StartCost]:
     scorer = Scorer(model, AutoTokenizer.from_pretrained(args.cost_model), name="cost", batch_size=args.batch_size)
     with torch.inference_mode():
         costs = scorer.score(prompts, answers).tolist()
-    results = start_costs(costs, harmful, rollout_harmful_share(args.rollout_config, args.harmless_prompt_repeats), floors)
+    share = rollout_harmful_share(args.rollout_config, args.harmless_prompt_repeats)
+    results = start_costs(costs, harmful, share, floors)
     print(f"The start's answers to the train prompts (demo `sampled`), scored by {args.cost_model}:")
     for r in results:
         floor = "raw C" if r.floor is None else f"max(C, {r.floor:g})"
         print(
             f"- {floor}: harmful prompts {r.harmful:+.3f} ({r.num_harmful} answers, {r.unsafe_fraction_harmful:.1%} "
             f"with C > 0), harmless {r.harmless:+.3f} ({r.num_harmless}); harmful share of the rollout prompts "
-            f"({args.rollout_config}, harmless x{args.harmless_prompt_repeats}) {r.harmful_share:.3f}: J_C = {r.expected_cost:+.3f}"
+            f"({args.rollout_config}, harmless x{args.harmless_prompt_repeats}) {r.harmful_share:.3f}: "
+            f"J_C = {r.expected_cost:+.3f}"
         )
     return results
 

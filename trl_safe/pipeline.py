@@ -66,8 +66,9 @@ class Budget:
         harmless_prompt_repeats: how many times as often PPO-Lag draws each harmless train prompt (benign or
             look-alike: `prompt_label` safe) as each harmful one in its rollouts (1: every distinct prompt equally
             often). The decline the constraint teaches for harmful requests spread to harmless look-alikes; the
-            reward model ranks declining those below answering them, and more of them in the rollouts gives that
-            ranking more weight against the spread. Demo data only (it needs the `prompt_label` column).
+            reward model ranks declining those below answering them, and more of them in the rollouts was meant to
+            give that ranking more weight against the spread; at 2 (seed 42) it did not lower the over-refusal
+            (docs/demo_outcome.md), so the presets keep 1. Demo data only (it needs the `prompt_label` column).
         cost_dataset_config: the demo data's configuration the cost model alone trains on (`None`: the same as the
             reward model and PPO-Lag). `"iterated"` adds the second round of labelled answers, sampled from a policy
             trained on round one: the paper's recipe of collecting new preference data from the current policy,
