@@ -1,7 +1,8 @@
 """Build the policy-sampled demo pairs from the prompts, SmolLM2's raw answers and the hand labels.
 
     python scripts/build_sampled_demo_data.py          # rewrites trl_safe/resources/demo/sampled_{train,test}.jsonl,
-                                                       # round2_train.jsonl and round3_train.jsonl
+                                                       # round2_train.jsonl, round3_train.jsonl and
+                                                       # contrast_train.jsonl
     python scripts/build_sampled_demo_data.py --report # ... and prints the label mix and the judge's agreement
 
 Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Policy-sampled pairs"):
@@ -15,6 +16,14 @@ Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Poli
 The later rounds (`data/demo_round2/`, `data/demo_round3/`) have the same `raw_samples.jsonl` and `labels.jsonl`,
 for answers sampled from a trained policy to round one's train prompts; round three's labels also say which answers
 decline the request (`refusal`, two booleans).
+
+The contrast pairs (`contrast_train.jsonl`) need no new labels: each answer of round three labelled as declining a
+harmless request, against the starting policy's own more helpful answer to the same prompt (round one's `better`,
+labelled safe). Both are safe; the answer is the better and the safer one (`contrast_answer_vs_decline`). Round three's
+own pairs hold 25 such contrasts; the cost model trained on them still rated a decline of a harmless request safer
+than the start's answer (docs/demo_outcome.md), and these 49 pairs state the same preference once per decline, against
+the answer the policy starts from. A decline that round one labelled unsafe, or a start answer the refusal detector
+flags, is an error.
 
 Output: PKU-SafeRLHF rows with the same columns as the templated demo data. The pair is (s0, s1) in that order;
 `safer_response_id` is the safe answer when exactly one is safe, `better_response_id` when both are safe (no
@@ -53,7 +62,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--output_dir",
         type=Path,
         default=OUTPUT_DIR,
-        help="where sampled_{train,test}.jsonl and round{2,3}_train.jsonl go",
+        help="where sampled_{train,test}.jsonl, round{2,3}_train.jsonl and contrast_train.jsonl go",
     )
     parser.add_argument("--report", action="store_true", help="Print the label mix and the judge's agreement.")
     return parser
@@ -197,6 +206,57 @@ def build_round(round_dir: Path, prompts: dict[str, dict], test_prompts: set[str
     ]
 
 
+def build_contrast(source_dir: Path, round3_dir: Path, prompts: dict[str, dict], test_prompts: set[str]) -> list[dict]:
+    """Round three's declines of harmless train prompts, each against the start's better answer to that prompt (see
+    the module docstring). The order of the two answers in a row is drawn with `random.Random(SEED)`."""
+    from trl_safe.evaluation.refusal import detect_refusals
+
+    start_answers, start_labels = read_labelled(source_dir, prompts)
+    answers, labels = read_labelled(round3_dir, prompts)
+    rng = random.Random(SEED)
+    rows = []
+    for prompt_id, prompt in prompts.items():  # file order
+        if prompt_id not in labels:
+            continue
+        where = f"{round3_dir.name}/labels.jsonl ({prompt_id})"
+        if prompt["prompt_label"] != "safe" or prompt["prompt"] in test_prompts:
+            raise ValueError(f"{where}: contrast pairs are for harmless train prompts only.")
+        if prompt_id not in start_labels:
+            raise ValueError(f"{where}: round one has no labelled answer to contrast with.")
+        start = start_labels[prompt_id]
+        better = SAMPLE_IDS[start["better"]]
+        if not start["safe"][start["better"]]:
+            raise ValueError(f"{where}: round one's better answer is labelled unsafe.")
+        answer = start_answers[prompt_id][better]["response"]
+        if detect_refusals([answer])[0]:
+            raise ValueError(f"{where}: round one's better answer reads as a refusal: {answer[:80]!r}.")
+        label = labels[prompt_id]
+        for index, sample in enumerate(SAMPLE_IDS):
+            if not label.get("refusal", [False, False])[index]:
+                continue
+            if not label["safe"][index]:
+                raise ValueError(f"{where}: the declining answer {sample} is labelled unsafe.")
+            decline = answers[prompt_id][sample]["response"]
+            answer_id = 1 if rng.random() < 0.5 else 0
+            responses = [decline, decline]
+            responses[answer_id] = answer
+            rows.append(
+                {
+                    "prompt": prompt["prompt"],
+                    "response_0": responses[0],
+                    "response_1": responses[1],
+                    "is_response_0_safe": True,
+                    "is_response_1_safe": True,
+                    "better_response_id": answer_id,
+                    "safer_response_id": answer_id,
+                    "category": prompt["category"],
+                    "prompt_label": prompt["prompt_label"],
+                    "pair_type": "contrast_answer_vs_decline",
+                }
+            )
+    return rows
+
+
 def refusal_mix(round_dir: Path) -> dict[str, dict[str, int]]:
     """Per category: answers, and answers labelled as declining the request (the labels' optional `refusal`)."""
     mix: dict[str, dict[str, int]] = defaultdict(lambda: {"answers": 0, "refusals": 0})
@@ -266,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts, test_prompts = read_prompts(args.source_dir), {row["prompt"] for row in splits["test"]}
     round2 = build_round(args.round2_dir, prompts, test_prompts, kind="round2")
     round3 = build_round(args.round3_dir, prompts, test_prompts, kind="round3")
+    contrast = build_contrast(args.source_dir, args.round3_dir, prompts, test_prompts)
     if args.report:
         print("category | prompts | answers | unsafe answers")
         print_label_mix(splits["train"] + splits["test"])
@@ -280,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         write_pairs(args.output_dir / f"sampled_{split}.jsonl", rows)
     write_pairs(args.output_dir / "round2_train.jsonl", round2)
     write_pairs(args.output_dir / "round3_train.jsonl", round3)
+    write_pairs(args.output_dir / "contrast_train.jsonl", contrast)
     print(f"Per category: {report['categories']}")
     for key, what in (("unsampled_prompts", "no sampled answers"), ("unlabelled_prompts", "answers but no labels")):
         if report[key]:

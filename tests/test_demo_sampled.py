@@ -44,7 +44,14 @@ def normalise(text: str) -> str:
 
 def test_shipped_files_are_the_build_output(builder, tmp_path):
     builder.main(["--output_dir", str(tmp_path)])
-    for name in ("sampled_train.jsonl", "sampled_test.jsonl", "round2_train.jsonl", "round3_train.jsonl"):
+    names = (
+        "sampled_train.jsonl",
+        "sampled_test.jsonl",
+        "round2_train.jsonl",
+        "round3_train.jsonl",
+        "contrast_train.jsonl",
+    )
+    for name in names:
         shipped = (demo.demo_data_dir() / name).read_text(encoding="utf-8")
         assert (tmp_path / name).read_text(encoding="utf-8") == shipped, name
 
@@ -99,6 +106,7 @@ def test_round3_labels_say_which_answers_decline_and_a_decline_never_wins_agains
         ("iterated", "combined", ("round2",)),
         ("combined_round3", "combined", ("round3",)),
         ("iterated_round3", "combined", ("round2", "round3")),
+        ("combined_contrast", "combined", ("round3", "contrast")),
     ],
 )
 def test_later_configurations_add_train_rows_and_keep_combined_test_split(config, base, rounds):
@@ -109,6 +117,48 @@ def test_later_configurations_add_train_rows_and_keep_combined_test_split(config
     assert later["train"].to_list()[: len(combined["train"])] == combined["train"].to_list()
     assert {row["pair_type"].split("_", 1)[0] for row in added} == set(rounds)
     assert later["test"].to_list() == combined["test"].to_list()
+
+
+def test_contrast_pairs_put_each_round3_decline_below_the_starts_own_answer(sampled):
+    """Every answer of round three labelled as declining is paired once against the start's better answer to the
+    same (harmless, train) prompt; that answer is the better and the safer, both are labelled safe."""
+    labels = [json.loads(line) for line in (ROUND3_DIR / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    raw = {}
+    for line in (ROUND3_DIR / "raw_samples.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        raw[row["answer_id"]] = row["response"]
+    declines = Counter()
+    for label in labels:
+        for index, sample in enumerate(("s0", "s1")):
+            if label["refusal"][index]:
+                declines[raw[f"{label['prompt_id']}.{sample}"]] += 1
+    start = {row["prompt"]: row for row in sampled["train"]}
+    rows = demo.load_demo_dataset("train", config="combined_contrast").filter(
+        lambda row: row["pair_type"] == "contrast_answer_vs_decline"
+    )
+    assert len(rows) == sum(declines.values()) == 49
+    paired = Counter()
+    for row in rows:
+        answer_id = row["better_response_id"]
+        assert row["safer_response_id"] == answer_id
+        assert row["is_response_0_safe"] and row["is_response_1_safe"] and row["prompt_label"] == "safe"
+        first = start[row["prompt"]]  # a train prompt of round one: never a held-out one
+        assert row[f"response_{answer_id}"] == first[f"response_{first['better_response_id']}"]
+        paired[row[f"response_{1 - answer_id}"]] += 1
+    assert paired == declines
+    assert {row["better_response_id"] for row in rows} == {0, 1}  # the order is drawn, not fixed
+
+
+def test_contrast_pairs_refuse_a_decline_labelled_unsafe(builder, tmp_path):
+    labels = [json.loads(line) for line in (ROUND3_DIR / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    index = next(i for i, label in enumerate(labels) if label["refusal"][0])
+    labels[index]["safe"][0] = False
+    (tmp_path / "labels.jsonl").write_text("".join(json.dumps(label) + "\n" for label in labels), encoding="utf-8")
+    (tmp_path / "raw_samples.jsonl").write_bytes((ROUND3_DIR / "raw_samples.jsonl").read_bytes())
+    with pytest.raises(
+        ValueError, match=rf"{labels[index]['prompt_id']}\): the declining answer s0 is labelled unsafe"
+    ):
+        builder.build_contrast(SOURCE_DIR, tmp_path, builder.read_prompts(SOURCE_DIR), set())
 
 
 def test_a_later_round_refuses_a_held_out_prompt_and_an_unlabelled_answer(builder, tmp_path):

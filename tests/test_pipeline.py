@@ -106,6 +106,16 @@ def test_held_out_prompts_are_the_test_split(tiny_run):
     assert {row["prompt"] for row in prompts}.isdisjoint(load_demo_dataset("train", "combined")["prompt"])
 
 
+def test_summary_says_what_the_cost_model_and_the_rollouts_trained_on():
+    results = {"preset": "default", "stage_seconds": {}, "total_seconds": 1.0, "peak_rss_mb": 1024}
+    table = "\n".join(summary_lines(results, eval_prompts="p.jsonl", max_completion_length=12))
+    assert "configuration" not in table and "harmless prompts" not in table
+    results |= {"cost_dataset_config": "combined_contrast", "harmless_prompt_repeats": 2}
+    table = "\n".join(summary_lines(results, eval_prompts="p.jsonl", max_completion_length=12))
+    assert "| cost model's demo data configuration | `combined_contrast` |" in table
+    assert "| harmless prompts drawn in the rollouts | 2x |" in table
+
+
 @pytest.mark.slow
 def test_a_stage_can_rerun_alone_and_reuses_the_others(tiny_run):
     output_dir, first = tiny_run

@@ -40,7 +40,8 @@ DEMO_SPLITS = ("train", "test")
 # loads as it always did), "sampled" the pairs of SmolLM2's own answers, "combined" both, "iterated" `combined` plus a
 # second round of labelled answers sampled from a trained policy (train only: its test split is `combined`'s), and the
 # `*_round3` ones add a third round (a later policy's answers to the harmless train prompts) to `combined` (for the
-# reward model) and to `iterated` (for the cost model).
+# reward model) and to `iterated` (for the cost model); `combined_contrast` adds to `combined_round3` the contrast
+# pairs (round three's declines of harmless prompts against the start's own answers to them), for the cost model.
 DEMO_CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
     "default": {"train": ("train.jsonl",), "test": ("test.jsonl",)},
     "sampled": {"train": ("sampled_train.jsonl",), "test": ("sampled_test.jsonl",)},
@@ -55,6 +56,10 @@ DEMO_CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "iterated_round3": {
         "train": ("train.jsonl", "sampled_train.jsonl", "round2_train.jsonl", "round3_train.jsonl"),
+        "test": ("test.jsonl", "sampled_test.jsonl"),
+    },
+    "combined_contrast": {
+        "train": ("train.jsonl", "sampled_train.jsonl", "round3_train.jsonl", "contrast_train.jsonl"),
         "test": ("test.jsonl", "sampled_test.jsonl"),
     },
 }

@@ -467,6 +467,11 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
             ("final J_C (recent episodes) / cost limit", f"{ppo['final_episode_cost']:.3f} / {ppo['cost_limit']}")
         )
         rows.append(("PPO-Lag optimizer steps", str(ppo["steps"])))
+    # What the run trained on, when the flags changed it: the cost model's data and the harmless prompts' weight.
+    if results.get("cost_dataset_config"):
+        rows.append(("cost model's demo data configuration", f"`{results['cost_dataset_config']}`"))
+    if results.get("harmless_prompt_repeats", 1) != 1:
+        rows.append(("harmless prompts drawn in the rollouts", f"{results['harmless_prompt_repeats']}x"))
     for stage, seconds in results["stage_seconds"].items():
         rows.append((f"time: {stage}", format_seconds(seconds)))
     if results.get("scorers_side_by_side_seconds"):
