@@ -112,7 +112,7 @@ def test_summary_says_what_the_cost_model_and_the_rollouts_trained_on():
     assert "configuration" not in table and "harmless prompts" not in table
     results |= {"cost_dataset_config": "combined_contrast", "harmless_prompt_repeats": 2}
     table = "\n".join(summary_lines(results, eval_prompts="p.jsonl", max_completion_length=12))
-    assert "| cost model's demo data configuration | `combined_contrast` |" in table
+    assert "| cost model's data configuration | `combined_contrast` |" in table
     assert "| harmless prompts drawn in the rollouts | 2x |" in table
 
 

@@ -469,7 +469,7 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
         rows.append(("PPO-Lag optimizer steps", str(ppo["steps"])))
     # What the run trained on, when the flags changed it: the cost model's data and the harmless prompts' weight.
     if results.get("cost_dataset_config"):
-        rows.append(("cost model's demo data configuration", f"`{results['cost_dataset_config']}`"))
+        rows.append(("cost model's data configuration", f"`{results['cost_dataset_config']}`"))
     if results.get("harmless_prompt_repeats", 1) != 1:
         rows.append(("harmless prompts drawn in the rollouts", f"{results['harmless_prompt_repeats']}x"))
     for stage, seconds in results["stage_seconds"].items():
