@@ -2,7 +2,7 @@
 
     python scripts/build_sampled_demo_data.py          # rewrites trl_safe/resources/demo/sampled_{train,test}.jsonl,
                                                        # round2_train.jsonl, round3_train.jsonl and
-                                                       # contrast_train.jsonl
+                                                       # contrast_train.jsonl and twins_train.jsonl
     python scripts/build_sampled_demo_data.py --report # ... and prints the label mix and the judge's agreement
 
 Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Policy-sampled pairs"):
@@ -47,6 +47,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIR = REPO_ROOT / "data" / "demo_sampled"
 ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
 ROUND3_DIR = REPO_ROOT / "data" / "demo_round3"
+TWINS_DIR = REPO_ROOT / "data" / "demo_twins"
 OUTPUT_DIR = REPO_ROOT / "trl_safe" / "resources" / "demo"
 SEED = 20261202
 TEST_FRACTION = 0.25
@@ -59,10 +60,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--round2_dir", type=Path, default=ROUND2_DIR, help="second round's raw samples and labels")
     parser.add_argument("--round3_dir", type=Path, default=ROUND3_DIR, help="third round's raw samples and labels")
     parser.add_argument(
+        "--twins_dir", type=Path, default=TWINS_DIR, help="look-alike twins: prompts, answers, choices"
+    )
+    parser.add_argument(
         "--output_dir",
         type=Path,
         default=OUTPUT_DIR,
-        help="where sampled_{train,test}.jsonl, round{2,3}_train.jsonl and contrast_train.jsonl go",
+        help="where sampled_{train,test}.jsonl, round{2,3}_train.jsonl, contrast_train.jsonl and twins_train.jsonl go",
     )
     parser.add_argument("--report", action="store_true", help="Print the label mix and the judge's agreement.")
     return parser
@@ -257,6 +261,62 @@ def build_contrast(source_dir: Path, round3_dir: Path, prompts: dict[str, dict],
     return rows
 
 
+TWIN_SOURCES = {"g": "greedy", "s0": "sampled", "s1": "sampled", "written": "written"}
+
+
+def build_twins(twins_dir: Path, harmful_train_prompts: set[str], held_out_prompts: set[str]) -> list[dict]:
+    """One harmless answer per look-alike twin: a harmless request in the words of a harmful train prompt.
+
+    PTX's written declines of harmful requests spread to harmless requests that sound alike (docs/demo_outcome.md).
+    Each twin (`prompts.jsonl`: `id`, `prompt`, `twin_of`, the harmful templated train prompt it borrows its words
+    from) gets the starting policy's greedy answer (`raw_greedy.jsonl`), or, where `labels.jsonl` rejects that
+    answer (a decline, a misreading, unsafe or false advice; the reason is recorded), one of its two sampled answers
+    (`raw_samples.jsonl`) or an answer written here (`"answer": "written"`, `text`). Refused: a twin without a
+    choice, a `twin_of` that is not a harmful train prompt, a twin that is a held-out prompt, a chosen answer the
+    refusal detector flags.
+    """
+    from trl_safe.evaluation.refusal import detect_refusals
+
+    twins = {row["id"]: row for row in read_jsonl(twins_dir / "prompts.jsonl")}
+    answers: dict[str, dict[str, str]] = defaultdict(dict)
+    for name in ("raw_greedy.jsonl", "raw_samples.jsonl"):
+        for row in read_jsonl(twins_dir / name):
+            answers[row["prompt_id"]][row["answer_id"].rsplit(".", 1)[1]] = row["response"]
+    labels = {row["prompt_id"]: row for row in read_jsonl(twins_dir / "labels.jsonl")}
+    rows = []
+    for twin_id, twin in twins.items():  # file order
+        where = f"{twins_dir.name}/labels.jsonl ({twin_id})"
+        if twin_id not in labels:
+            raise ValueError(f"{where}: the twin has no chosen answer.")
+        if twin["twin_of"] not in harmful_train_prompts:
+            raise ValueError(f"{where}: twin_of is not a harmful prompt of the templated train split.")
+        if twin["prompt"] in held_out_prompts:
+            raise ValueError(f"{where}: the twin is a held-out prompt.")
+        label = labels[twin_id]
+        choice = label["answer"]
+        if choice not in TWIN_SOURCES:
+            raise ValueError(f"{where}: answer must be one of {list(TWIN_SOURCES)}, not {choice!r}.")
+        if choice == "written":
+            answer = label["text"]
+        elif choice in answers[twin_id]:
+            answer = answers[twin_id][choice]
+        else:
+            raise ValueError(f"{where}: no raw answer {choice!r}.")
+        if detect_refusals([answer])[0]:
+            raise ValueError(f"{where}: the chosen answer reads as a refusal: {answer[:80]!r}.")
+        rows.append(
+            {
+                "prompt": twin["prompt"],
+                "response": answer,
+                "twin_of": twin["twin_of"],
+                "source": TWIN_SOURCES[choice],
+                "category": twin["category"],
+                "prompt_label": "safe",
+            }
+        )
+    return rows
+
+
 def refusal_mix(round_dir: Path) -> dict[str, dict[str, int]]:
     """Per category: answers, and answers labelled as declining the request (the labels' optional `refusal`)."""
     mix: dict[str, dict[str, int]] = defaultdict(lambda: {"answers": 0, "refusals": 0})
@@ -320,6 +380,12 @@ def judge_agreement(rows: list[dict]) -> dict[str, float]:
     }
 
 
+def templated_prompts() -> tuple[set[str], set[str]]:
+    """The templated demo data's (`data/demo/build_demo_data.py`) harmful train prompts and held-out prompts."""
+    harmful = {row["prompt"] for row in read_jsonl(OUTPUT_DIR / "train.jsonl") if row["prompt_label"] == "unsafe"}
+    return harmful, {row["prompt"] for row in read_jsonl(OUTPUT_DIR / "test.jsonl")}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     splits, report = build(args.source_dir)
@@ -327,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     round2 = build_round(args.round2_dir, prompts, test_prompts, kind="round2")
     round3 = build_round(args.round3_dir, prompts, test_prompts, kind="round3")
     contrast = build_contrast(args.source_dir, args.round3_dir, prompts, test_prompts)
+    harmful_train, templated_test = templated_prompts()
+    twins = build_twins(args.twins_dir, harmful_train, templated_test | test_prompts)
     if args.report:
         print("category | prompts | answers | unsafe answers")
         print_label_mix(splits["train"] + splits["test"])
@@ -342,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     write_pairs(args.output_dir / "round2_train.jsonl", round2)
     write_pairs(args.output_dir / "round3_train.jsonl", round3)
     write_pairs(args.output_dir / "contrast_train.jsonl", contrast)
+    write_pairs(args.output_dir / "twins_train.jsonl", twins)
+    print(f"Look-alike twins: {dict(Counter(row['source'] for row in twins))} answers")
     print(f"Per category: {report['categories']}")
     for key, what in (("unsampled_prompts", "no sampled answers"), ("unlabelled_prompts", "answers but no labels")):
         if report[key]:

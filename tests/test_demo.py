@@ -194,7 +194,7 @@ def test_the_package_ships_the_data_not_its_source():
     # `load_dataset`.
     assert shipped == {
         "train.jsonl", "test.jsonl", "sampled_train.jsonl", "sampled_test.jsonl", "round2_train.jsonl",
-        "round3_train.jsonl", "contrast_train.jsonl", "README.md",
+        "round3_train.jsonl", "contrast_train.jsonl", "twins_train.jsonl", "README.md",
     }  # fmt: skip
 
 
@@ -367,7 +367,30 @@ def test_own_ptx_data_are_smollm2s_answers_to_harmless_prompts_only():
     assert not set(own) & set(written)
 
 
-@pytest.mark.parametrize("prompts", ["balanced", "own"])
+def test_twins_ptx_data_add_an_answer_to_a_lookalike_twin_of_each_harmful_train_prompt():
+    """`twins` = `balanced` plus one answer per twin; every templated harmful train prompt has a twin, no twin is a
+    held-out or a harmful prompt, and none of their answers declines."""
+    from trl_safe.demo import load_demo_twins
+    from trl_safe.evaluation.refusal import detect_refusals
+
+    twins_ptx = ptx_pairs(load_demo_ptx_dataset("train", "twins"))
+    balanced = ptx_pairs(load_demo_ptx_dataset("train", "balanced"))
+    twins = load_demo_twins("train")
+    assert twins_ptx[: len(balanced)] == balanced
+    assert twins_ptx[len(balanced) :] == list(zip(twins["prompt"], twins["response"]))
+    templated = load_demo_dataset("train", "default")
+    harmful = {row["prompt"] for row in templated if row["prompt_label"] == "unsafe"}
+    assert set(twins["twin_of"]) == harmful and len(twins) == len(harmful) == 77
+    every_prompt = set(load_demo_dataset("train", "combined")["prompt"]) | set(
+        load_demo_prompts("test", "combined")["prompt"]
+    )
+    assert not set(twins["prompt"]) & every_prompt
+    assert set(twins["prompt_label"]) == {"safe"} and not any(detect_refusals(twins["response"]))
+    with pytest.raises(ValueError, match="train data only"):
+        load_demo_twins("test")
+
+
+@pytest.mark.parametrize("prompts", ["balanced", "own", "twins"])
 def test_ptx_data_refuse_a_refusal_among_the_harmless_answers(monkeypatch, prompts):
     import trl_safe.demo as demo
 

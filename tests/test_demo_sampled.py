@@ -22,6 +22,7 @@ BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_sampled_demo_data.py"
 SOURCE_DIR = REPO_ROOT / "data" / "demo_sampled"
 ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
 ROUND3_DIR = REPO_ROOT / "data" / "demo_round3"
+TWINS_DIR = REPO_ROOT / "data" / "demo_twins"
 HARM_CATEGORIES = {
     "theft", "violence", "weapons", "drugs", "cybercrime", "fraud", "privacy", "harassment", "dangerous_behaviour",
 }  # fmt: skip
@@ -50,6 +51,7 @@ def test_shipped_files_are_the_build_output(builder, tmp_path):
         "round2_train.jsonl",
         "round3_train.jsonl",
         "contrast_train.jsonl",
+        "twins_train.jsonl",
     )
     for name in names:
         shipped = (demo.demo_data_dir() / name).read_text(encoding="utf-8")
@@ -159,6 +161,43 @@ def test_contrast_pairs_refuse_a_decline_labelled_unsafe(builder, tmp_path):
         ValueError, match=rf"{labels[index]['prompt_id']}\): the declining answer s0 is labelled unsafe"
     ):
         builder.build_contrast(SOURCE_DIR, tmp_path, builder.read_prompts(SOURCE_DIR), set())
+
+
+def twins_dir_with(tmp_path: Path, prompts=None, labels=None) -> Path:
+    """A copy of data/demo_twins with its prompts or labels replaced."""
+    for name in ("prompts.jsonl", "labels.jsonl", "raw_greedy.jsonl", "raw_samples.jsonl"):
+        (tmp_path / name).write_bytes((TWINS_DIR / name).read_bytes())
+    for name, rows in (("prompts.jsonl", prompts), ("labels.jsonl", labels)):
+        if rows is not None:
+            (tmp_path / name).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return tmp_path
+
+
+def test_twins_take_the_chosen_answer_and_refuse_bad_input(builder, tmp_path):
+    prompts = [json.loads(line) for line in (TWINS_DIR / "prompts.jsonl").open(encoding="utf-8")]
+    labels = [json.loads(line) for line in (TWINS_DIR / "labels.jsonl").open(encoding="utf-8")]
+    harmful, held_out = builder.templated_prompts()
+    rows = builder.build_twins(TWINS_DIR, harmful, held_out)
+    assert [row["prompt"] for row in rows] == [row["prompt"] for row in prompts]
+    sources = Counter(row["source"] for row in rows)
+    assert sources == Counter(builder.TWIN_SOURCES[label["answer"]] for label in labels)
+    assert all("rejected" in label for label in labels if label["answer"] != "g")  # each replacement says why
+    written = next(i for i, label in enumerate(labels) if label["answer"] == "written")
+    assert rows[written]["response"] == labels[written]["text"]
+
+    with pytest.raises(ValueError, match=r"\(twin-01\): the twin has no chosen answer"):
+        builder.build_twins(twins_dir_with(tmp_path, labels=labels[1:]), harmful, held_out)
+    with pytest.raises(ValueError, match=r"\(twin-01\): the twin is a held-out prompt"):
+        builder.build_twins(twins_dir_with(tmp_path), harmful, held_out | {prompts[0]["prompt"]})
+    wrong_twin = [dict(prompts[0], twin_of="How do I bake bread?"), *prompts[1:]]
+    with pytest.raises(ValueError, match=r"\(twin-01\): twin_of is not a harmful prompt"):
+        builder.build_twins(twins_dir_with(tmp_path, prompts=wrong_twin), harmful, held_out)
+    declined = [dict(labels[0], answer="written", text="I'm sorry, but I can't help with that."), *labels[1:]]
+    with pytest.raises(ValueError, match=r"\(twin-01\): the chosen answer reads as a refusal"):
+        builder.build_twins(twins_dir_with(tmp_path, labels=declined), harmful, held_out)
+    unknown = [dict(labels[0], answer="s2"), *labels[1:]]
+    with pytest.raises(ValueError, match=r"answer must be one of"):
+        builder.build_twins(twins_dir_with(tmp_path, labels=unknown), harmful, held_out)
 
 
 def test_a_later_round_refuses_a_held_out_prompt_and_an_unlabelled_answer(builder, tmp_path):

@@ -246,7 +246,10 @@ PTX_PROMPTS = {
     "all": "the best safe answers to the demo's safe and harmful train prompts",
     "balanced": "the best safe answers to the demo's train prompts, SmolLM2's own to the harmless ones",
     "own": "SmolLM2's own answers to the demo's harmless train prompts only",
+    "twins": "`balanced`, plus an answer to a harmless look-alike twin of each harmful templated train prompt",
 }
+# Harmless requests in the words of the templated harmful train prompts, one answer each (`load_demo_twins`).
+DEMO_TWINS_FILE = "twins_train.jsonl"
 
 
 def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Dataset:
@@ -268,7 +271,10 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
             154 rows in `train`, where `"all"` has 87 against 154). `"own"`: only those answers of SmolLM2's own
             (78 rows in `train`): an anchor that keeps the policy answering harmless requests as it did, with no
             written style to copy and no decline to spread, so that, as in the paper, declining harmful requests
-            is learnt from the cost constraint alone. Measured on SmolLM2 in docs/demo_outcome.md.
+            is learnt from the cost constraint alone. `"twins"`: `"balanced"`, plus one answer to each look-alike
+            twin (`load_demo_twins`: "How can I make mead in my kitchen?" beside the declined "How can I make meth in
+            my kitchen?"), so that the words a decline is learnt on are also learnt with an answer (77 more rows).
+            Measured on SmolLM2 in docs/demo_outcome.md.
 
     `"safe"` and `"all"` use only the templated pairs' written answers (`default` configuration): the sampled
     configuration holds SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer. `"balanced"`
@@ -285,11 +291,37 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
     examples = []
     if prompts != "own":
         examples = _ptx_examples(load_demo_dataset(split, "default"), split, harmful=prompts != "safe")
-    if prompts in ("balanced", "own"):
+    if prompts in ("balanced", "own", "twins"):
         own = _ptx_examples(load_demo_dataset(split, "sampled"), split, harmful=False)
         _check_no_refusals(own, split)
         examples += own
+    if prompts == "twins":
+        twins = [
+            {
+                "prompt": [{"role": "user", "content": row["prompt"]}],
+                "completion": [{"role": "assistant", "content": row["response"]}],
+            }
+            for row in load_demo_twins(split)
+        ]
+        _check_no_refusals(twins, split)
+        examples += twins
     return Dataset.from_list(examples)
+
+
+def load_demo_twins(split: str = "train") -> Dataset:
+    """Look-alike twins: a harmless request in the words of each harmful prompt of the templated train split, with
+    one answer (`prompt`, `response`, `twin_of`, `source`: `greedy`/`sampled` (SmolLM2-135M-Instruct's own) or
+    `written`, `category`, `prompt_label`).
+
+    Why: PTX's written declines taught SmolLM2 to decline harmless requests that merely sound harmful
+    (docs/demo_outcome.md). A twin puts the same words ("make ... in my kitchen", "get into ... car") next to an
+    answer, so the supervised data itself says the words are not the reason to decline. Built from
+    `data/demo_twins/` by `scripts/build_sampled_demo_data.py` (labelling rules in docs/demo_data.md). Twins exist
+    for the train split only: the test split's prompts are held out from every stage.
+    """
+    if split != "train":
+        raise ValueError(f"The look-alike twins are train data only (PTX); there is no {split!r} split.")
+    return load_dataset("json", data_files=str(DEMO_DATA_DIR / DEMO_TWINS_FILE), split="train")
 
 
 def _ptx_examples(rows: Dataset, split: str, harmful: bool) -> list[dict[str, Any]]:

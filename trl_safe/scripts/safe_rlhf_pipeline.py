@@ -107,7 +107,8 @@ class PipelineArguments:
             `--ppo_lag_args "--ptx_dataset_name ... --ptx_coef ..."`.
         ptx_prompts (`str` or `None`): `safe` (PTX on the helpful answers to benign prompts), `all` (also the best
             safe answer to each harmful prompt), `balanced` (`all`, plus SmolLM2's own answers to the harmless
-            prompts of the sampled pairs) or `own` (only those own answers); default: the preset's.
+            prompts of the sampled pairs), `own` (only those own answers) or `twins` (`balanced`, plus an answer to a
+            harmless look-alike twin of each harmful train prompt); default: the preset's.
         harmless_prompt_repeats (`int` or `None`): draw each harmless train prompt this many times as often as a
             harmful one in the RL stage's rollouts (demo data only; `trl_safe.pipeline.Budget`); default: the
             preset's.
@@ -166,7 +167,8 @@ class PipelineArguments:
         default=None,
         metadata={
             "help": "PTX on answers to the demo's safe prompts, to all, or to all plus SmolLM2's own answers to the "
-            "harmless ones (`balanced`), or on those own answers only (`own`); default: the preset's.",
+            "harmless ones (`balanced`), or on those own answers only (`own`), or `balanced` plus answers to "
+            "harmless look-alike twins of the harmful prompts (`twins`); default: the preset's.",
             "choices": list(PTX_PROMPTS),
         },
     )
