@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -158,6 +159,55 @@ def test_a_failing_scorer_side_by_side_names_its_stage_and_shows_its_log(tmp_pat
     args.scorers_side_by_side = True
     with pytest.raises(RuntimeError, match=r"(?s)The reward stage failed \(exit code [1-9]\d*\).*no_such_flag"):
         pipeline.main(args)
+
+
+def test_a_worker_ends_itself_only_once_its_parent_is_gone():
+    import os
+    import threading
+
+    ended = threading.Event()
+    pipeline.exit_when_orphaned(os.getppid(), poll_seconds=0.01, on_orphaned=lambda code: ended.set())
+    assert not ended.wait(0.2)  # the parent is alive
+    codes = []
+    thread = pipeline.exit_when_orphaned(-1, poll_seconds=0.01, on_orphaned=codes.append)  # a parent that is gone
+    thread.join(timeout=5)
+    assert codes == [143]
+
+
+@pytest.mark.multiprocess
+def test_a_side_by_side_worker_does_not_outlive_a_killed_pipeline(tmp_path):
+    """The pipeline killed (here: a parent that exits without cleanup): its worker stops within seconds instead of
+    training on."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    worker = (
+        "import sys, time; from trl_safe.scripts.safe_rlhf_pipeline import exit_when_orphaned; "
+        "exit_when_orphaned(int(sys.argv[1]), poll_seconds=0.05); time.sleep(120)"
+    )
+    parent = (  # starts the worker and dies at once, as a killed pipeline does
+        "import os, subprocess, sys; "
+        f"child = subprocess.Popen([sys.executable, '-c', {worker!r}, str(os.getpid())], "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(child.pid, flush=True); os._exit(0)"
+    )
+    output = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=60, check=True)
+    child = int(output.stdout.split()[0])
+    deadline = time.monotonic() + 90  # the worker's imports take seconds on a busy machine
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        try:
+            if Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return  # exited, not yet reaped by its new parent
+        except OSError:  # no /proc, or it has just been reaped
+            pass
+        time.sleep(0.1)
+    os.kill(child, 9)
+    pytest.fail("the worker outlived its parent by 90 s")
 
 
 def test_scorers_go_side_by_side_only_when_both_run_and_asked_or_on_a_multi_core_cpu(tmp_path, monkeypatch):

@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -245,11 +246,33 @@ def train_preference_model(stage: str, index: int, argv: list[str], plots_dir: P
     )
 
 
-def _preference_worker(stage: str, index: int, argv: list[str], plots_dir: Path, threads: int, log: Path) -> None:
+def exit_when_orphaned(
+    parent_pid: int, poll_seconds: float = 2.0, on_orphaned: Callable[[int], None] = os._exit
+) -> threading.Thread:
+    """Watch, in a daemon thread, for the parent process to go away, and then end this process.
+
+    A side-by-side worker outlives a pipeline that is killed (SIGTERM or SIGKILL run no cleanup in the parent) and
+    would go on training for minutes on cores that the next run needs; the exit code 143 is SIGTERM's."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        on_orphaned(143)
+
+    thread = threading.Thread(target=watch, name="exit-when-orphaned", daemon=True)
+    thread.start()
+    return thread
+
+
+def _preference_worker(
+    stage: str, index: int, argv: list[str], plots_dir: Path, threads: int, log: Path, parent_pid: int
+) -> None:
     """`train_preference_model` in a child process: `threads` threads, stdout and stderr (progress bars included) to
-    `log`, and the stage's own wall and CPU time and peak memory to `<log>.json` for the summary."""
+    `log`, and the stage's own wall and CPU time and peak memory to `<log>.json` for the summary. It ends itself if
+    the pipeline dies (`exit_when_orphaned`)."""
     import torch
 
+    exit_when_orphaned(parent_pid)
     with log.open("w", encoding="utf-8") as stream:
         os.dup2(stream.fileno(), sys.stdout.fileno())
         os.dup2(stream.fileno(), sys.stderr.fileno())
@@ -563,11 +586,17 @@ class Pipeline:
             argv = self.preference_argv(stage)
             side_by_side = f"{title}, side by side ({threads} thread(s); log: {logs}/{stage}.log)"
             print_stage_header(index, side_by_side, script, argv)
-            args = (stage, index, argv, self.output_dir / "plots", threads, logs / f"{stage}.log")
+            args = (stage, index, argv, self.output_dir / "plots", threads, logs / f"{stage}.log", os.getpid())
             processes[stage] = context.Process(target=_preference_worker, args=args, name=f"trl-safe-{stage}")
             processes[stage].start()
-        for process in processes.values():
-            process.join()
+        try:
+            for process in processes.values():
+                process.join()
+        finally:  # interrupted (Ctrl-C) while waiting: stop what still runs
+            for process in processes.values():
+                if process.is_alive():
+                    process.terminate()
+                    process.join()
         failed = [stage for stage, process in processes.items() if process.exitcode != 0]
         if failed:
             stage = failed[0]
