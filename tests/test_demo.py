@@ -328,7 +328,7 @@ def test_ptx_data_for_all_prompts_add_the_best_safe_answer_to_harmful_ones():
     assert harmful <= set(prompts)  # every harmful train prompt gets a safe answer
     for row in ptx:
         assert row["completion"][0]["content"] in safe_answers[row["prompt"][0]["content"]]
-    with pytest.raises(ValueError, match=r"one of \['safe', 'all', 'balanced', 'own'\], not 'harmful'"):
+    with pytest.raises(ValueError, match=r"one of \['safe', 'all', 'balanced', 'own', 'twins'\], not 'harmful'"):
         load_demo_ptx_dataset("train", prompts="harmful")
 
 
