@@ -296,13 +296,7 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
         _check_no_refusals(own, split)
         examples += own
     if prompts == "twins":
-        twins = [
-            {
-                "prompt": [{"role": "user", "content": row["prompt"]}],
-                "completion": [{"role": "assistant", "content": row["response"]}],
-            }
-            for row in load_demo_twins(split)
-        ]
+        twins = [_sft_example(row["prompt"], row["response"]) for row in load_demo_twins(split)]
         _check_no_refusals(twins, split)
         examples += twins
     return Dataset.from_list(examples)
@@ -342,13 +336,16 @@ def _ptx_examples(rows: Dataset, split: str, harmful: bool) -> list[dict[str, An
         if (row["prompt"], answer) in seen:
             continue
         seen.add((row["prompt"], answer))
-        examples.append(
-            {
-                "prompt": [{"role": "user", "content": row["prompt"]}],
-                "completion": [{"role": "assistant", "content": answer}],
-            }
-        )
+        examples.append(_sft_example(row["prompt"], answer))
     return examples
+
+
+def _sft_example(prompt: str, answer: str) -> dict[str, Any]:
+    """One conversational prompt-completion row (TRL's SFT format: the loss falls on the completion)."""
+    return {
+        "prompt": [{"role": "user", "content": prompt}],
+        "completion": [{"role": "assistant", "content": answer}],
+    }
 
 
 def _check_no_refusals(examples: list[dict[str, Any]], split: str) -> None:
