@@ -6,7 +6,10 @@ needs must travel with the working tree (64 MiB in all, the tree included), so `
 
 1. download, for that machine's platform (CPython 3.12, manylinux x86-64), the wheels of exactly the packages it
    lacks, at the versions of `requirements/constraints.txt`, keeping one version of each (two stop the install).
-   `transformers` is among them although the machine has one: its 5.17 lacks what trl-safe uses (`REPLACED`);
+   `transformers` is among them although the machine has one: its 5.17 lacks what trl-safe uses (`REPLACED`).
+   DeepSpeed (for the ZeRO-3 GPU test) and the packages it needs that the machine lacks travel too, unless
+   `--no-deepspeed`: PyPI has DeepSpeed as source only, so its wheel is built here (pure Python, no compiled op:
+   ZeRO-3 with NCCL and a torch optimizer needs none);
 2. prove the set is closed: every requirement of every bundled wheel and of trl-safe itself is either bundled or
    already on the machine (`DEVICE_PACKAGES`, as last read there), at a version its specifier accepts where the
    machine's version is known;
@@ -72,6 +75,10 @@ DEVICE_MARKERS = {
 # Packages trl-safe needs that the machine lacks, or holds at a version trl-safe cannot use; their versions come
 # from requirements/constraints.txt.
 BUNDLED = ("trl", "datasets", "dill", "multiprocess", "evaluate", "transformers")
+# DeepSpeed for the ZeRO-3 GPU test (tests/test_gpu.py), and what it needs that the machine lacks. `deepspeed` itself
+# is published as source only: `BUILT_HERE` packages are built into wheels here (`pip wheel`), not downloaded.
+DEEPSPEED_BUNDLED = ("deepspeed", "hjson", "pydantic", "pydantic-core", "annotated-types", "typing-inspection")
+BUILT_HERE = ("deepspeed",)
 # Packages of the machine that the bundle replaces on purpose, and why (anything else there must not be shadowed).
 REPLACED = {
     "transformers": "the machine's 5.17.0 has no `TrainingArguments.activation_checkpointing` (new in 5.23.0), which "
@@ -95,9 +102,10 @@ _DEVICE_VERSIONS = {
 _DEVICE_NAMES = """
 aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs certifi charset-normalizer click cloudpickle contourpy
 cycler einops filelock fonttools frozenlist fsspec h11 hf-xet httpcore httpx idna jinja2 kiwisolver markdown-it-py
-markupsafe matplotlib mdurl mpmath msgpack multidict networkx ninja packaging pandas peft pillow pip pluggy propcache
-psutil pyarrow pygments pyparsing pytest pytest-timeout python-dateutil pyyaml regex requests rich scipy sentencepiece
-setuptools shellingham six sympy tqdm typer typing-extensions urllib3 wheel xxhash yarl
+markupsafe matplotlib mdurl mpmath msgpack multidict networkx ninja nvidia-ml-py packaging pandas peft pillow pip
+pluggy propcache psutil py-cpuinfo pyarrow pygments pyparsing pytest pytest-timeout python-dateutil pyyaml regex
+requests rich scipy sentencepiece setuptools shellingham six sympy tqdm typer typing-extensions urllib3 wheel
+xxhash yarl
 """.split()
 DEVICE_PACKAGES: dict[str, str | None] = {
     **{canonicalize_name(name): None for name in _DEVICE_NAMES},
@@ -190,6 +198,18 @@ def download(specs: list[str], dest: Path) -> None:
     subprocess.run(command, check=True)
 
 
+def build_here(specs: list[str], dest: Path) -> None:
+    """`pip wheel` of source-only `specs` into `dest`, without dependencies and without build isolation.
+
+    DeepSpeed's build imports torch: without isolation it uses this environment's torch instead of downloading one.
+    With no `DS_BUILD_*` variable set, no op is compiled, so the wheel is pure Python and runs on the GPU machine
+    (its accelerator is detected there at run time)."""
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps"]
+    command += ["--no-build-isolation", "--wheel-dir", str(dest), *specs]
+    print("[gpu-wheels] " + " ".join(command[1:]), flush=True)
+    subprocess.run(command, check=True)
+
+
 def prune(dest: Path, wanted: dict[str, str]) -> None:
     """Delete the wheels of `dest` that are not one of `wanted` (`{canonical name: version}`): one version each."""
     for wheel in sorted(dest.glob("*.whl")):
@@ -254,23 +274,30 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit-mib", type=float, default=48.0, help="largest bundle allowed, MiB: %(default)s")
     parser.add_argument("--no-download", action="store_true", help="check the folder as it is, download nothing")
     parser.add_argument("--no-shape", action="store_true", help=f"do not write {SHAPE_DIR_NAME}/")
+    parser.add_argument(
+        "--no-deepspeed", action="store_true", help="leave DeepSpeed out (the ZeRO-3 GPU test is then skipped)"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     pins = read_constraints()
-    missing_pins = [name for name in BUNDLED if canonicalize_name(name) not in pins]
+    names = BUNDLED + (() if args.no_deepspeed else DEEPSPEED_BUNDLED)
+    missing_pins = [name for name in names if canonicalize_name(name) not in pins]
     if missing_pins:
         raise SystemExit(f"{CONSTRAINTS} pins no version of {missing_pins}: the bundle takes its versions from there.")
-    wanted = {canonicalize_name(name): pins[canonicalize_name(name)] for name in BUNDLED}
+    wanted = {canonicalize_name(name): pins[canonicalize_name(name)] for name in names}
     args.dest.mkdir(parents=True, exist_ok=True)
     if not args.no_download:
         prune(args.dest, wanted)
         have = {canonicalize_name(wheel_metadata(w)[0]) for w in args.dest.glob("*.whl")}
         todo = [f"{name}=={version}" for name, version in wanted.items() if name not in have]
-        if todo:
-            download(todo, args.dest)
+        built = [spec for spec in todo if spec.split("==")[0] in BUILT_HERE]
+        if built:
+            build_here(built, args.dest)
+        if set(todo) - set(built):
+            download([spec for spec in todo if spec not in built], args.dest)
         prune(args.dest, wanted)
     shape = "skipped (--no-shape)" if args.no_shape else write_shape(args.dest / SHAPE_DIR_NAME)
 

@@ -70,6 +70,8 @@ PACKAGES_REPORTED = (
     "pyarrow",
     "fsspec",
     "numpy",
+    "deepspeed",
+    "pydantic",
 )
 OUT_OF_MEMORY = re.compile(r"OutOfMemoryError|CUDA out of memory|DefaultCPUAllocator: can't allocate")
 

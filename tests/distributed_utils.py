@@ -45,12 +45,14 @@ def run_distributed(
     timeout: float = 180.0,
     env: dict[str, str] | None = None,
     config_file: str | Path = CPU_CONFIG,
+    mixed_precision: str = "no",
 ) -> DistributedRun:
     """Launch `script` on `num_processes` CPU processes and collect each rank's `save_rank_result` payload.
 
     `config_file` may name another accelerate configuration, e.g. a DeepSpeed one from examples/accelerate_configs/:
-    it is launched with `--mixed_precision no` and without `ACCELERATE_USE_CPU` (which would switch DeepSpeed off),
-    and the script must pass `ddp_backend="gloo"` to its training arguments (docs/scale_out.md).
+    it is launched without `ACCELERATE_USE_CPU` (which would switch DeepSpeed off), and on CPUs the script must pass
+    `ddp_backend="gloo"` to its training arguments (docs/scale_out.md). `mixed_precision` is accelerate's
+    `--mixed_precision` ("no" on CPUs; "bf16" for the GPU test).
 
     Raises:
         AssertionError: the launch failed, timed out (the whole process group is killed) or a rank saved no result;
@@ -77,7 +79,7 @@ def run_distributed(
             "--num_processes",
             str(num_processes),
             "--mixed_precision",
-            "no",
+            mixed_precision,
             str(script),
             *script_args,
         ]

@@ -5,8 +5,10 @@ the project's GPU machine; `make test` on a CPU skips them. For a dry run of the
 there proves little about a GPU), set `TRL_SAFE_GPU_TEST_DEVICE=cpu`.
 """
 
+import importlib.util
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +27,8 @@ pytestmark = [
     ),
 ]
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "examples" / "accelerate_configs"
+TRAIN_PPO_LAG = Path(__file__).resolve().parent / "distributed" / "train_ppo_lag.py"
 PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?", "abc", "Once upon", "x", "Name a color"]
 
 
@@ -186,3 +190,57 @@ def test_bf16_cost_model_trains_on_the_gpu(tmp_path, tiny_tokenizer):
     assert len(losses) == 6 and all(math.isfinite(loss) for loss in losses)
     assert losses[-1] < losses[0]
     assert next(trainer.model.parameters()).device.type == torch.device(DEVICE).type
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("deepspeed") is None,
+    reason="DeepSpeed is not installed (`pip install trl-safe[deepspeed]`; `make gpu-wheels` bundles it)",
+)
+def test_bf16_ppo_lag_under_deepspeed_zero3_on_one_gpu(tmp_path):
+    """PPO-Lag launched with examples/accelerate_configs/deepspeed_zero3.yaml on one GPU, in bf16, with NCCL.
+
+    The CPU suite runs ZeRO-3 on two gloo processes in float32 (test_scale_out.py); this is the same script on the
+    GPU: the trained module and the frozen reference, reward and cost models are ZeRO-3 engines, the policy's shard
+    is bfloat16 on the GPU, λ is one `LagrangeMultiplier` fed with the episode costs, and a run resumed from the
+    middle checkpoint replays the rollouts after it. On the CPU (`TRL_SAFE_GPU_TEST_DEVICE=cpu`) the dry run uses
+    gloo and float32.
+    """
+    from distributed_utils import run_distributed
+
+    from trl_safe import LagrangeMultiplier
+
+    script_args = ["--output_dir", str(tmp_path), "--max_steps", "4", "--resume"]
+    script_args += ["--ddp_backend", "gloo"] if ON_CPU else ["--bf16"]
+    run = run_distributed(
+        TRAIN_PPO_LAG,
+        *script_args,
+        num_processes=1,
+        config_file=CONFIG_DIR / "deepspeed_zero3.yaml",
+        mixed_precision="no" if ON_CPU else "bf16",
+        timeout=150,
+    )
+    (result,) = run.results
+    assert (result["world_size"], result["backend"]) == (1, "gloo" if ON_CPU else "nccl")
+    assert result["distributed_type"] == "DistributedType.DEEPSPEED" and result["zero_stage"] == 3
+    assert result["trained_model_class"] == "DeepSpeedEngine"
+    assert result["policy_dtype"] == ("torch.float32" if ON_CPU else "torch.bfloat16")
+    assert result["policy_device"].startswith(DEVICE)
+    assert result["mixed_precision"] == ("no" if ON_CPU else "bf16")
+    assert set(result["frozen_models"]) == {"reward", "cost", "reference"}
+    for name, frozen in result["frozen_models"].items():
+        assert frozen["class"] == "DeepSpeedEngine", name
+        assert frozen["num_partitioned"] == frozen["num_parameters"], name  # ZeRO-3 parameters, not plain tensors
+    assert len(result["losses"]) == 4 and all(math.isfinite(loss) for loss in result["losses"])
+    assert result["first_log"]["objective/kl"] == 0  # the reference starts as an exact copy of the policy
+
+    lambdas = [rollout["lambda_after_update"] for rollout in result["rollouts"]]
+    multiplier = LagrangeMultiplier(**result["lagrange_kwargs"])
+    expected = [multiplier.update(r["local_costs"], step=r["step"]) for r in result["rollouts"]]
+    assert lambdas == pytest.approx(expected, rel=1e-6) and len(set(lambdas)) == 4
+    assert "model.safetensors" in result["saved_files"]
+
+    resumed = result["resumed"]
+    assert resumed["global_step"] == 4
+    assert {"value_model", "lagrange_multiplier.json"} <= set(result["checkpoint_files"])
+    # The first rollout after the checkpoint starts from the saved weights and RNG: the same completions and costs.
+    assert resumed["rollouts"][0] == next(r for r in result["rollouts"] if r["step"] == resumed["rollouts"][0]["step"])

@@ -5,7 +5,9 @@ Used by tests/test_scale_out.py (2 CPU processes, DDP) and by hand for the DeepS
 docs/scale_out.md:
 
     accelerate launch --config_file CONFIG tests/distributed/train_ppo_lag.py --output_dir DIR [--trainer ppo]
-        [--max_steps N] [--resume] [--peft] [--sharded_generation] [--use_cpu] [--ddp_backend gloo]
+        [--max_steps N] [--resume] [--peft] [--sharded_generation] [--use_cpu] [--ddp_backend gloo] [--bf16]
+
+(tests/test_gpu.py launches it on one GPU under ZeRO-3 with `--bf16`.)
 
 The reward and the cost are tiny sequence-classification models (not functions), so the frozen-model preparation
 (`PPOTrainer._prepare_frozen_model`) runs for the reference policy, the reward model and the cost model. Every rank
@@ -80,7 +82,7 @@ def build_trainer(args: argparse.Namespace, output_dir: str) -> PPOTrainer:
         save_steps=max(1, args.max_steps // 2),
         report_to="none",
         activation_checkpointing=False,
-        bf16=False,
+        bf16=args.bf16,
         disable_tqdm=True,
         seed=0,
         use_cpu=args.use_cpu,
@@ -141,6 +143,7 @@ def report(trainer: PPOTrainer) -> dict[str, Any]:
             "num_parameters": len(parameters),
         }
     plugin = accelerator.state.deepspeed_plugin
+    first = next(unwrapped.policy.parameters())
     result = {
         "rank": accelerator.process_index,
         "world_size": accelerator.num_processes,
@@ -148,6 +151,10 @@ def report(trainer: PPOTrainer) -> dict[str, Any]:
         "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
         "zero_stage": plugin.zero_stage if plugin else None,
         "trained_model_class": type(trainer.model_wrapped).__name__,
+        # The dtype the policy's weights are held in (under ZeRO-3: its shard's), and the device they live on.
+        "policy_dtype": str(getattr(first, "ds_tensor", first).dtype),
+        "policy_device": str(getattr(first, "ds_tensor", first).device),
+        "mixed_precision": accelerator.mixed_precision,
         "frozen_models": frozen,
         "global_step": trainer.state.global_step,
         "rollouts": trainer.rollouts,
@@ -176,6 +183,7 @@ def main() -> None:
     parser.add_argument(
         "--ddp_backend", default=None, help="TrainingArguments.ddp_backend (gloo for DeepSpeed on CPU)"
     )
+    parser.add_argument("--bf16", action="store_true", help="TrainingArguments.bf16 (bf16 training on a GPU)")
     args = parser.parse_args()
 
     trainer = build_trainer(args, os.path.join(args.output_dir, "full"))
