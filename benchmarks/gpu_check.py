@@ -121,6 +121,17 @@ def make_parser() -> argparse.ArgumentParser:
         "autocast) unless 'none'",
     )
     parser.add_argument("--no-floor", action="store_true", help="do not time the floor (no ratios)")
+    parser.add_argument(
+        "--contenders",
+        default=None,
+        help="comma-separated contender names to time (default: all of ours-lag, floor-lag, ours-grpo-lag)",
+    )
+    parser.add_argument(
+        "--rollout-forward-batch-size",
+        default=None,
+        help="PPO-Lag's `local_rollout_forward_batch_size`: rows per no-gradient forward pass over a rollout, an "
+        "integer or 'rollout' (the whole rollout in one pass); default: the config's (the mini-batch)",
+    )
     parser.add_argument("--tests", default="tests", help="pytest paths searched for `gpu` tests; 'none' skips them")
     parser.add_argument("--tests-timeout-s", type=float, default=150.0, help="time allowed to the GPU tests, s")
     parser.add_argument("--model-dir", type=Path, help="a causal LM checkpoint to time instead of SmolLM2's shape")
@@ -156,6 +167,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error("--device cuda but torch sees no CUDA device (use --device cpu --tiny for a dry run)")
     if args.threads is None:
         args.threads = (os.cpu_count() or 1) if args.device.startswith("cuda") else 1
+    known = {c.name for c in cpu_bench.CONTENDERS}
+    args.contender_names = None if args.contenders is None else [n.strip() for n in args.contenders.split(",")]
+    unknown = sorted(set(args.contender_names or ()) - known)
+    if unknown:
+        parser.error(f"--contenders: unknown {unknown}; known: {sorted(known)}")
+    if args.rollout_forward_batch_size not in (None, "rollout") and not str(args.rollout_forward_batch_size).isdigit():
+        parser.error(
+            f"--rollout-forward-batch-size must be an integer or 'rollout', got {args.rollout_forward_batch_size!r}"
+        )
     return args
 
 
@@ -316,10 +336,19 @@ def make_plans(args: argparse.Namespace, notes: list[str]) -> list[Plan]:
         plans += [Plan(c, check, middle) for c in pair]
     if grpo_lag_available():
         plans += [Plan(by_name[GRPO_LAG_NAME], args.precision, b) for b in args.batch_size_list]
-    else:
+    elif args.contender_names is None or GRPO_LAG_NAME in args.contender_names:
         notes.append(
             f"GRPO-Lag not timed: `trl_safe.GRPOLagTrainer` or `make bench`'s `{GRPO_LAG_NAME}` contender is "
             "missing in this checkout."
+        )
+    if args.contender_names is not None:
+        plans = [plan for plan in plans if plan.contender.name in args.contender_names]
+    if args.rollout_forward_batch_size is not None:
+        rows = args.rollout_forward_batch_size
+        passes = "one forward pass" if rows == "rollout" else f"forward passes of {rows} rows"
+        notes.append(
+            f"trl-safe PPO-Lag reads each rollout (no gradient) in {passes} (`local_rollout_forward_batch_size`; "
+            "default: the mini-batch)."
         )
     return plans
 
@@ -329,6 +358,9 @@ def make_spec(args: argparse.Namespace, plan: Plan, model_path: Path, prompts: t
     updates = args.warmup + args.updates
     count = plan.batch_size * updates
     mini = min(args.mini_batch_size, plan.batch_size)
+    forward_rows = args.rollout_forward_batch_size
+    if forward_rows is not None:
+        forward_rows = plan.batch_size if forward_rows == "rollout" else int(forward_rows)
     return BenchSpec(
         contender=plan.contender.name,
         algo=plan.contender.algo,
@@ -349,6 +381,7 @@ def make_spec(args: argparse.Namespace, plan: Plan, model_path: Path, prompts: t
         output_dir=str(cpu_bench.CACHE_DIR / "gpu_check" / plan.key),
         device="cuda" if args.device.startswith("cuda") else "cpu",
         precision=plan.precision,
+        rollout_forward_batch_size=forward_rows,
     )
 
 
@@ -419,9 +452,15 @@ def run_plans(
 def run_plan(
     plan: Plan, spec: BenchSpec, timeout: float, stopped: dict[tuple[str, str], str], failure_logs: list[str]
 ) -> dict[str, Any]:
-    """One contender process (`make bench`'s `run_one`); out of memory stops the larger batches of its series."""
+    """One contender process (`make bench`'s `run_one`); out of memory stops the larger batches of its series.
+
+    `timeout` is what is left of the check's budget: a run it cuts short is listed as skipped for the budget (what
+    was left, in seconds), not as a failure, as a run that would start after the budget is."""
     result = cpu_bench.run_one(plan.contender, spec, sys.executable, timeout=timeout)
-    if "error" in result:
+    if result.get("error") == "exit timeout":
+        result["error"] = f"skipped (time budget spent: {timeout:.0f} s were left, the run needed more)"
+        stopped[(plan.contender.name, plan.precision)] = "time budget spent"
+    elif "error" in result:
         log_file = Path(result.get("log", ""))
         log = log_file.read_text(errors="replace") if log_file.is_file() else ""
         if OUT_OF_MEMORY.search(log):
@@ -528,7 +567,8 @@ def main(argv: list[str] | None = None) -> int:
             name: getattr(args, name)
             for name in ("prompt_length", "response_length", "epochs", "mini_batch_size", "updates", "warmup")
         }
-        | {"batch_sizes": args.batch_size_list, "precision": args.precision, "threads": args.threads},
+        | {"batch_sizes": args.batch_size_list, "precision": args.precision, "threads": args.threads}
+        | {"rollout_forward_batch_size": args.rollout_forward_batch_size, "contenders": args.contender_names},
         "tests": {"status": "not run yet"},
         "runs": [],
         "notes": notes,

@@ -42,6 +42,8 @@ def test_cpu_dry_run_writes_the_json_and_the_table(tmp_path, monkeypatch, capsys
         "batch_sizes": [4],
         "precision": "bf16",
         "threads": 1,
+        "rollout_forward_batch_size": None,
+        "contenders": None,
     }
     # Step 1: the GPU tests were collected and, without CUDA, all skipped (none failed, none silently missing).
     tests = report["tests"]
@@ -160,3 +162,36 @@ def test_out_of_memory_stops_the_series_and_the_budget_skips_the_rest(tmp_path, 
         "| trl-safe PPOLagTrainer | bf16 | 2 | **0.400** | 0.200 | 0.100 | 0.050 | 0.050 | 40 | 2.00 | 400 | 800 "
         "| 100 |" in table
     )
+
+
+def test_a_run_the_budget_cuts_short_is_skipped_and_the_options_select_the_runs(tmp_path, monkeypatch):
+    argv = ["--device", "cpu", "--tiny", "--out", str(tmp_path), "--batch-sizes", "2,4"]
+    args = gpu_check.parse_args([*argv, "--contenders", "ours-lag", "--rollout-forward-batch-size", "rollout"])
+    notes: list[str] = []
+    plans = gpu_check.make_plans(args, notes)
+    assert [(p.contender.name, p.precision, p.batch_size) for p in plans] == [
+        ("ours-lag", "bf16", 2),
+        ("ours-lag", "bf16", 4),
+        ("ours-lag", "amp-bf16", 4),
+    ]
+    assert any("in one forward pass (`local_rollout_forward_batch_size`" in note for note in notes)
+    model_path, _ = gpu_check.prepare_model(args)
+    specs = []
+
+    def fake_run_one(contender, spec, python, timeout):
+        specs.append(spec)
+        if spec.batch_size == 4 and spec.precision == "bf16":
+            return {"contender": contender.name, "error": "exit timeout", "log": ""}
+        return fake_result(0.1)
+
+    monkeypatch.setattr(gpu_check.cpu_bench, "run_one", fake_run_one)
+    monkeypatch.setenv("PYTHONPATH", "")
+    rows = gpu_check.run_plans(args, plans, model_path, deadline=float("inf"), notes=notes)
+    assert [spec.rollout_forward_batch_size for spec in specs] == [2, 4, 4]  # 'rollout': the whole rollout
+    assert rows[1]["status"].startswith("skipped (time budget spent:")
+    assert rows[2]["status"] == "ok"  # another precision is another series
+    assert not (tmp_path / "failures.log").exists()
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args([*argv, "--contenders", "ours-lag,nobody"])
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args([*argv, "--rollout-forward-batch-size", "half"])

@@ -418,3 +418,65 @@ def test_no_gradient_norm_pass_when_clipping_is_off(tmp_path, tiny_tokenizer, mo
     trainer.train()
     assert calls == []
     assert "grad_norm" not in trainer.state.log_history[0]
+
+
+def _trainer_for_rollouts(tmp_path, tokenizer, **overrides) -> PPOTrainer:
+    return PPOTrainer(
+        model=make_tiny_causal_lm(tokenizer),
+        reward_model=make_tiny_scorer(tokenizer, seed=1),
+        args=tiny_config(tmp_path, gradient_accumulation_steps=2, num_mini_batches=2, **overrides),
+        train_dataset=text_prompts(),
+        processing_class=tokenizer,
+    )
+
+
+def test_rollout_forward_passes_take_local_rollout_forward_batch_size_rows(tmp_path, tiny_tokenizer, monkeypatch):
+    # A rollout of 8 rows (2 per micro-batch x 2 accumulation steps x 2 mini-batches) is read in passes of
+    # `per_device_train_batch_size` rows by default, in one pass with local_rollout_forward_batch_size=8; the
+    # log-probs and values are the same either way.
+    with pytest.raises(ValueError, match="local_rollout_forward_batch_size must be >= 1 or None, got 0"):
+        tiny_config(tmp_path, local_rollout_forward_batch_size=0)
+    by_default = _trainer_for_rollouts(tmp_path / "default", tiny_tokenizer)
+    one_pass = _trainer_for_rollouts(tmp_path / "one_pass", tiny_tokenizer, local_rollout_forward_batch_size=8)
+    assert by_default.args.local_rollout_forward_batch_size is None
+    batch = by_default._generate([(PROMPTS * 2)[i] for i in range(8)])
+    results = {}
+    for name, trainer in {"default": by_default, "one_pass": one_pass}.items():
+        rows_per_pass = []
+        original = trainer._policy_forward
+
+        def counting(model, part, *args, _original=original, _rows=rows_per_pass, **kwargs):
+            _rows.append(part["input_ids"].shape[0])
+            return _original(model, part, *args, **kwargs)
+
+        monkeypatch.setattr(trainer, "_policy_forward", counting)
+        results[name] = trainer._rollout_forward(batch)
+        results[name + "_rows"] = rows_per_pass
+    assert results["default_rows"] == [2, 2, 2, 2] and results["one_pass_rows"] == [8]
+    for chunked, whole in zip(results["default"], results["one_pass"]):
+        torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_the_rollout_runs_in_the_training_precision(tmp_path, tiny_tokenizer):
+    # Under mixed precision (`bf16=True` with float32 weights: PPOConfig's default on a bf16 GPU), generation, the
+    # frozen reference and the reward model run under the same autocast as the trained module's forward, not in
+    # float32. On the CPU, accelerate's autocast is torch's CPU autocast, so the wiring is checked here.
+    seen: dict[str, list[bool]] = {"policy": [], "reference": [], "reward": []}
+    trainer = PPOTrainer(
+        model=make_tiny_causal_lm(tiny_tokenizer),
+        reward_model=make_tiny_scorer(tiny_tokenizer, seed=1),
+        args=tiny_config(tmp_path, bf16=True, use_cpu=True, max_steps=1),
+        train_dataset=text_prompts(),
+        processing_class=tiny_tokenizer,
+    )
+    assert trainer.accelerator.mixed_precision == "bf16"
+    models = {
+        "policy": trainer.accelerator.unwrap_model(trainer.model).policy,
+        "reference": trainer.ref_model,
+        "reward": trainer.scorers["reward"].model,
+    }
+    for name, model in models.items():
+        model.register_forward_hook(lambda *_, _name=name: seen[_name].append(torch.is_autocast_enabled("cpu")))
+    trainer.train()
+    assert all(seen.values()) and all(all(flags) for flags in seen.values()), seen
+    assert trainer.state.log_history[0]["objective/kl"] == pytest.approx(0.0, abs=1e-3)

@@ -75,6 +75,8 @@ class BenchSpec:
         device: "cpu" or "cuda" (`benchmarks/gpu_check.py`); the CPU benchmark's contenders run on "cpu".
         precision: "fp32"; "bf16" (weights in bfloat16, the trainer's `bf16=True`); or "amp-bf16" (float32
             weights, bfloat16 autocast: `PPOConfig`'s default on a GPU).
+        rollout_forward_batch_size: trl-safe's PPO contenders only: `PPOConfig.local_rollout_forward_batch_size`,
+            the rows per no-gradient forward pass over a rollout (None: the config's default, the mini-batch).
     """
 
     contender: str
@@ -96,6 +98,7 @@ class BenchSpec:
     output_dir: str
     device: str = "cpu"
     precision: str = "fp32"
+    rollout_forward_batch_size: int | None = None
 
     @property
     def total_updates(self) -> int:

@@ -60,6 +60,7 @@ def run_ours(spec: BenchSpec, timer: PhaseTimer, lag: bool) -> dict[str, Any]:
         num_ppo_epochs=spec.num_ppo_epochs,
         max_prompt_length=None,
         gradient_checkpointing=False,
+        local_rollout_forward_batch_size=spec.rollout_forward_batch_size,
     )
     common_kwargs = dict(
         model=policy,

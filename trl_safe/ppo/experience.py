@@ -231,15 +231,19 @@ class ExperienceMaker:
         args = self.args
         prompts = [example["prompt"] for example in inputs]
 
-        # 1. Sample y ~ π_θ(·|x); y ends at its first EOS, padding follows.
-        batch = self._generate(prompts)
+        # Steps 1-3 run every model in the training precision: under mixed precision, `generate`, the frozen reference
+        # and the scorers do not go through the trained module's autocast-wrapped `forward`, so they get their own
+        # (a no-op without mixed precision, and under DeepSpeed, which holds the weights in half precision itself).
+        with self.accelerator.autocast():
+            # 1. Sample y ~ π_θ(·|x); y ends at its first EOS, padding follows.
+            batch = self._generate(prompts)
+
+            # 2. log π_θ(y_t|x,y_<t), log π_ref(y_t|x,y_<t) and V(s_t): one forward pass each over prompt + completion.
+            logprobs, ref_logprobs, values = self._rollout_forward(batch)
+
+            # 3. Sequence scores, read at the last token of y: R(y,x) (and C(y,x) for PPO-Lag).
+            scores = self._score_completions(inputs, prompts, batch)
         mask = batch["completion_mask"].float()
-
-        # 2. log π_θ(y_t|x,y_<t), log π_ref(y_t|x,y_<t) and V(s_t): one forward pass each over prompt + completion.
-        logprobs, ref_logprobs, values = self._rollout_forward(batch)
-
-        # 3. Sequence scores, read at the last token of y: R(y,x) (and C(y,x) for PPO-Lag).
-        scores = self._score_completions(inputs, prompts, batch)
         if args.missing_eos_penalty is not None:
             scores["reward"] = scores["reward"] - args.missing_eos_penalty * (~batch["has_eos"]).float()
         self._dual_step(scores)
@@ -400,10 +404,12 @@ class ExperienceMaker:
 
     def _rollout_forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probs of the policy and the reference, and the critic's values, in chunks of
-        `per_device_train_batch_size` rows (the activations of a whole rollout need not fit at once)."""
+        `local_rollout_forward_batch_size` rows (default `per_device_train_batch_size`: the activations of a whole
+        rollout need not fit at once)."""
         logprobs, ref_logprobs, values = [], [], []
         rows = torch.arange(batch["input_ids"].shape[0], device=batch["input_ids"].device)
-        for chunk in rows.split(self.args.per_device_train_batch_size):
+        chunk_size = self.args.local_rollout_forward_batch_size or self.args.per_device_train_batch_size
+        for chunk in rows.split(chunk_size):
             part = select_rows(batch, chunk)
             chunk_logprobs, chunk_values, _ = self._policy_forward(self.model_wrapped, part)
             logprobs.append(chunk_logprobs)
