@@ -1,4 +1,4 @@
-"""What only a GPU exercises: bf16 and fp16 training, CUDA generation, scores read in bfloat16.
+"""What only a GPU exercises: bf16 and fp16 training, CUDA generation, scores read in bfloat16, ZeRO-3 with NCCL.
 
 Every test here is marked `gpu` and skipped without CUDA. `benchmarks/gpu_check.py` runs them (`pytest -m gpu`) on
 the project's GPU machine; `make test` on a CPU skips them. For a dry run of their bodies on a CPU (slow, and bf16
