@@ -480,3 +480,7 @@ def test_the_rollout_runs_in_the_training_precision(tmp_path, tiny_tokenizer):
     trainer.train()
     assert all(seen.values()) and all(all(flags) for flags in seen.values()), seen
     assert trainer.state.log_history[0]["objective/kl"] == pytest.approx(0.0, abs=1e-3)
+    # Evaluation samples and scores in the same precision.
+    seen = {name: [] for name in seen}
+    trainer.evaluate(eval_dataset=text_prompts(4))
+    assert seen["policy"] and seen["reward"] and all(seen["policy"] + seen["reward"]), seen

@@ -439,7 +439,7 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
         prediction_loss_only: bool,
         ignore_keys: list[str] | None = None,
     ) -> tuple[None, None, None]:
-        with torch.no_grad():
+        with torch.no_grad(), self.accelerator.autocast():  # in the training precision, as the rollouts are
             prompts = [example["prompt"] for example in inputs]
             batch = self._generate(prompts)
             scores = self._score_completions(inputs, prompts, batch)
