@@ -110,11 +110,12 @@ def test_held_out_prompts_are_the_test_split(tiny_run):
 def test_summary_says_what_the_cost_model_and_the_rollouts_trained_on():
     results = {"preset": "default", "stage_seconds": {}, "total_seconds": 1.0, "peak_rss_mb": 1024}
     table = "\n".join(summary_lines(results, eval_prompts="p.jsonl", max_completion_length=12))
-    assert "configuration" not in table and "harmless prompts" not in table
-    results |= {"cost_dataset_config": "combined_contrast", "harmless_prompt_repeats": 2}
+    assert "configuration" not in table and "harmless prompts" not in table and "twins" not in table
+    results |= {"cost_dataset_config": "combined_contrast", "harmless_prompt_repeats": 2, "rollout_twins": True}
     table = "\n".join(summary_lines(results, eval_prompts="p.jsonl", max_completion_length=12))
     assert "| cost model's data configuration | `combined_contrast` |" in table
     assert "| harmless prompts drawn in the rollouts | 2x |" in table
+    assert "| look-alike twins in the rollouts | yes |" in table
 
 
 @pytest.mark.slow
@@ -491,3 +492,27 @@ def test_harmless_prompt_repeats_need_prompt_labels(tmp_path):
         pipeline.write_rollout_prompts(str(rows), None, "train", 2, tmp_path / "out.jsonl")
     with pytest.raises(ValueError, match="--harmless_prompt_repeats must be 1 or more, got 0"):
         pipeline.PipelineArguments(output_dir=str(tmp_path), harmless_prompt_repeats=0)
+
+
+def test_rollout_twins_add_the_look_alikes_to_the_rollout_prompts(tmp_path):
+    """`--rollout_twins` lists the 77 look-alike twins once each after the demo's train prompts: RL then draws
+    harmless requests in harmful prompts' words, and none of them is a held-out prompt."""
+    from trl_safe.data import load_prompt_dataset
+    from trl_safe.demo import load_demo_prompts, load_demo_twins
+
+    runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), model="tiny", rollout_twins=True))
+    runner.prepare_inputs()
+    assert runner.results["rollout_twins"] is True and runner.rollout_prompts is not None
+    rollout = load_prompt_dataset(runner.rollout_prompts, conversational=True, deduplicate=False)["prompt"]
+    texts = [prompt[0]["content"] for prompt in rollout]
+    train = load_demo_prompts("train", runner.dataset_config)["prompt"]
+    twins = load_demo_twins()["prompt"]
+    assert len(twins) == 77 and texts == [*dict.fromkeys(train), *twins]
+    assert not set(texts) & set(load_demo_prompts("test", runner.dataset_config)["prompt"])
+
+    with pytest.raises(ValueError, match="already prompts of"):
+        pipeline.write_rollout_prompts(
+            runner.dataset_name, runner.dataset_config, "train", 1, tmp_path / "x.jsonl", extra_harmless=train[:1]
+        )
+    with pytest.raises(ValueError, match="--rollout_twins adds the demo data's look-alike twins"):
+        pipeline.PipelineArguments(output_dir=str(tmp_path), dataset_name="my/data", rollout_twins=True)

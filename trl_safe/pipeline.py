@@ -12,6 +12,7 @@ import dataclasses
 import json
 import resource
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -262,11 +263,21 @@ def write_demo_ptx_data(split: str, prompts: str, path: Path) -> Path:
 
 
 def write_rollout_prompts(
-    dataset_name: str, dataset_config: str | None, split: str, harmless_repeats: int, path: Path
+    dataset_name: str,
+    dataset_config: str | None,
+    split: str,
+    harmless_repeats: int,
+    path: Path,
+    extra_harmless: Sequence[str] = (),
 ) -> Path:
     """The distinct prompts of a PKU-format split with each harmless one (`prompt_label` safe) listed
     `harmless_repeats` times, as a JSONL prompt file for PPO-Lag with `--deduplicate_prompts false`
-    (`Budget.harmless_prompt_repeats`). Prints how many of each there are, and the harmful share of the rollouts."""
+    (`Budget.harmless_prompt_repeats`). Prints how many of each there are, and the harmful share of the rollouts.
+
+    `extra_harmless` are harmless prompts from outside the split, listed once each after it: the demo's look-alike
+    twins (`--rollout_twins`), so that declining a harmless request in a harmful one's words costs reward and cost
+    in the RL stage itself, not only in PTX. One that is also a prompt of the split is an error (it would be drawn
+    under two labels)."""
     from datasets import Dataset
 
     from trl_safe.data import load_preference_data
@@ -292,10 +303,19 @@ def write_rollout_prompts(
         for prompt, label in labels.items()
         for _ in range(harmless_repeats if label == "safe" else 1)
     ]
+    overlap = [prompt for prompt in extra_harmless if prompt in labels]
+    if overlap:
+        raise ValueError(
+            f"{len(overlap)} extra harmless prompt(s) are already prompts of {dataset_name} split {split!r}, e.g. "
+            f"{overlap[0]!r}."
+        )
+    extra = list(dict.fromkeys(extra_harmless))
+    prompts += [{"prompt": prompt} for prompt in extra]
     harmful = sum(label == "unsafe" for label in labels.values())
     print(
-        f"Rollout prompts: {harmful} harmful, {len(labels) - harmful} harmless each listed {harmless_repeats} times: "
-        f"{harmful / len(prompts):.0%} of draws harmful."
+        f"Rollout prompts: {harmful} harmful, {len(labels) - harmful} harmless each listed {harmless_repeats} times"
+        + (f", {len(extra)} harmless look-alike twins" if extra else "")
+        + f": {harmful / len(prompts):.0%} of draws harmful."
     )
     Dataset.from_list(prompts).to_json(path, lines=True)
     return path
@@ -472,6 +492,8 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
         rows.append(("cost model's data configuration", f"`{results['cost_dataset_config']}`"))
     if results.get("harmless_prompt_repeats", 1) != 1:
         rows.append(("harmless prompts drawn in the rollouts", f"{results['harmless_prompt_repeats']}x"))
+    if results.get("rollout_twins"):
+        rows.append(("look-alike twins in the rollouts", "yes"))
     for stage, seconds in results["stage_seconds"].items():
         rows.append((f"time: {stage}", format_seconds(seconds)))
     if results.get("scorers_side_by_side_seconds"):

@@ -43,7 +43,7 @@ from typing import Any
 
 from trl import TrlParser
 
-from trl_safe.demo import PTX_PROMPTS
+from trl_safe.demo import PTX_PROMPTS, load_demo_twins
 from trl_safe.evaluation.plots import plot_preference_training, save_figure
 from trl_safe.lagrange import check_limit_above_floor
 from trl_safe.pipeline import (
@@ -113,6 +113,9 @@ class PipelineArguments:
         harmless_prompt_repeats (`int` or `None`): draw each harmless train prompt this many times as often as a
             harmful one in the RL stage's rollouts (demo data only; `trl_safe.pipeline.Budget`); default: the
             preset's.
+        rollout_twins (`bool`): add the 77 harmless look-alike twins (`trl_safe.demo.load_demo_twins`: a harmless
+            request in the words of each harmful train prompt) to the RL stage's prompts, so that declining one
+            costs reward and cost during RL itself (demo data only). Off by default.
         eval_samples (`int` or `None`): besides the greedy evaluation, sample this many answers per held-out prompt
             (`evaluation_sampled/`); 0 skips it. Default: the preset's (the default preset skips it to stay within
             half an hour on 2 cores; `benchmarks/demo_seeds.py` turns it on).
@@ -177,6 +180,13 @@ class PipelineArguments:
         default=None,
         metadata={"help": "Draw each harmless train prompt this many times as often in the rollouts (demo data)."},
     )
+    rollout_twins: bool = field(
+        default=False,
+        metadata={
+            "help": "Add the harmless look-alike twins of the harmful train prompts to the RL stage's prompts "
+            "(demo data)."
+        },
+    )
     eval_samples: int | None = field(
         default=None,
         metadata={"help": "Sampled answers per held-out prompt besides greedy ones (default: the preset's; 0: none)."},
@@ -211,6 +221,8 @@ class PipelineArguments:
             self.preset = "default"
         if self.harmless_prompt_repeats is not None and self.harmless_prompt_repeats < 1:
             raise ValueError(f"--harmless_prompt_repeats must be 1 or more, got {self.harmless_prompt_repeats}.")
+        if self.rollout_twins and self.dataset_name is not None:
+            raise ValueError("--rollout_twins adds the demo data's look-alike twins: it needs the demo data.")
         if self.eval_samples is not None and self.eval_samples < 0:
             raise ValueError(f"--eval_samples must be 0 (greedy only) or more, got {self.eval_samples}.")
 
@@ -380,11 +392,18 @@ class Pipeline:
             print(f"The cost model trains on configuration {self.cost_dataset_config!r}.")
         self.results["cost_dataset_config"] = self.cost_dataset_config
         self.results["harmless_prompt_repeats"] = self.harmless_repeats
-        if self.harmless_repeats > 1:
+        self.results["rollout_twins"] = args.rollout_twins
+        if self.harmless_repeats > 1 or args.rollout_twins:
             path = self.output_dir / "rollout_prompts.jsonl"
+            twins = load_demo_twins()["prompt"] if args.rollout_twins else ()
             self.rollout_prompts = str(
                 write_rollout_prompts(
-                    self.dataset_name, self.dataset_config, args.dataset_train_split, self.harmless_repeats, path
+                    self.dataset_name,
+                    self.dataset_config,
+                    args.dataset_train_split,
+                    self.harmless_repeats,
+                    path,
+                    extra_harmless=twins,
                 )
             )
         if self.ptx_coef > 0 and args.rl_trainer == "grpo_lag":
