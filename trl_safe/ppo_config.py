@@ -147,9 +147,9 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
         local_rollout_forward_batch_size (`int` or `None`, *optional*):
             Rows per forward pass when a rollout is read without gradient (the policy's and the reference's
             log-probs, the critic's values). `None`: `per_device_train_batch_size`, whose activations are known to
-            fit. On a GPU a larger value is faster: each pass of a small model costs about the same fixed launch
-            time whatever its size (on an H200, SmolLM2-135M at a rollout of 256: 0.22 s per model in chunks of
-            32, 0.07 s in one pass; docs/benchmarks.md, "GPU results").
+            fit. On a GPU a larger value is faster when passes are short: on an H200 a pass of SmolLM2-135M over 16
+            or 64 rows took about 20 ms, so a rollout of 256 read in passes of 32 took 0.22 s per model against
+            0.07 s for one pass of 256 (docs/benchmarks.md, "GPU results").
         kl_coef (`float`, *optional*, defaults to `0.05`):
             β, the weight of the per-token KL penalty -β·KL(π_θ ‖ π_ref) in the reward.
         kl_estimator (`str`, *optional*, defaults to `"k1"`):
