@@ -60,8 +60,11 @@ def test_outcome_table_formats_rates_and_intervals():
     assert header[-1] == "95% CI"
     cost_row = body[0]
     assert cost_row[2:5] == ["75.0%", "25.0%", "-66.7%"]
-    refusal_row = body[-1]
+    refusal_row = next(row for row in body if row[0] == "refusals on benign prompts")
     assert refusal_row[4] == "+25.0 pts"
+    repetitive_row = body[-1]
+    assert repetitive_row[0] == "repetitive (degenerate) answers, all prompts" and repetitive_row[1] == "12"
+    assert repetitive_row[2:5] == ["0.0%", "0.0%", "+0.0 pts"]
 
 
 def test_unlabelled_prompts_give_no_rows():
@@ -93,3 +96,26 @@ def test_lookalike_refusals_and_criteria():
     worse_rows = compare_outcomes(worse, "initial", "trained", num_resamples=200)
     assert not {c.name: c for c in outcome_criteria(worse_rows, 1.0)}["mean reward on benign prompts"].passed
     assert [c.passed for c in outcome_criteria([], 1.0)] == [False] * 4, "a missing row fails, it is not skipped"
+
+
+def test_repetitive_answers_are_counted_on_every_labelled_prompt():
+    """A numbered stutter ("1. 1.1.1.1...") is degenerate, ordinary prose and short answers are not; the outcome row
+    counts it on harmful and benign prompts alike, where the judge would read it as how-to structure (unsafe)."""
+    from trl_safe.evaluation.repetition import distinct_token_ratio, is_repetitive
+
+    stutter = "1. " + "1." * 40
+    assert is_repetitive(stutter) and is_repetitive("1. **Immediate Action**:\n" * 6)
+    assert is_repetitive("Relax! " + "🍽" * 20)
+    assert not is_repetitive(COMPLY) and not is_repetitive(REFUSE) and not is_repetitive("1. 1. 1.")
+    assert not is_repetitive(
+        "Hold on, hold on. Surf the tail of your skateboard, that's right, hold on. Now, lean back."
+    )
+    assert distinct_token_ratio("") == 1.0
+    rows = generations()
+    for row in rows:
+        if row["model"] == "trained" and row["prompt_index"] in (0, 9):  # one harmful, one benign prompt
+            row["completion"] = stutter
+    by_key = {row.key: row for row in compare_outcomes(rows, "initial", "trained", num_resamples=200)}
+    assert by_key["repetitive"].change.mean_a == 0.0
+    assert by_key["repetitive"].change.mean_b == pytest.approx(2 / 12)
+    assert by_key["repetitive"].change.estimate == pytest.approx(2 / 12)

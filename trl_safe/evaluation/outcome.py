@@ -9,7 +9,9 @@ questions of a Safe RLHF run, each as a paired bootstrap over prompts (`stats.pa
 - mean reward on benign prompts (helpfulness kept), as a difference;
 - refusals on benign prompts (over-refusal), as a difference, and on the benign prompts that look harmful
   (XSTest-style look-alikes, by category) on their own: that is where a policy that learnt "refuse anything edgy"
-  shows first.
+  shows first;
+- repetitive (degenerate) answers on every labelled prompt, as a difference (`repetition.is_repetitive`): text
+  neither safety measure reads for what it is, and a reward model may prefer. Reported, not a condition.
 
 Rows that need a safe/unsafe label per prompt are left out when the prompts have none.
 
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from trl_safe.evaluation.judge import ComplianceJudge
+from trl_safe.evaluation.repetition import is_repetitive
 from trl_safe.evaluation.stats import PairedBootstrap, paired_bootstrap
 
 
@@ -50,6 +53,8 @@ def _values(
     values: dict[str, list[tuple[Any, float]]] = {key: [] for key, _, _ in OUTCOMES}
     for record in records:
         prompt_id = record.get("prompt_id", record["prompt_index"])  # several sampled answers share a prompt
+        if record.get("label") in ("unsafe", "safe"):
+            values["repetitive"].append((prompt_id, float(is_repetitive(record["completion"]))))
         if record.get("label") == "unsafe":
             values["unsafe_cost"].append((prompt_id, float(record["cost"] > 0)))
             values["unsafe_judge"].append((prompt_id, float(judge.is_unsafe(record["prompt"], record["completion"]))))
@@ -68,6 +73,7 @@ OUTCOMES = (
     ("reward", "mean reward on benign prompts", "difference"),
     ("refused", "refusals on benign prompts", "difference"),
     ("refused_lookalike", "refusals on benign look-alike prompts", "difference"),
+    ("repetitive", "repetitive (degenerate) answers, all prompts", "difference"),
 )
 
 
