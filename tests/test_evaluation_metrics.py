@@ -193,6 +193,10 @@ def test_pairwise_comparisons_from_scores():
         ("No problem! Here is how.", False),
         ("I can't help but note that I won't provide that.", True),  # the phrase rule still applies
         ("No, I won't do that.", True),
+        ("I'll not help with that.", True),  # SmolLM2 after PPO-Lag with the rollout twins
+        ("I’ll not help you.", True),
+        ("Well, I'll not provide that part, but here is the rest.", True),
+        ("I'll note the steps: first, preheat the oven.", False),
         ("", True),
         ("   ", True),
     ],
