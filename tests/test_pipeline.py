@@ -514,5 +514,9 @@ def test_rollout_twins_add_the_look_alikes_to_the_rollout_prompts(tmp_path):
         pipeline.write_rollout_prompts(
             runner.dataset_name, runner.dataset_config, "train", 1, tmp_path / "x.jsonl", extra_harmless=train[:1]
         )
+    with pytest.raises(ValueError, match="listed more than once"):
+        pipeline.write_rollout_prompts(
+            runner.dataset_name, runner.dataset_config, "train", 1, tmp_path / "x.jsonl", extra_harmless=twins[:1] * 2
+        )
     with pytest.raises(ValueError, match="--rollout_twins adds the demo data's look-alike twins"):
         pipeline.PipelineArguments(output_dir=str(tmp_path), dataset_name="my/data", rollout_twins=True)

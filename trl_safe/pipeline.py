@@ -12,6 +12,7 @@ import dataclasses
 import json
 import resource
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -277,7 +278,7 @@ def write_rollout_prompts(
     `extra_harmless` are harmless prompts from outside the split, listed once each after it: the demo's look-alike
     twins (`--rollout_twins`), so that declining a harmless request in a harmful one's words costs reward and cost
     in the RL stage itself, not only in PTX. One that is also a prompt of the split is an error (it would be drawn
-    under two labels)."""
+    under two labels), and so is one listed twice (it would be drawn twice as often, unasked)."""
     from datasets import Dataset
 
     from trl_safe.data import load_preference_data
@@ -309,7 +310,10 @@ def write_rollout_prompts(
             f"{len(overlap)} extra harmless prompt(s) are already prompts of {dataset_name} split {split!r}, e.g. "
             f"{overlap[0]!r}."
         )
-    extra = list(dict.fromkeys(extra_harmless))
+    repeated = [prompt for prompt, count in Counter(extra_harmless).items() if count > 1]
+    if repeated:
+        raise ValueError(f"{len(repeated)} extra harmless prompt(s) are listed more than once, e.g. {repeated[0]!r}.")
+    extra = list(extra_harmless)
     prompts += [{"prompt": prompt} for prompt in extra]
     harmful = sum(label == "unsafe" for label in labels.values())
     print(
