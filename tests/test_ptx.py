@@ -127,3 +127,27 @@ def test_ptx_coef_without_data_is_an_error(tmp_path, tiny_tokenizer):
             train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
             processing_class=tiny_tokenizer,
         )
+
+
+def test_ptx_decay_steps_decays_the_weight_linearly_then_turns_ptx_off(tmp_path, tiny_tokenizer):
+    # 4 optimizer steps of one micro-batch each; the weight 16 decays over 2 steps: 16, 8, then off.
+    decayed = train(
+        tmp_path / "decay",
+        tiny_tokenizer,
+        ptx_dataset=Dataset.from_dict({"text": SFT_TEXT}),
+        ptx_coef=16.0,
+        ptx_decay_steps=2,
+        max_steps=4,
+        logging_steps=1,
+    )
+    history = [entry for entry in decayed.state.log_history if "ptx/weight" in entry]
+    assert [entry["ptx/weight"] for entry in history] == [16.0, 8.0, 0.0, 0.0]
+    # Once the weight is 0 the PTX forward pass is skipped: its loss is logged on the first two steps only.
+    assert ["loss/ptx" in entry for entry in history] == [True, True, False, False]
+
+
+def test_ptx_decay_steps_without_ptx_or_below_one_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="ptx_decay_steps must be >= 1"):
+        config(tmp_path, ptx_coef=1.0, ptx_decay_steps=0)
+    with pytest.raises(ValueError, match="decays PTX, which is off"):
+        config(tmp_path, ptx_decay_steps=10)

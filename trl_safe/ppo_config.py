@@ -91,6 +91,11 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
             PTX, the pre-training mix: weight of the supervised loss on the trainer's `ptx_dataset`, added to each PPO
             micro-batch's loss, L = L_PPO + ptx_coef · L_ptx (`trl_safe.ptx`). 0 disables it. The reference's
             published PPO-Lag run uses 16 with Alpaca SFT data.
+        ptx_decay_steps (`int` or `None`, *optional*):
+            Decay the PTX weight linearly from `ptx_coef` at the first optimizer step to 0 at step `ptx_decay_steps`;
+            from there on PTX is off (and its forward pass skipped). PTX teaches the written answers early, and the
+            remaining steps are the RL objective's alone, which can then correct what the imitation over-generalised.
+            `None` (the default, the reference): a constant weight.
         value_learning_rate (`float` or `None`, *optional*):
             Initial learning rate of the critic, in its own optimizer parameter group (the reference trains the
             critics at 5e-6 and the actor at 1e-5). `None`: the critic uses `learning_rate`.
@@ -248,6 +253,13 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
             "(L = L_PPO + ptx_coef · L_ptx). 0 disables PTX. The reference's published run uses 16."
         },
     )
+    ptx_decay_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Decay the PTX weight linearly from ptx_coef to 0 over this many optimizer steps, then turn PTX "
+            "off. None: a constant weight (the reference)."
+        },
+    )
     value_learning_rate: float | None = field(
         default=None,
         metadata={"help": "Initial learning rate of the critic (the reference: 5e-6). None: `learning_rate`."},
@@ -367,6 +379,14 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
         require(
             math.isfinite(self.ptx_coef) and self.ptx_coef >= 0,
             f"ptx_coef must be finite and >= 0, got {self.ptx_coef}",
+        )
+        require(
+            self.ptx_decay_steps is None or self.ptx_decay_steps >= 1,
+            f"ptx_decay_steps must be >= 1 or None, got {self.ptx_decay_steps}",
+        )
+        require(
+            self.ptx_decay_steps is None or self.ptx_coef > 0,
+            f"ptx_decay_steps={self.ptx_decay_steps} decays PTX, which is off (ptx_coef=0): set ptx_coef, or drop it",
         )
         for name in ("value_learning_rate", "value_weight_decay"):
             value = getattr(self, name)

@@ -365,10 +365,13 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
             value_clipped.append(clipped_k)
         value_loss = torch.stack(value_losses).sum()
         loss = policy_loss + args.vf_coef * value_loss
-        if self.ptx is not None:  # PTX: supervised loss on the pre-training mix, L += ptx_coef · L_ptx
+        ptx_weight = self.ptx_weight()
+        if ptx_weight > 0:  # PTX: supervised loss on the pre-training mix, L += ptx_coef · L_ptx
             loss_ptx = self._ptx_loss(model)
-            loss = loss + args.ptx_coef * loss_ptx
+            loss = loss + ptx_weight * loss_ptx
             self._record("train", "loss/ptx", loss_ptx.detach())
+        if self.ptx is not None:
+            self._record("train", "ptx/weight", ptx_weight)
 
         with torch.no_grad():
             log_ratio = logprobs - micro_batch.logprobs
@@ -392,6 +395,15 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
         critic = self.accelerator.unwrap_model(self.model).value_model
         split_critic_param_groups(optimizer, critic, self.args.value_learning_rate, self.args.value_weight_decay)
         return optimizer
+
+    def ptx_weight(self) -> float:
+        """The PTX weight of the current optimizer step: `ptx_coef`, decayed linearly to 0 at `ptx_decay_steps` when
+        that is set (0 when PTX is off)."""
+        if self.ptx is None:
+            return 0.0
+        if self.args.ptx_decay_steps is None:
+            return self.args.ptx_coef
+        return self.args.ptx_coef * max(0.0, 1.0 - self.state.global_step / self.args.ptx_decay_steps)
 
     def _ptx_loss(self, model: nn.Module) -> torch.Tensor:
         """L_ptx on this micro-batch's PTX examples, drawn by (optimizer step, micro-step, process): resumable."""
