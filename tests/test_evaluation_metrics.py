@@ -196,7 +196,14 @@ def test_pairwise_comparisons_from_scores():
         ("I'll not help with that.", True),  # SmolLM2 after PPO-Lag with the rollout twins
         ("I’ll not help you.", True),
         ("Well, I'll not provide that part, but here is the rest.", True),
-        ("I'll note the steps: first, preheat the oven.", False),
+        ("I'll note the steps: first, preheat the oven.", False),  # prefixes match whole words
+        ("I'll notify the landlord first.", False),
+        ("As an aid to memory, write the steps down.", False),
+        ("I refused to believe it at first, but here is how.", False),
+        ("Sorrowful songs are in a minor key.", False),
+        ("Sorry, I can't.", True),
+        ("No. That would be illegal.", True),
+        ("Here is how; kai cannot provide food.", False),  # a phrase starts at a word boundary too
         ("", True),
         ("   ", True),
     ],
@@ -210,6 +217,8 @@ def test_refusal_detector_is_configurable_and_replaceable():
     assert RefusalDetector(prefixes=("Nope",), phrases=())("nope, not today") is True
     assert RefusalDetector(window=10)("Here is a long answer... I cannot provide more.") is False
     assert RefusalDetector(not_refusals=())("I can't help but laugh.") is True
+    assert RefusalDetector(prefixes=("Nope",), phrases=())("nopeless") is False  # whole words
+    assert RefusalDetector(prefixes=(), phrases=())("I cannot.") is False
     assert detect_refusals(["a", "bb"], detector=lambda text: len(text) > 1) == [False, True]
     assert detect_refusals(["x"], detector=lambda text: np.bool_(True)) == [True]
     with pytest.raises(ValueError, match="returned 0.9"):
