@@ -172,10 +172,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.contender_names or ()) - known)
     if unknown:
         parser.error(f"--contenders: unknown {unknown}; known: {sorted(known)}")
-    if args.rollout_forward_batch_size not in (None, "rollout") and not str(args.rollout_forward_batch_size).isdigit():
-        parser.error(
-            f"--rollout-forward-batch-size must be an integer or 'rollout', got {args.rollout_forward_batch_size!r}"
-        )
+    rows = args.rollout_forward_batch_size
+    if rows not in (None, "rollout") and not (str(rows).isdigit() and int(rows) >= 1):
+        parser.error(f"--rollout-forward-batch-size must be an integer >= 1 or 'rollout', got {rows!r}")
     return args
 
 

@@ -345,9 +345,9 @@ def print_label_mix(rows: list[dict], prefix: str = "") -> None:
         print(f"{prefix}{category} | {counts['prompts']} | {counts['answers']} | {counts['unsafe']} ({share:.0%})")
 
 
-def write_pairs(path: Path, rows: list[dict]) -> None:
+def write_pairs(path: Path, rows: list[dict], what: str = "pairs") -> None:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    print(f"{path}: {len(rows)} pairs")
+    print(f"{path}: {len(rows)} {what}")
 
 
 def judge_agreement(rows: list[dict]) -> dict[str, float]:
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     write_pairs(args.output_dir / "round2_train.jsonl", round2)
     write_pairs(args.output_dir / "round3_train.jsonl", round3)
     write_pairs(args.output_dir / "contrast_train.jsonl", contrast)
-    write_pairs(args.output_dir / "twins_train.jsonl", twins)
+    write_pairs(args.output_dir / "twins_train.jsonl", twins, what="answered look-alike twins (PTX rows)")
     print(f"Look-alike twins: {dict(Counter(row['source'] for row in twins))} answers")
     print(f"Per category: {report['categories']}")
     for key, what in (("unsampled_prompts", "no sampled answers"), ("unlabelled_prompts", "answers but no labels")):

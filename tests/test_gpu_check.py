@@ -195,3 +195,5 @@ def test_a_run_the_budget_cuts_short_is_skipped_and_the_options_select_the_runs(
         gpu_check.parse_args([*argv, "--contenders", "ours-lag,nobody"])
     with pytest.raises(SystemExit):
         gpu_check.parse_args([*argv, "--rollout-forward-batch-size", "half"])
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args([*argv, "--rollout-forward-batch-size", "0"])
