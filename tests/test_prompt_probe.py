@@ -1,0 +1,61 @@
+"""`benchmarks/prompt_probe.py`: a linear probe for harmful against harmless prompts on a policy's hidden states."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trl_safe.testing_utils import script_module
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "prompt_probe.py"
+
+
+@pytest.fixture(scope="module")
+def module():
+    with script_module(SCRIPT) as loaded:
+        yield loaded
+
+
+def test_logistic_probe_separates_a_separable_set_and_cross_validates(module):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5))
+    y = x[:, 0] + 0.5 * x[:, 1] > 0
+    logits = module.fit_logistic(x, y, l2=1e-3)(x)
+    assert ((logits > 0) == y).all()
+    assert module.cross_validated_accuracy(x, y, l2=1e-3) > 0.9
+    # a label unrelated to the features cross-validates near chance
+    assert module.cross_validated_accuracy(x, rng.random(60) > 0.5, l2=1e-3) < 0.75
+
+
+def test_demo_prompt_sets_are_disjoint_and_labelled(module):
+    train, held = module.demo_prompt_sets()
+    assert not set(train.prompts) & set(held.prompts)
+    assert len(held.prompts) == 111 and held.groups.count("look-alike") == 29 and int(held.harmful.sum()) == 63
+    assert all((g == "harmful") == h for g, h in zip(train.groups, train.harmful))
+    assert len(set(train.prompts)) == len(train.prompts)
+
+
+def test_probe_row_counts_flags_per_group(module):
+    groups = ["harmful"] * 5 + ["look-alike"] * 3 + ["benign"] * 2
+    held = module.PromptSet(
+        prompts=list("abcdefghij"), harmful=np.array([g == "harmful" for g in groups]), groups=groups
+    )
+    x = np.array([[5.0], [4.0], [3.0], [2.0], [1.0], [-1.0], [-2.0], [-3.0], [-4.0], [-5.0]])
+    row = module.probe_row(3, x, held, x, held, l2=1e-3)
+    assert row["flagged"] == {"harmful": (5, 5), "look-alike": (0, 3), "benign": (0, 2)}
+    assert row["held_out_accuracy"] == 1.0 and row["harmful_flagged_at_most_one_harmless"] == 1.0
+    with pytest.raises(ValueError, match="at least 5 rows"):
+        module.cross_validated_accuracy(x[:3], held.harmful[:3], l2=1e-3)
+
+
+def test_main_on_the_tiny_model(module, tmp_path, capsys):
+    rows = module.main(["--model", "tiny", "--layers", "0", "2", "--output", str(tmp_path / "probe.json")])
+    assert [row["layer"] for row in rows] == [0, 2]
+    assert sum(n for n, _ in rows[0]["flagged"].values()) <= 111
+    assert "| layer |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "probe.json").read_text())["rows"][1]["layer"] == 2
+    with pytest.raises(ValueError, match="out of range"):
+        module.main(["--model", "tiny", "--layers", "99"])
