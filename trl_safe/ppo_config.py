@@ -94,8 +94,8 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
         ptx_decay_steps (`int` or `None`, *optional*):
             Decay the PTX weight linearly from `ptx_coef` at the first optimizer step to 0 at step `ptx_decay_steps`;
             from there on PTX is off (and its forward pass skipped). PTX teaches the written answers early, and the
-            remaining steps are the RL objective's alone, which can then correct what the imitation over-generalised.
-            `None` (the default, the reference): a constant weight.
+            remaining steps are the RL objective's alone, which can then correct what the imitation over-generalised
+            (on the demo it did not: docs/ptx.md). `None` (the default, the reference): a constant weight.
         value_learning_rate (`float` or `None`, *optional*):
             Initial learning rate of the critic, in its own optimizer parameter group (the reference trains the
             critics at 5e-6 and the actor at 1e-5). `None`: the critic uses `learning_rate`.
