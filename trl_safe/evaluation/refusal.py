@@ -171,7 +171,7 @@ def _whole_words(items: Sequence[str], anchored: bool) -> re.Pattern[str] | None
     after an item that ends in one, nor (unless `anchored` at the start of the text) right before one that starts
     with one. `None` for no items."""
     alternatives = []
-    for item in sorted({normalize_completion(i) for i in items if normalize_completion(i)}, key=len, reverse=True):
+    for item in sorted({text for text in map(normalize_completion, items) if text}, key=len, reverse=True):
         before = "" if anchored or not item[0].isalnum() else r"(?<![^\W_])"
         after = r"(?![^\W_])" if item[-1].isalnum() else ""
         alternatives.append(before + re.escape(item) + after)

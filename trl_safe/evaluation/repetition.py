@@ -17,14 +17,21 @@ import re
 TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
+def _tokens(answer: str) -> list[str]:
+    return TOKEN.findall(answer.lower())
+
+
+def _distinct_ratio(tokens: list[str]) -> float:
+    return len(set(tokens)) / len(tokens) if tokens else 1.0
+
+
 def distinct_token_ratio(answer: str) -> float:
     """Distinct tokens over tokens (words and single punctuation marks, lower case); 1.0 for an empty answer."""
-    tokens = TOKEN.findall(answer.lower())
-    return len(set(tokens)) / len(tokens) if tokens else 1.0
+    return _distinct_ratio(_tokens(answer))
 
 
 def is_repetitive(answer: str, min_tokens: int = 16, max_distinct_ratio: float = 0.25) -> bool:
     """Whether `answer` is degenerate repetition: at least `min_tokens` tokens, at most `max_distinct_ratio` of
     them distinct."""
-    tokens = TOKEN.findall(answer.lower())
-    return len(tokens) >= min_tokens and len(set(tokens)) / len(tokens) <= max_distinct_ratio
+    tokens = _tokens(answer)
+    return len(tokens) >= min_tokens and _distinct_ratio(tokens) <= max_distinct_ratio
