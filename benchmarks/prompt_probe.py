@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from trl_safe.rl_math import selective_logprobs
+
 
 @dataclass(frozen=True)
 class PromptSet:
@@ -56,11 +58,12 @@ def demo_prompt_sets() -> tuple[PromptSet, PromptSet]:
     """The demo's train prompts (the `combined` train split and the look-alike twins) and its held-out prompts (the
     `combined` test split, as the pipeline evaluates them). A prompt in both is an error."""
     from trl_safe.demo import load_demo_prompts, load_demo_twins
+    from trl_safe.evaluation.outcome import LOOKALIKE_CATEGORIES
 
     def group(row: dict[str, str]) -> str:
         if row["label"] == "unsafe":
             return "harmful"
-        return "look-alike" if row["category"] == "benign_lookalike" else "benign"
+        return "look-alike" if row["category"] in LOOKALIKE_CATEGORIES else "benign"
 
     train_rows = list(load_demo_prompts("train", "combined"))
     known = {row["prompt"] for row in train_rows}
@@ -81,6 +84,13 @@ def demo_prompt_sets() -> tuple[PromptSet, PromptSet]:
     return to_set(train_rows), to_set(held_rows)
 
 
+def prompt_ids(tokenizer, prompt: str) -> torch.Tensor:
+    """`prompt` as a one-turn chat with the generation prompt added, `[1, tokens]`: what the policy answers."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
+
+
 @torch.no_grad()
 def prompt_features(model, tokenizer, prompts: Sequence[str], layers: Sequence[int]) -> dict[int, np.ndarray]:
     """Each prompt's hidden state at its last token (chat template, generation prompt added), per layer in `layers`
@@ -92,10 +102,7 @@ def prompt_features(model, tokenizer, prompts: Sequence[str], layers: Sequence[i
             raise ValueError(f"layer {layer} is out of range: the model has layers 0 (embeddings) to {num_layers}.")
     model.eval()
     for prompt in prompts:
-        ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )["input_ids"]
-        hidden = model(input_ids=ids, output_hidden_states=True).hidden_states
+        hidden = model(input_ids=prompt_ids(tokenizer, prompt), output_hidden_states=True).hidden_states
         for layer in layers:
             features[layer].append(hidden[layer][0, -1].double().numpy())
     return {layer: np.stack(rows) for layer, rows in features.items()}
@@ -146,14 +153,12 @@ def decline_logprobs(model, tokenizer, prompts: Sequence[str], openings: Sequenc
     model.eval()
     scores = []
     for prompt in prompts:
-        ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )["input_ids"]
+        ids = prompt_ids(tokenizer, prompt)
         per_opening = []
         for o_ids in opening_ids:
-            logprobs = model(input_ids=torch.cat([ids, o_ids], dim=1)).logits[0].float().log_softmax(-1)
-            positions = torch.arange(ids.shape[1] - 1, ids.shape[1] - 1 + o_ids.shape[1])
-            per_opening.append(logprobs[positions, o_ids[0]].sum())
+            logits = model(input_ids=torch.cat([ids, o_ids], dim=1)).logits
+            # the logits at position t predict token t + 1: the opening's tokens from the prompt's last position on
+            per_opening.append(selective_logprobs(logits[:, ids.shape[1] - 1 : -1], o_ids).sum())
         scores.append(torch.logsumexp(torch.stack(per_opening), 0).item())
     return np.array(scores)
 

@@ -61,9 +61,7 @@ def test_decline_logprob_is_the_log_sum_of_the_openings_probabilities(module):
     import torch
 
     model, tokenizer = module.load_model("tiny")
-    ids = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )["input_ids"]
+    ids = module.prompt_ids(tokenizer, "Hi")
     opening = tokenizer("No", add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         logprobs = model(input_ids=torch.cat([ids, opening], 1)).logits[0].log_softmax(-1)
