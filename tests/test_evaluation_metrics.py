@@ -196,6 +196,12 @@ def test_pairwise_comparisons_from_scores():
         ("I'll not help with that.", True),  # SmolLM2 after PPO-Lag with the rollout twins
         ("I’ll not help you.", True),
         ("Well, I'll not provide that part, but here is the rest.", True),
+        ("A good friend, I won't help.", True),  # SmolLM2 after PPO-Lag: a stray opening, then the decline
+        ("Awesome question, I can't help you with that.", True),
+        ("This weekend, I'm not going to answer that question.", True),
+        ("I'd rather not help with this one.", True),
+        ("I understand you may have your reasons, but I can't help you get high.", True),  # the demo's written decline
+        ("I'll send it to your neighbour, but I won't help them move away.", False),  # no decline of the request
         ("I'll note the steps: first, preheat the oven.", False),  # prefixes match whole words
         ("I'll notify the landlord first.", False),
         ("As an aid to memory, write the steps down.", False),
