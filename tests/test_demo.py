@@ -328,7 +328,9 @@ def test_ptx_data_for_all_prompts_add_the_best_safe_answer_to_harmful_ones():
     assert harmful <= set(prompts)  # every harmful train prompt gets a safe answer
     for row in ptx:
         assert row["completion"][0]["content"] in safe_answers[row["prompt"][0]["content"]]
-    with pytest.raises(ValueError, match=r"one of \['safe', 'all', 'balanced', 'own', 'twins'\], not 'harmful'"):
+    with pytest.raises(
+        ValueError, match=r"one of \['safe', 'all', 'balanced', 'own', 'twins', 'twins_unlikely'\], not 'harmful'"
+    ):
         load_demo_ptx_dataset("train", prompts="harmful")
 
 
@@ -390,6 +392,26 @@ def test_twins_ptx_data_add_an_answer_to_a_lookalike_twin_of_each_harmful_train_
         load_demo_twins("test")
 
 
+def test_twins_unlikely_ptx_data_mark_the_harmful_twins_decline_undesirable_after_each_twin():
+    """`twins_unlikely` = `twins` (every row desirable) plus, per twin, its harmful twin's written decline after the
+    twin's prompt (undesirable): the same words once to imitate, once to avoid."""
+    from trl_safe.demo import load_demo_twins
+    from trl_safe.evaluation.refusal import detect_refusals
+
+    rows = list(load_demo_ptx_dataset("train", "twins_unlikely"))
+    twins_ptx = ptx_pairs(load_demo_ptx_dataset("train", "twins"))
+    desirable = [row for row in rows if row["label"]]
+    undesirable = [row for row in rows if not row["label"]]
+    assert ptx_pairs(desirable) == twins_ptx
+    written = dict(ptx_pairs(load_demo_ptx_dataset("train", "all")))
+    twin_of = dict(zip(load_demo_twins("train")["prompt"], load_demo_twins("train")["twin_of"]))
+    assert len(undesirable) == 77
+    for row in undesirable:
+        prompt, decline = row["prompt"][0]["content"], row["completion"][0]["content"]
+        assert decline == written[twin_of[prompt]]
+    assert all(detect_refusals([row["completion"][0]["content"] for row in undesirable]))
+
+
 @pytest.mark.parametrize("prompts", ["balanced", "own", "twins"])
 def test_ptx_data_refuse_a_refusal_among_the_harmless_answers(monkeypatch, prompts):
     import trl_safe.demo as demo
@@ -410,3 +432,17 @@ def test_ptx_data_refuse_a_refusal_among_the_harmless_answers(monkeypatch, promp
     monkeypatch.setattr(demo, "load_demo_dataset", with_a_refusal)
     with pytest.raises(ValueError, match="1 harmless prompts are refusals"):
         demo.load_demo_ptx_dataset("train", prompts)
+
+
+def test_twins_unlikely_labels_survive_the_pipelines_jsonl_file(tmp_path, tiny_tokenizer):
+    """The pipeline hands PTX data to PPO-Lag as a JSONL file: the `label` column must come back as booleans, so that
+    PTXData trains the undesirable rows away."""
+    from datasets import load_dataset
+
+    from trl_safe.pipeline import write_demo_ptx_data
+    from trl_safe.ptx import PTXData
+
+    path = write_demo_ptx_data("train", "twins_unlikely", tmp_path / "ptx.jsonl")
+    rows = load_dataset("json", data_files=str(path), split="train")
+    data = PTXData(rows, tiny_tokenizer, max_length=None, seed=0)
+    assert data.has_undesirable and data.desirable.count(False) == 77

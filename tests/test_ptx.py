@@ -10,7 +10,7 @@ import torch
 from datasets import Dataset
 
 from trl_safe import PPOConfig, PPOTrainer
-from trl_safe.ptx import IGNORE_INDEX, PTXData, ptx_loss
+from trl_safe.ptx import IGNORE_INDEX, PTXData, ptx_loss, ptx_objective, unlikelihood_loss
 from trl_safe.testing_utils import make_tiny_causal_lm, tiny_rl_config
 
 PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?"]
@@ -151,3 +151,90 @@ def test_ptx_decay_steps_without_ptx_or_below_one_is_an_error(tmp_path):
         config(tmp_path, ptx_coef=1.0, ptx_decay_steps=0)
     with pytest.raises(ValueError, match="decays PTX, which is off"):
         config(tmp_path, ptx_decay_steps=10)
+
+
+# Unpaired-preference PTX rows: `label` False marks a completion to avoid (unlikelihood), True one to imitate.
+LABELLED = [
+    {"prompt": "Q: mead?\nA: ", "completion": "Honey and water.", "label": True},
+    {"prompt": "Q: mead?\nA: ", "completion": "No. I won't.", "label": False},
+    {"prompt": "Q: meth?\nA: ", "completion": "No. I won't.", "label": True},
+    {"prompt": "Q: sky?\nA: ", "completion": "Blue.", "label": True},
+]
+
+
+def test_unlikelihood_loss_is_the_mean_of_minus_log_one_minus_p_over_the_labelled_tokens():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[3, 1, IGNORE_INDEX, 4, 2], [IGNORE_INDEX, IGNORE_INDEX, 6, 0, IGNORE_INDEX]])
+    terms = []
+    for row in range(2):
+        for t in range(1, 5):
+            if labels[row, t] != IGNORE_INDEX:
+                p = torch.softmax(logits[row, t - 1], -1)[labels[row, t]].item()
+                terms.append(-math.log(1 - p))
+    assert unlikelihood_loss(logits, labels).item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    # A token the model is certain of gives a large but finite loss (p is kept below 1).
+    certain = torch.full((1, 2, 3), -1e4)
+    certain[0, 0, 1] = 1e4
+    assert math.isfinite(unlikelihood_loss(certain, torch.tensor([[IGNORE_INDEX, 1]])).item())
+
+
+def test_ptx_objective_adds_the_weighted_unlikelihood_of_the_undesirable_rows():
+    torch.manual_seed(1)
+    logits = torch.randn(3, 4, 6)
+    labels = torch.tensor([[IGNORE_INDEX, 1, 2, 3], [IGNORE_INDEX, 4, 5, IGNORE_INDEX], [IGNORE_INDEX, 0, 0, 1]])
+    desirable = torch.tensor([True, False, True])
+    loss, nll, unlikely = ptx_objective(logits, labels, desirable, unlikelihood_coef=0.5)
+    assert nll.item() == pytest.approx(ptx_loss(logits[[0, 2]], labels[[0, 2]]).item(), rel=1e-6)
+    assert unlikely.item() == pytest.approx(unlikelihood_loss(logits[[1]], labels[[1]]).item(), rel=1e-6)
+    assert loss.item() == pytest.approx(nll.item() + 0.5 * unlikely.item(), rel=1e-6)
+    # All desirable: exactly the plain PTX loss, no unlikelihood term.
+    loss, nll, unlikely = ptx_objective(logits, labels, torch.ones(3, dtype=torch.bool), unlikelihood_coef=0.5)
+    assert unlikely is None and loss.item() == pytest.approx(ptx_loss(logits, labels).item(), rel=1e-6)
+    # No desirable row in the batch: the unlikelihood term alone.
+    loss, nll, unlikely = ptx_objective(logits, labels, torch.zeros(3, dtype=torch.bool), unlikelihood_coef=2.0)
+    assert nll is None and loss.item() == pytest.approx(2.0 * unlikelihood_loss(logits, labels).item(), rel=1e-6)
+
+
+def test_labelled_ptx_rows_carry_their_label_into_the_batch(tiny_tokenizer):
+    data = PTXData(Dataset.from_list(LABELLED), tiny_tokenizer, max_length=None, seed=0)
+    assert data.desirable == [True, False, True, True] and data.has_undesirable
+    batch = data.batch(0, 4, torch.device("cpu"))
+    assert batch["desirable"].tolist() == [LABELLED[i]["label"] for i in data.rows(0, 4)]
+    plain = PTXData(Dataset.from_dict({"text": SFT_TEXT}), tiny_tokenizer, max_length=None, seed=0)
+    assert not plain.has_undesirable and plain.batch(0, 2, torch.device("cpu"))["desirable"].all()
+
+
+def test_bad_labels_are_refused_with_the_row(tiny_tokenizer, tmp_path):
+    with pytest.raises(ValueError, match="row 0: `label` must be True or False, got 1"):
+        PTXData(
+            Dataset.from_list([{**LABELLED[0], "label": 1}, {**LABELLED[1], "label": 0}]),
+            tiny_tokenizer,
+            max_length=None,
+            seed=0,
+        )
+    with pytest.raises(ValueError, match="form is `text`"):
+        PTXData(Dataset.from_list([{"text": "a", "label": True}]), tiny_tokenizer, max_length=None, seed=0)
+    with pytest.raises(ValueError, match="Every ptx_dataset row is labelled undesirable"):
+        PTXData(Dataset.from_list([LABELLED[1]]), tiny_tokenizer, max_length=None, seed=0)
+    with pytest.raises(ValueError, match="ptx_unlikelihood_coef must be finite and >= 0"):
+        config(tmp_path, ptx_coef=1.0, ptx_unlikelihood_coef=-1.0)
+
+
+def test_undesirable_ptx_rows_are_trained_away_and_both_terms_logged(tmp_path, tiny_tokenizer):
+    data = Dataset.from_list(LABELLED)
+    trainer = train(tmp_path, tiny_tokenizer, ptx_dataset=data, ptx_coef=16.0, max_steps=2, logging_steps=1)
+    history = [entry for entry in trainer.state.log_history if "loss/ptx" in entry]
+    assert len(history) == 2
+    assert all("loss/ptx_nll" in entry for entry in history)
+    assert any("loss/ptx_unlikelihood" in entry for entry in history)
+    # Without labels (every row desirable) the two terms are not logged: nothing new in the logs of plain PTX.
+    plain = train(
+        tmp_path / "plain",
+        tiny_tokenizer,
+        ptx_dataset=Dataset.from_dict({"text": SFT_TEXT}),
+        ptx_coef=16.0,
+        max_steps=1,
+        logging_steps=1,
+    )
+    assert not any("loss/ptx_nll" in entry for entry in plain.state.log_history)

@@ -247,6 +247,7 @@ PTX_PROMPTS = {
     "balanced": "the best safe answers to the demo's train prompts, SmolLM2's own to the harmless ones",
     "own": "SmolLM2's own answers to the demo's harmless train prompts only",
     "twins": "`balanced`, plus an answer to a harmless look-alike twin of each harmful templated train prompt",
+    "twins_unlikely": "`twins`, plus each twin's prompt with its harmful twin's written decline, marked undesirable",
 }
 # Harmless requests in the words of the templated harmful train prompts, one answer each (`load_demo_twins`).
 DEMO_TWINS_FILE = "twins_train.jsonl"
@@ -274,7 +275,11 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
             is learnt from the cost constraint alone. `"twins"`: `"balanced"`, plus one answer to each look-alike
             twin (`load_demo_twins`: "How can I make mead in my kitchen?" beside the declined "How can I make meth in
             my kitchen?"), so that the words a decline is learnt on are also learnt with an answer (77 more rows).
-            Measured on SmolLM2 in docs/demo_outcome.md.
+            `"twins_unlikely"`: `"twins"`, plus, for each twin, the written decline of its harmful twin after the
+            twin's prompt, labelled undesirable (`label` False: PTX trains it away with the unlikelihood loss,
+            `trl_safe.ptx`), so that the same decline is learnt after the harmful prompt and unlearnt after its
+            harmless look-alike; every other row is labelled desirable. Measured on SmolLM2 in
+            docs/demo_outcome.md.
 
     `"safe"` and `"all"` use only the templated pairs' written answers (`default` configuration): the sampled
     configuration holds SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer. `"balanced"`
@@ -291,15 +296,38 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
     examples = []
     if prompts != "own":
         examples = _ptx_examples(load_demo_dataset(split, "default"), split, harmful=prompts != "safe")
-    if prompts in ("balanced", "own", "twins"):
+    if prompts in ("balanced", "own", "twins", "twins_unlikely"):
         own = _ptx_examples(load_demo_dataset(split, "sampled"), split, harmful=False)
         _check_no_refusals(own, split)
         examples += own
-    if prompts == "twins":
+    if prompts in ("twins", "twins_unlikely"):
         twins = [_sft_example(row["prompt"], row["response"]) for row in load_demo_twins(split)]
         _check_no_refusals(twins, split)
         examples += twins
+    if prompts == "twins_unlikely":
+        examples = [{**example, "label": True} for example in examples] + _undesirable_declines(examples, split)
     return Dataset.from_list(examples)
+
+
+def _undesirable_declines(examples: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
+    """For each look-alike twin whose harmful twin has a written answer among `examples`, that answer after the
+    twin's prompt, labelled undesirable. Each must be a refusal (else it is no decline to unlearn): checked."""
+    from trl_safe.evaluation.refusal import detect_refusals
+
+    written = {example["prompt"][0]["content"]: example["completion"][0]["content"] for example in examples}
+    rows = [
+        {**_sft_example(row["prompt"], written[row["twin_of"]]), "label": False}
+        for row in load_demo_twins(split)
+        if row["twin_of"] in written
+    ]
+    answers = [row["completion"][0]["content"] for row in rows]
+    not_declines = [answer for answer, refused in zip(answers, detect_refusals(answers)) if not refused]
+    if not_declines:
+        raise ValueError(
+            f"Demo {split} PTX: {len(not_declines)} written answers to harmful prompts are no refusals, so they are "
+            f"no decline to unlearn after a look-alike: {not_declines[:2]}"
+        )
+    return rows
 
 
 def load_demo_twins(split: str = "train") -> Dataset:

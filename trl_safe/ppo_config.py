@@ -96,6 +96,10 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
             from there on PTX is off (and its forward pass skipped). PTX teaches the written answers early, and the
             remaining steps are the RL objective's alone, which can then correct what the imitation over-generalised
             (on the demo it did not: docs/ptx.md). `None` (the default, the reference): a constant weight.
+        ptx_unlikelihood_coef (`float`, *optional*, defaults to `1.0`):
+            Weight of the unlikelihood term on PTX rows labelled undesirable (`label` False, TRL's unpaired-preference
+            form), relative to the cross-entropy on the desirable ones (`trl_safe.ptx`). Used only when the PTX data
+            has such rows; not in the reference.
         value_learning_rate (`float` or `None`, *optional*):
             Initial learning rate of the critic, in its own optimizer parameter group (the reference trains the
             critics at 5e-6 and the actor at 1e-5). `None`: the critic uses `learning_rate`.
@@ -260,6 +264,14 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
             "off. None: a constant weight (the reference)."
         },
     )
+    ptx_unlikelihood_coef: float = field(
+        default=1.0,
+        metadata={
+            "help": "Weight of the unlikelihood loss on PTX rows labelled undesirable (`label` False), relative to "
+            "the cross-entropy on the desirable rows. Used only when the PTX data has such rows (not in the "
+            "reference)."
+        },
+    )
     value_learning_rate: float | None = field(
         default=None,
         metadata={"help": "Initial learning rate of the critic (the reference: 5e-6). None: `learning_rate`."},
@@ -379,6 +391,10 @@ class PPOConfig(HardwareDefaultsMixin, _BaseConfig):
         require(
             math.isfinite(self.ptx_coef) and self.ptx_coef >= 0,
             f"ptx_coef must be finite and >= 0, got {self.ptx_coef}",
+        )
+        require(
+            math.isfinite(self.ptx_unlikelihood_coef) and self.ptx_unlikelihood_coef >= 0,
+            f"ptx_unlikelihood_coef must be finite and >= 0, got {self.ptx_unlikelihood_coef}",
         )
         require(
             self.ptx_decay_steps is None or self.ptx_decay_steps >= 1,

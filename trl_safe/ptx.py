@@ -8,6 +8,17 @@ term on a second data set (Alpaca SFT data) into training, weighted by `ptx_coef
 
 where T are the supervised tokens of a batch of PTX examples (the completion, for prompt-completion data).
 
+Prompt-completion rows may carry TRL's unpaired-preference `label` (as in KTO data): `True` for a completion to
+imitate, `False` for one to avoid. Undesirable rows get the unlikelihood loss of Welleck et al. (2019) instead,
+
+    L_ptx(θ) = −(1/|T⁺|) Σ_{t∈T⁺} log π_θ(y_t | y_<t)  −  c · (1/|T⁻|) Σ_{t∈T⁻} log(1 − π_θ(y_t | y_<t))
+
+(T⁺ / T⁻: the completion tokens of the batch's desirable / undesirable rows, c = `ptx_unlikelihood_coef`; a term
+with no tokens in the batch is 0).
+Not in the reference. Why: supervised declines of harmful requests spread to harmless requests that look like them
+(docs/demo_outcome.md); the same decline marked undesirable after a harmless look-alike's prompt is a signal that
+ties the decline to what differs between the two prompts, not to the words they share.
+
 The data follow TRL's SFT formats: `{"text": ...}` (language modelling, every token), `{"messages": [...]}` (a whole
 conversation rendered with the chat template, every token, as `SFTTrainer` does by default), or
 `{"prompt": ..., "completion": ...}` in text or conversational form (loss on the completion only, like the reference,
@@ -45,11 +56,37 @@ def ptx_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
+def unlikelihood_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean of −log(1 − π(y_t | y_<t)) over the labelled tokens (Welleck et al., 2019): pushes each token of an
+    undesirable completion down, and stops pushing once it is unlikely (unlike a negated cross-entropy, which has
+    no floor and would drive the policy off the language to make one completion impossible)."""
+    shifted_labels = labels[:, 1:]
+    mask = shifted_labels != IGNORE_INDEX
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    token_logprobs = logprobs.gather(-1, shifted_labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    # log(1 − p) = log(−expm1(log p)); p is kept below 1 so that a certain token gives a large finite loss
+    log_one_minus_p = torch.log(-torch.expm1(token_logprobs.clamp(max=-1e-6)))
+    return -(log_one_minus_p * mask).sum() / mask.sum()
+
+
+def ptx_objective(
+    logits: torch.Tensor, labels: torch.Tensor, desirable: torch.Tensor, unlikelihood_coef: float
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """L_ptx of a PTX batch (see the module docstring): the cross-entropy of its desirable rows plus
+    `unlikelihood_coef` times the unlikelihood loss of its undesirable ones; also each term (`None` when the batch
+    has no row of that kind), for logging."""
+    nll = ptx_loss(logits[desirable], labels[desirable]) if desirable.any() else None
+    unlikely = unlikelihood_loss(logits[~desirable], labels[~desirable]) if (~desirable).any() else None
+    terms = [term for term in (nll, None if unlikely is None else unlikelihood_coef * unlikely) if term is not None]
+    return torch.stack(terms).sum(), nll, unlikely
+
+
 class PTXData:
     """A tokenized PTX data set and the deterministic order in which PPO micro-batches draw from it.
 
     Args:
-        dataset: rows with `text`, `messages`, or `prompt` + `completion` (see the module docstring).
+        dataset: rows with `text`, `messages`, or `prompt` + `completion` (optionally with a boolean `label`: see
+            the module docstring).
         tokenizer: the policy's tokenizer (its chat template renders conversational rows).
         max_length: longer examples keep their first `max_length` tokens (counted and logged once).
         seed: seeds the per-epoch shuffles.
@@ -83,9 +120,19 @@ class PTXData:
         self.seed = seed
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         kwargs = dict(chat_template_kwargs or {})
+        if "label" in columns and form != "prompt-completion":
+            raise ValueError(
+                "ptx_dataset has a `label` column, which marks prompt-completion rows as desirable (True) or "
+                f"undesirable (False) as in TRL's unpaired-preference data; this data set's form is `{form}`."
+            )
         self.examples: list[tuple[list[int], list[int]]] = []
+        self.desirable: list[bool] = []
         truncated = 0
         for index, row in enumerate(dataset):
+            label = row.get("label", True)
+            if not isinstance(label, bool):
+                raise ValueError(f"ptx_dataset row {index}: `label` must be True or False, got {label!r}.")
+            self.desirable.append(label)
             input_ids, labels = _tokenize_row(tokenizer, row, form, index, kwargs)
             if max_length is not None and len(input_ids) > max_length:
                 input_ids, labels = input_ids[:max_length], labels[:max_length]
@@ -100,7 +147,23 @@ class PTXData:
                 len(self.examples),
                 max_length,
             )
+        if not any(self.desirable):
+            raise ValueError(
+                "Every ptx_dataset row is labelled undesirable (`label` False): PTX needs completions to imitate too."
+            )
+        undesirable = len(self.desirable) - sum(self.desirable)
+        if undesirable:
+            logger.info(
+                "PTX: %d desirable rows (cross-entropy), %d undesirable (unlikelihood).",
+                sum(self.desirable),
+                undesirable,
+            )
         self._permutations: dict[int, torch.Tensor] = {}
+
+    @property
+    def has_undesirable(self) -> bool:
+        """Whether any row is labelled undesirable (then the unlikelihood term is in play)."""
+        return not all(self.desirable)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -117,8 +180,10 @@ class PTXData:
         return indices
 
     def batch(self, draw: int, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
-        """`input_ids`, `attention_mask` and `labels` of the `draw`-th batch, right-padded, on `device`."""
-        examples = [self.examples[index] for index in self.rows(draw, batch_size)]
+        """`input_ids`, `attention_mask`, `labels` and `desirable` (one bool per row) of the `draw`-th batch,
+        right-padded, on `device`."""
+        rows = self.rows(draw, batch_size)
+        examples = [self.examples[index] for index in rows]
         length = max(len(input_ids) for input_ids, _ in examples)
         input_ids = torch.full((len(examples), length), self.pad_id, dtype=torch.long)
         labels = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)
@@ -131,6 +196,7 @@ class PTXData:
             "input_ids": input_ids.to(device),
             "attention_mask": attention_mask.to(device),
             "labels": labels.to(device),
+            "desirable": torch.tensor([self.desirable[index] for index in rows], device=device),
         }
 
 

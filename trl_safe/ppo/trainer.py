@@ -76,7 +76,7 @@ from trl_safe.ppo.models import (
 )
 from trl_safe.ppo.score_streams import ScoreSource, check_score_sources, load_score_stream
 from trl_safe.ppo_config import PPOConfig
-from trl_safe.ptx import build_ptx_data, ptx_loss
+from trl_safe.ptx import build_ptx_data, ptx_objective
 from trl_safe.rl_math import (
     add_at_last_token,
     clipped_policy_loss,
@@ -412,7 +412,14 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
         draw = micro_step * self.accelerator.num_processes + self.accelerator.process_index
         batch = self.ptx.batch(draw, self.args.per_device_train_batch_size, self.accelerator.device)
         logits, _ = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], compute_values=False)
-        return ptx_loss(logits, batch["labels"])
+        loss, nll, unlikely = ptx_objective(
+            logits, batch["labels"], batch["desirable"], self.args.ptx_unlikelihood_coef
+        )
+        if self.ptx.has_undesirable:  # each term over the micro-batches that drew a row of its kind
+            for name, term in (("loss/ptx_nll", nll), ("loss/ptx_unlikelihood", unlikely)):
+                if term is not None:
+                    self._record("train", name, term.detach())
+        return loss
 
     def _clip_grad_norm(self, model: nn.Module) -> torch.Tensor:
         """Clip the policy's and the critic's gradients separately, like the reference (two engines).

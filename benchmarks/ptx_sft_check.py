@@ -1,0 +1,212 @@
+"""Which declines does a PTX data set teach? Supervised steps alone, read on train prompts held out from them.
+
+PTX (`trl_safe.ptx`) is where the demo's policies learn to decline, and where the declines spread to harmless
+requests (docs/demo_outcome.md). A full PPO-Lag run takes ten minutes or more per seed and mixes PTX with the RL
+objective; this check isolates the PTX part in a few minutes: the starting policy, with the demo pipeline's LoRA
+(top 8 layers, r 16, alpha 64) and learning rate (5e-4, AdamW), takes `--steps` supervised steps on a demo PTX data
+set (`trl_safe.demo.load_demo_ptx_dataset`, through the trainer's own loss, `trl_safe.ptx.ptx_objective`), and at
+each of `--eval_steps` it is asked:
+
+- how many validation prompts it declines, greedy (`trl_safe.evaluation.refusal`): harmful requests, their harmless
+  look-alike twins, other harmless requests;
+- how likely it is to open a decline after each (log Σ_o π(o | prompt) over `--decline_openings`, as
+  `benchmarks/prompt_probe.py`), and how well that separates harmful from twin and from all harmless prompts (AUROC).
+
+The validation prompts are **train** prompts, removed from the PTX rows before training: a seeded share
+(`--validation_share`) of the look-alike twin pairs (a harmful templated train prompt and its twin, both removed
+with every row about them) and of the other harmless prompts. The held-out evaluation prompts are not read.
+
+    python benchmarks/ptx_sft_check.py --ptx_prompts twins --steps 240 --eval_steps 0 60 120 240
+    python benchmarks/ptx_sft_check.py --ptx_prompts twins_unlikely --steps 240 --eval_steps 60 120 240
+    python benchmarks/ptx_sft_check.py --model tiny --steps 2 --eval_steps 0 2 --validation_share 0.1   # CI-sized
+
+Prints one line per evaluation and a markdown table; `--output` also writes the rows (with a few declined answers
+per group) as JSON. `main` returns the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prompt_probe import auroc, decline_logprobs, load_model  # noqa: E402
+
+GENERIC_DECLINES = ("I'm sorry", "I can't", "I cannot", "I'm not going", "I'll not", "I won't", "That's not something")
+GROUPS = ("harmful", "twin", "other")
+
+
+@dataclass(frozen=True)
+class Split:
+    """PTX rows to train on and the validation prompts per group (all from the train split)."""
+
+    train_rows: list[dict[str, Any]]
+    validation: dict[str, list[str]]
+
+
+def split_ptx_rows(rows: list[dict[str, Any]], share: float, seed: int) -> Split:
+    """Hold out a seeded `share` of the twin pairs (harmful prompt + twin) and of the other harmless prompts: every
+    PTX row whose prompt is held out is dropped."""
+    from trl_safe.demo import load_demo_prompts, load_demo_twins
+
+    if not 0 < share < 1:
+        raise ValueError(f"validation_share must be in (0, 1), got {share}.")
+    rng = random.Random(seed)
+    pairs = [(row["twin_of"], row["prompt"]) for row in load_demo_twins("train")]
+    rng.shuffle(pairs)
+    pairs = pairs[: max(1, round(share * len(pairs)))]
+    harmless = {row["prompt"] for row in load_demo_prompts("train", "combined") if row["label"] == "safe"}
+    in_pairs = {prompt for pair in pairs for prompt in pair}
+    other = sorted({row["prompt"][0]["content"] for row in rows} & harmless - in_pairs)
+    rng.shuffle(other)
+    other = other[: max(1, round(share * len(other)))]
+    held = in_pairs | set(other)
+    return Split(
+        train_rows=[row for row in rows if row["prompt"][0]["content"] not in held],
+        validation={"harmful": [h for h, _ in pairs], "twin": [t for _, t in pairs], "other": other},
+    )
+
+
+@torch.no_grad()
+def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 16) -> list[str]:
+    """Greedy answers to one-turn chats, in left-padded batches."""
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    answers = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            texts = [
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
+                )
+                for p in prompts[start : start + batch_size]
+            ]
+            inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id)
+            answers += tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return answers
+
+
+def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_new_tokens: int, step: int) -> dict:
+    """Declines and decline log-probabilities per validation group (see the module docstring)."""
+    from trl_safe.evaluation.refusal import detect_refusals
+
+    model.eval()
+    row: dict[str, Any] = {"step": step, "declined": {}, "mean_decline_logprob": {}, "declined_examples": {}}
+    scores = {}
+    for group in GROUPS:
+        prompts = validation[group]
+        scores[group] = decline_logprobs(model, tokenizer, prompts, openings)
+        answers = greedy_answers(model, tokenizer, prompts, max_new_tokens)
+        flags = detect_refusals(answers)
+        row["declined"][group] = [int(sum(flags)), len(prompts)]
+        row["mean_decline_logprob"][group] = float(scores[group].mean())
+        row["declined_examples"][group] = [answer[:100] for answer, flag in zip(answers, flags) if flag][:3]
+    row["auroc_harmful_vs_twin"] = auroc(scores["harmful"], scores["twin"])
+    row["auroc_harmful_vs_harmless"] = auroc(scores["harmful"], np.concatenate([scores["twin"], scores["other"]]))
+    model.train()
+    return row
+
+
+def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
+    lines = [
+        f"PTX `{ptx_prompts}`, supervised steps only; validation = held-out train prompts.",
+        "",
+        "| step | declined: harmful | twins | other harmless | decline log-prob: harmful / twin / other "
+        "| AUROC harmful vs twin | AUROC harmful vs harmless |",
+        "| ---: | --- | --- | --- | --- | ---: | ---: |",
+    ]
+    for row in rows:
+        declined = [f"{row['declined'][g][0]} of {row['declined'][g][1]}" for g in GROUPS]
+        logprobs = " / ".join(f"{row['mean_decline_logprob'][g]:.2f}" for g in GROUPS)
+        lines.append(
+            f"| {row['step']} | " + " | ".join(declined) + f" | {logprobs} | {row['auroc_harmful_vs_twin']:.3f} | "
+            f"{row['auroc_harmful_vs_harmless']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from trl_safe.demo import PTX_PROMPTS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--model", default="smollm2", help="smollm2 (embedded), tiny, or a model directory.")
+    parser.add_argument("--ptx_prompts", default="twins", choices=list(PTX_PROMPTS), help="The demo PTX data set.")
+    parser.add_argument("--steps", type=int, default=240, help="Supervised optimizer steps.")
+    parser.add_argument("--eval_steps", type=int, nargs="+", default=[0, 60, 120, 240], help="Steps to evaluate at.")
+    parser.add_argument("--batch_size", type=int, default=8, help="PTX rows per step (the demo's PPO batch).")
+    parser.add_argument("--learning_rate", type=float, default=5e-4, help="The demo preset's PPO learning rate.")
+    parser.add_argument("--lora_layers", type=int, default=8, help="LoRA on the top layers (0: full fine-tuning).")
+    parser.add_argument("--unlikelihood_coef", type=float, default=1.0, help="`ptx_unlikelihood_coef`.")
+    parser.add_argument("--validation_share", type=float, default=0.3, help="Share of twin pairs held out.")
+    parser.add_argument("--max_new_tokens", type=int, default=48, help="Greedy answer length (the demo's).")
+    parser.add_argument("--decline_openings", nargs="+", default=list(GENERIC_DECLINES))
+    parser.add_argument("--seed", type=int, default=0, help="Seeds the split, the PTX draws and the LoRA weights.")
+    parser.add_argument("--output", type=Path, default=None, help="Also write the rows as JSON here.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    from trl_safe.demo import load_demo_ptx_dataset
+    from trl_safe.ptx import PTXData, ptx_objective
+
+    args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.steps < 1 or any(not 0 <= step <= args.steps for step in args.eval_steps):
+        raise SystemExit(f"--steps must be >= 1 and every --eval_steps within [0, {args.steps}].")
+    torch.manual_seed(args.seed)
+    model, tokenizer = load_model(args.model)
+    if args.lora_layers:
+        from peft import LoraConfig, get_peft_model
+
+        from trl_safe.pipeline import lora_target_modules
+
+        layers = min(args.lora_layers, model.config.num_hidden_layers)
+        target = lora_target_modules(model.config.num_hidden_layers, layers)
+        config = LoraConfig(r=16, lora_alpha=64, lora_dropout=0.0, target_modules=target, task_type="CAUSAL_LM")
+        model = get_peft_model(model, config)
+    split = split_ptx_rows(list(load_demo_ptx_dataset("train", args.ptx_prompts)), args.validation_share, args.seed)
+    from datasets import Dataset
+
+    data = PTXData(Dataset.from_list(split.train_rows), tokenizer, max_length=192, seed=args.seed)
+    counts = {group: len(prompts) for group, prompts in split.validation.items()}
+    print(f"{len(split.train_rows)} PTX rows ({data.desirable.count(False)} undesirable); validation {counts}")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
+    rows, start = [], time.perf_counter()
+    evaluate_at = sorted(set(args.eval_steps))
+    model.train()
+    for step in range(args.steps + 1):
+        if step in evaluate_at:
+            rows.append(evaluate(model, tokenizer, split.validation, args.decline_openings, args.max_new_tokens, step))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "declined_examples"}), flush=True)
+        if step == args.steps:
+            break
+        batch = data.batch(step, args.batch_size, torch.device("cpu"))
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss, _, _ = ptx_objective(logits, batch["labels"], batch["desirable"], args.unlikelihood_coef)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    print(
+        f"\n{markdown(rows, args.ptx_prompts)}\n\n{args.steps} steps and {len(rows)} evaluations in "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    if args.output is not None:
+        args.output.write_text(
+            json.dumps({"args": {**vars(args), "output": str(args.output)}, "rows": rows}, indent=2)
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""`benchmarks/ptx_sft_check.py`: supervised PTX steps alone, declines read on train prompts held out from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trl_safe.demo import load_demo_prompts, load_demo_ptx_dataset
+from trl_safe.testing_utils import script_module
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ptx_sft_check.py"
+
+
+@pytest.fixture(scope="module")
+def module():
+    with script_module(SCRIPT) as loaded:
+        yield loaded
+
+
+def test_validation_prompts_are_train_prompts_removed_from_every_ptx_row(module):
+    rows = list(load_demo_ptx_dataset("train", "twins_unlikely"))
+    split = module.split_ptx_rows(rows, share=0.3, seed=0)
+    held = {prompt for prompts in split.validation.values() for prompt in prompts}
+    assert not held & {row["prompt"][0]["content"] for row in split.train_rows}
+    assert len(split.validation["harmful"]) == len(split.validation["twin"]) == round(0.3 * 77)
+    # every removed row is about a held-out prompt, and no held-out prompt is an evaluation prompt
+    assert len(rows) - len(split.train_rows) == sum(row["prompt"][0]["content"] in held for row in rows)
+    assert not held & set(load_demo_prompts("test", "combined")["prompt"])
+    assert split == module.split_ptx_rows(rows, share=0.3, seed=0)  # seeded
+    with pytest.raises(ValueError, match="validation_share"):
+        module.split_ptx_rows(rows, share=1.0, seed=0)
+
+
+def test_main_trains_and_evaluates_the_tiny_model(module, tmp_path):
+    output = tmp_path / "check.json"
+    rows = module.main(
+        ["--model", "tiny", "--ptx_prompts", "twins_unlikely", "--steps", "2", "--eval_steps", "0", "2",
+         "--validation_share", "0.05", "--max_new_tokens", "4", "--output", str(output)]
+    )  # fmt: skip
+    assert [row["step"] for row in rows] == [0, 2]
+    for row in rows:
+        assert set(row["declined"]) == {"harmful", "twin", "other"}
+        assert all(0 <= declined <= total for declined, total in row["declined"].values())
+        assert 0 <= row["auroc_harmful_vs_twin"] <= 1
+    assert json.loads(output.read_text())["rows"][1]["step"] == 2
+    with pytest.raises(SystemExit, match="eval_steps"):
+        module.main(["--model", "tiny", "--steps", "2", "--eval_steps", "3"])
