@@ -18,6 +18,16 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def module(request):
+    """The stand-alone script (`benchmarks/`, `scripts/`: not a package) that the test module names in `SCRIPT`,
+    imported once for that test module and forgotten afterwards."""
+    from trl_safe.testing_utils import script_module
+
+    with script_module(request.module.SCRIPT) as loaded:
+        yield loaded
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, make_tiny_tokenizer, script_module
+from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, make_tiny_tokenizer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "lambda_comparison.py"
 
 
 @pytest.fixture(scope="module")
-def comparison():
-    with script_module(SCRIPT) as module:
-        yield module
+def comparison(module):
+    """The script under test (the `module` fixture of conftest.py, by this file's name for it)."""
+    return module
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from trl_safe.testing_utils import make_tiny_chat_tokenizer, make_tiny_scorer, script_module
+from trl_safe.testing_utils import make_tiny_chat_tokenizer, make_tiny_scorer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "lambda_window.py"
-
-
-@pytest.fixture(scope="module")
-def module():
-    with script_module(SCRIPT) as loaded:
-        yield loaded
 
 
 def test_threshold_is_the_ratio_of_the_reward_lost_to_the_cost_saved(module):

@@ -10,15 +10,13 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM
 
-from trl_safe.testing_utils import script_module
-
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "outcome_vs_budget.py"
 
 
 @pytest.fixture(scope="module")
-def budget():
-    with script_module(SCRIPT) as module:
-        yield module
+def budget(module):
+    """The script under test (the `module` fixture of conftest.py, by this file's name for it)."""
+    return module
 
 
 def test_every_checkpoint_is_evaluated_against_the_start_and_a_rerun_reuses_everything(budget, tmp_path, monkeypatch):

@@ -8,15 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trl_safe.testing_utils import script_module
-
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "prompt_probe.py"
-
-
-@pytest.fixture(scope="module")
-def module():
-    with script_module(SCRIPT) as loaded:
-        yield loaded
 
 
 def test_logistic_probe_separates_a_separable_set_and_cross_validates(module):

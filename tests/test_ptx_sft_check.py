@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 
 from trl_safe.demo import load_demo_prompts, load_demo_ptx_dataset
-from trl_safe.testing_utils import script_module
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ptx_sft_check.py"
-
-
-@pytest.fixture(scope="module")
-def module():
-    with script_module(SCRIPT) as loaded:
-        yield loaded
 
 
 def test_validation_prompts_are_train_prompts_removed_from_every_ptx_row(module):

@@ -9,15 +9,9 @@ import pytest
 import torch
 
 from trl_safe.scoring import Scorer
-from trl_safe.testing_utils import make_tiny_chat_tokenizer, make_tiny_scorer, script_module
+from trl_safe.testing_utils import make_tiny_chat_tokenizer, make_tiny_scorer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "rescore_costs.py"
-
-
-@pytest.fixture(scope="module")
-def module():
-    with script_module(SCRIPT) as loaded:
-        yield loaded
 
 
 def generations() -> list[dict]:

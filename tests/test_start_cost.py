@@ -9,15 +9,9 @@ import torch
 
 from trl_safe.demo import load_demo_dataset
 from trl_safe.scoring import Scorer
-from trl_safe.testing_utils import make_tiny_chat_tokenizer, make_tiny_scorer, script_module
+from trl_safe.testing_utils import make_tiny_chat_tokenizer, make_tiny_scorer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "start_cost.py"
-
-
-@pytest.fixture(scope="module")
-def module():
-    with script_module(SCRIPT) as loaded:
-        yield loaded
 
 
 def test_means_per_label_are_floored_then_weighted_by_the_rollout_mix(module):
