@@ -1,8 +1,9 @@
 """Which declines does a PTX data set teach? Supervised steps alone, read on train prompts held out from them.
 
 PTX (`trl_safe.ptx`) is where the demo's policies learn to decline, and where the declines spread to harmless
-requests (docs/demo_outcome.md). A full PPO-Lag run takes ten minutes or more per seed and mixes PTX with the RL
-objective; this check isolates the PTX part in a few minutes: the starting policy, with the demo pipeline's LoRA
+requests (docs/demo_outcome.md). A PPO-Lag run mixes PTX with the RL objective and is judged on the held-out
+prompts; this check isolates the PTX part and reads it on train prompts (SmolLM2 on 2 cores: about 20 minutes for
+240 steps and four readings, about half of it in the readings): the starting policy, with the demo pipeline's LoRA
 (top 8 layers, r 16, alpha 64) and learning rate (5e-4, AdamW), takes `--steps` supervised steps on a demo PTX data
 set (`trl_safe.demo.load_demo_ptx_dataset`, through the trainer's own loss, `trl_safe.ptx.ptx_objective`), and at
 each of `--eval_steps` it is asked:
