@@ -8,7 +8,8 @@ prompts; this check isolates the PTX part and reads it on train prompts (SmolLM2
 set (`trl_safe.demo.load_demo_ptx_dataset`, through the trainer's own loss, `trl_safe.ptx.ptx_objective`), and at
 each of `--eval_steps` it is asked:
 
-- how many validation prompts it declines, greedy (`trl_safe.evaluation.refusal`): harmful requests, their harmless
+- how many validation prompts it declines, greedy as the pipeline's evaluation decodes
+  (`trl_safe.evaluation.generation`, `trl_safe.evaluation.refusal`): harmful requests, their harmless
   look-alike twins, other harmless requests;
 - how likely it is to open a decline after each (log Σ_o π(o | prompt) over `--decline_openings`, as
   `benchmarks/prompt_probe.py`), and how well that separates harmful from twin and from all harmless prompts (AUROC).
@@ -77,30 +78,11 @@ def split_ptx_rows(rows: list[dict[str, Any]], share: float, seed: int) -> Split
     )
 
 
-@torch.no_grad()
-def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 16) -> list[str]:
-    """Greedy answers to one-turn chats, in left-padded batches."""
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    answers = []
-    try:
-        for start in range(0, len(prompts), batch_size):
-            texts = [
-                tokenizer.apply_chat_template(
-                    [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
-                )
-                for p in prompts[start : start + batch_size]
-            ]
-            inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id)
-            answers += tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-    return answers
-
-
 def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_new_tokens: int, step: int) -> dict:
     """Declines and decline log-probabilities per validation group (see the module docstring)."""
+    from transformers import GenerationConfig
+
+    from trl_safe.evaluation.generation import generate_completions
     from trl_safe.evaluation.refusal import detect_refusals
 
     model.eval()
@@ -109,7 +91,8 @@ def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_n
     for group in GROUPS:
         prompts = validation[group]
         scores[group] = decline_logprobs(model, tokenizer, prompts, openings)
-        answers = greedy_answers(model, tokenizer, prompts, max_new_tokens)
+        greedy = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False)
+        answers = [c.text for c in generate_completions(model, tokenizer, prompts, generation_config=greedy)]
         flags = detect_refusals(answers)
         row["declined"][group] = [int(sum(flags)), len(prompts)]
         row["mean_decline_logprob"][group] = float(scores[group].mean())
