@@ -85,10 +85,11 @@ def demo_prompt_sets() -> tuple[PromptSet, PromptSet]:
 
 
 def prompt_ids(tokenizer, prompt: str) -> torch.Tensor:
-    """`prompt` as a one-turn chat with the generation prompt added, `[1, tokens]`: what the policy answers."""
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )["input_ids"]
+    """`prompt` as the policy sees it before it answers (`trl_safe.evaluation.generation.encode_prompt`: a one-turn
+    chat with the generation prompt added), `[1, tokens]`."""
+    from trl_safe.evaluation.generation import encode_prompt
+
+    return torch.tensor([encode_prompt(tokenizer, prompt)])
 
 
 @torch.no_grad()
