@@ -301,23 +301,28 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
         _check_no_refusals(own, split)
         examples += own
     if prompts in ("twins", "twins_unlikely"):
-        twins = [_sft_example(row["prompt"], row["response"]) for row in load_demo_twins(split)]
+        twin_rows = list(load_demo_twins(split))
+        twins = [_sft_example(row["prompt"], row["response"]) for row in twin_rows]
         _check_no_refusals(twins, split)
         examples += twins
     if prompts == "twins_unlikely":
-        examples = [{**example, "label": True} for example in examples] + _undesirable_declines(examples, split)
+        undesirable = _undesirable_declines(examples, twin_rows, split)
+        examples = [{**example, "label": True} for example in examples] + undesirable
     return Dataset.from_list(examples)
 
 
-def _undesirable_declines(examples: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
-    """For each look-alike twin whose harmful twin has a written answer among `examples`, that answer after the
-    twin's prompt, labelled undesirable. Each must be a refusal (else it is no decline to unlearn): checked."""
+def _undesirable_declines(
+    examples: list[dict[str, Any]], twin_rows: list[dict[str, Any]], split: str
+) -> list[dict[str, Any]]:
+    """For each look-alike twin (`load_demo_twins` rows) whose harmful twin has a written answer among `examples`,
+    that answer after the twin's prompt, labelled undesirable. Each must be a refusal (else it is no decline to
+    unlearn): checked."""
     from trl_safe.evaluation.refusal import detect_refusals
 
     written = {example["prompt"][0]["content"]: example["completion"][0]["content"] for example in examples}
     rows = [
         {**_sft_example(row["prompt"], written[row["twin_of"]]), "label": False}
-        for row in load_demo_twins(split)
+        for row in twin_rows
         if row["twin_of"] in written
     ]
     answers = [row["completion"][0]["content"] for row in rows]
