@@ -37,7 +37,7 @@ from typing import Any
 from trl_safe.evaluation.outcome import compare_outcomes, outcome_criteria, outcome_table, reward_scale
 from trl_safe.evaluation.report import markdown_table
 from trl_safe.evaluation.stats import mean_sd
-from trl_safe.pipeline import SAMPLED_EVALUATION_DIR, STAGE_DIRS, format_seconds, split_pipeline_args
+from trl_safe.pipeline import SAMPLED_EVALUATION_DIR, STAGE_DIRS, STAGES, format_seconds, split_pipeline_args
 
 EVALUATIONS = {"greedy": STAGE_DIRS["evaluate"], "sampled": SAMPLED_EVALUATION_DIR}
 
@@ -90,7 +90,7 @@ def run_seed(seed: int, run_dir: Path, scorers_from: Path | None, pipeline_args:
             target = run_dir / STAGE_DIRS[stage]
             if not (target / "config.json").is_file():
                 shutil.copytree(scorers_from / STAGE_DIRS[stage], target, dirs_exist_ok=True)
-        argv += ["--stages", "ppo_lag", "evaluate"]
+        argv += ["--stages", *(stage for stage in STAGES if stage not in ("reward", "cost"))]
     print(f"\n##### seed {seed}: trl-safe safe_rlhf_pipeline {' '.join(argv)}", flush=True)
     safe_rlhf_pipeline.main(*safe_rlhf_pipeline.make_parser().parse_args_into_dataclasses(args=argv))
 

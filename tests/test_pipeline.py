@@ -520,3 +520,67 @@ def test_rollout_twins_add_the_look_alikes_to_the_rollout_prompts(tmp_path):
         )
     with pytest.raises(ValueError, match="--rollout_twins adds the demo data's look-alike twins"):
         pipeline.PipelineArguments(output_dir=str(tmp_path), dataset_name="my/data", rollout_twins=True)
+
+
+def test_sft_stage_commands(tmp_path):
+    """`--sft_steps`: an SFT stage on the PTX data with PPO-Lag's LoRA, batch size and learning rate (constant);
+    PPO-Lag starts from the SFT policy, and the evaluation compares the original start, the SFT policy and the
+    trained one (the outcome stays trained against the original start)."""
+    from trl_safe.scripts import evaluate, ppo_lag, sft
+
+    def runner_with(**arguments) -> pipeline.Pipeline:
+        runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), **arguments))
+        runner.base_model, runner.dataset_name, runner.num_layers = "some/model", "some/data", 30
+        runner.dataset_config, runner.eval_prompts, runner.ptx_data = "combined", "prompts.jsonl", "ptx.jsonl"
+        return runner
+
+    runner = runner_with(sft_steps=240)
+    assert runner.stages == ["reward", "cost", "sft", "ppo_lag", "evaluate"]
+    assert runner.stage_index("sft") == "3/5" and runner.stage_index("evaluate") == "5/5"
+    script_args, sft_args, model_args = sft.make_parser().parse_args_into_dataclasses(args=runner.sft_argv())
+    assert script_args.dataset_name == "ptx.jsonl" and model_args.model_name_or_path == "some/model"
+    assert (sft_args.max_steps, sft_args.per_device_train_batch_size, sft_args.learning_rate) == (240, 8, 5e-4)
+    assert sft_args.lr_scheduler_type == "constant" and sft_args.output_dir == str(tmp_path / "sft_policy")
+    assert model_args.use_peft and model_args.lora_task_type == "CAUSAL_LM" and model_args.lora_alpha == 64
+    _, _, ppo_model_args = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
+    assert ppo_model_args.model_name_or_path == str(tmp_path / "sft_policy")
+    (evaluation,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv())
+    assert evaluation.policy_names == ["initial", "sft", "ppo_lag"]
+    assert evaluation.policies == ["some/model", str(tmp_path / "sft_policy"), str(tmp_path / "policy")]
+    # Extra SFT arguments win.
+    runner = runner_with(sft_steps=240, sft_args="--learning_rate 1e-4")
+    _, sft_args, _ = sft.make_parser().parse_args_into_dataclasses(args=runner.sft_argv())
+    assert sft_args.learning_rate == 1e-4
+
+    runner = runner_with()  # every preset: no SFT stage
+    assert "sft" not in runner.stages and runner.stage_index("ppo_lag") == "3/4"
+    _, _, ppo_model_args = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
+    assert ppo_model_args.model_name_or_path == "some/model"
+    (evaluation,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv())
+    assert evaluation.policy_names == ["initial", "ppo_lag"]
+
+
+def test_sft_steps_errors(tmp_path):
+    with pytest.raises(ValueError, match="--sft_steps must be 0"):
+        pipeline.PipelineArguments(sft_steps=-1)
+    with pytest.raises(ValueError, match="SFT data for the demo data only"):
+        pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), dataset_name="my/data", sft_steps=4))
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path), dataset_name="my/data", sft_steps=4, sft_args="--dataset_name my/sft"
+    )
+    assert "sft" in pipeline.Pipeline(args).stages
+
+
+@pytest.mark.slow
+def test_the_sft_stage_runs_and_ppo_lag_starts_from_it(tmp_path):
+    """A tiny run with an SFT stage: the merged SFT policy, PPO-Lag's reference built from it, three policies in
+    the evaluation, and the SFT steps in the summary."""
+    args = pipeline.PipelineArguments(output_dir=str(tmp_path), model="tiny", use_peft=True, sft_steps=2)
+    results = pipeline.main(args)
+    assert set(results["stage_seconds"]) >= {"sft", "ppo_lag", "evaluate"}
+    files = {path.name for path in (tmp_path / "sft_policy").iterdir()}
+    assert {"config.json", "model.safetensors", "README.md", "trainer_state.json"} <= files
+    assert "adapter_config.json" not in files
+    assert json.loads((tmp_path / "summary.json").read_text())["sft"]["steps"] == 2
+    assert set(results["evaluate"]["summaries"]) == {"initial", "sft", "ppo_lag"}
+    assert "SFT optimizer steps" in (tmp_path / "summary.md").read_text()

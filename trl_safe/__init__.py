@@ -37,6 +37,9 @@ _EXPORTS: dict[str, str] = {
     "GRPOLagTrainer": "trl_safe.grpo_lag_trainer",
     "RLOOLagConfig": "trl_safe.rloo_lag_config",
     "RLOOLagTrainer": "trl_safe.rloo_lag_trainer",
+    # The SFT stage: PTX-format data, with rows to imitate and rows to avoid (unlikelihood).
+    "UnlikelihoodSFTConfig": "trl_safe.sft_config",
+    "UnlikelihoodSFTTrainer": "trl_safe.sft_trainer",
     # Safety evaluation (reward, cost, arena, ratings, over-refusal) and publishing to the Hub.
     "SafetyEvaluationConfig": "trl_safe.evaluation",
     "SafetyReport": "trl_safe.evaluation",
@@ -96,3 +99,5 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real imports
     from trl_safe.reward_config import RewardConfig
     from trl_safe.rloo_lag_config import RLOOLagConfig
     from trl_safe.rloo_lag_trainer import RLOOLagTrainer
+    from trl_safe.sft_config import UnlikelihoodSFTConfig
+    from trl_safe.sft_trainer import UnlikelihoodSFTTrainer

@@ -2,6 +2,7 @@
 
     trl-safe reward_model --model_name_or_path ... --dataset_name PKU-Alignment/PKU-SafeRLHF --output_dir my-reward
     trl-safe cost_model ...
+    trl-safe sft --model_name_or_path ... --dataset_name ptx.jsonl --output_dir my-sft
     trl-safe ppo_lag --reward_model_name_or_path my-reward --cost_model_name_or_path my-cost ...
     trl-safe grpo_lag --reward_model_name_or_path my-reward --cost_model_name_or_path my-cost --cost_limits 0.0 ...
     trl-safe evaluate --policies my-sft my-ppo-lag --reward_model_name_or_path my-reward \
@@ -22,6 +23,7 @@ from typing import Any
 SCRIPTS = {
     "reward_model": "Train the reward model R (helpfulness) with TRL's RewardTrainer.",
     "cost_model": "Train the cost model C (harmlessness) with CostTrainer.",
+    "sft": "Supervised fine-tuning (imitate rows; push down rows labelled undesirable) with UnlikelihoodSFTTrainer.",
     "ppo": "RLHF with PPO against the reward model.",
     "ppo_lag": "Safe RLHF: PPO-Lag, maximising R subject to E[C] <= cost_limit.",
     "grpo_lag": "Critic-free Safe RLHF: GRPO-Lag, maximising R subject to E[C_k] <= cost_limits[k] for each cost.",

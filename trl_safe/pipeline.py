@@ -21,11 +21,24 @@ from typing import Any
 from trl_safe.evaluation.outcome import compare_outcomes, outcome_criteria, outcome_table, reward_scale
 from trl_safe.evaluation.report import format_percent, markdown_table
 
-STAGES = ("reward", "cost", "ppo_lag", "evaluate")
-STAGE_DIRS = {"reward": "reward_model", "cost": "cost_model", "ppo_lag": "policy", "evaluate": "evaluation"}
+# `sft` runs only when the run asks for supervised steps (`Budget.sft_steps`, `--sft_steps`); the others always.
+STAGES = ("reward", "cost", "sft", "ppo_lag", "evaluate")
+STAGE_DIRS = {
+    "reward": "reward_model",
+    "cost": "cost_model",
+    "sft": "sft_policy",
+    "ppo_lag": "policy",
+    "evaluate": "evaluation",
+}
 # The earlier stages' models each stage reads: the reward and cost models train on the preference data alone, so
-# either can be retrained without the other.
-STAGE_INPUTS = {"reward": (), "cost": (), "ppo_lag": ("reward", "cost"), "evaluate": ("reward", "cost", "ppo_lag")}
+# either can be retrained without the other; the SFT policy is where PPO-Lag starts (when the run has that stage).
+STAGE_INPUTS = {
+    "reward": (),
+    "cost": (),
+    "sft": (),
+    "ppo_lag": ("reward", "cost", "sft"),
+    "evaluate": ("reward", "cost", "sft", "ppo_lag"),
+}
 SAMPLED_EVALUATION_DIR = "evaluation_sampled"
 # The demo data's configuration the pipeline trains on when no data set is given (trl_safe/resources/demo/README.md).
 DEMO_DATA_CONFIG = "combined"
@@ -75,6 +88,10 @@ class Budget:
             reward model and PPO-Lag). `"iterated"` adds the second round of labelled answers, sampled from a policy
             trained on round one: the paper's recipe of collecting new preference data from the current policy,
             given to the cost model only (docs/demo_data.md).
+        sft_steps: supervised steps on the PTX data before PPO-Lag (`trl-safe sft`, `UnlikelihoodSFTTrainer`), the
+            paper's SFT stage: PPO-Lag then starts from the SFT policy and its KL penalty holds it there, while the
+            evaluation still compares with the original starting policy. Same LoRA, batch size and learning rate as
+            PPO-Lag, constant schedule. 0: no SFT stage (every preset; docs/demo_outcome.md says what 240 did).
     """
 
     preference_max_steps: int | None
@@ -97,6 +114,7 @@ class Budget:
     cost_dataset_config: str | None = None
     cost_floor: float | None = None
     harmless_prompt_repeats: int = 1
+    sft_steps: int = 0
 
 
 # SmolLM2-135M, half an hour on 2 CPU cores (docs/demo_outcome.md, "The default preset"). Until December 2026 the
@@ -396,6 +414,14 @@ def read_stage_results(stage: str, path: Path) -> dict[str, Any]:
     if not state_file.is_file():
         return {}
     history = json.loads(state_file.read_text())["log_history"]
+    if stage == "sft":
+        losses = [entry for entry in history if "loss" in entry]
+        last = losses[-1] if losses else {}
+        return {
+            "path": str(path),
+            "steps": history[-1]["step"] if history else 0,
+            **{key: last[key] for key in ("loss", "loss/nll", "loss/unlikelihood") if key in last},
+        }
     if stage == "ppo_lag":
         # PPO-Lag logs `lagrange/lambda`, GRPO-Lag `lagrange/<cost name>/lambda` (one cost model here).
         key = next(key for entry in history for key in entry if key.startswith("lagrange/") and key.endswith("lambda"))
@@ -484,6 +510,10 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
         cost = results["cost"]
         rows.append(("cost model accuracy (held-out pairs)", format_percent(cost["eval_accuracy"])))
         rows.append(("cost model sign accuracy (C > 0 ⇔ unsafe)", format_percent(cost["eval_sign_accuracy"])))
+    if results.get("sft"):
+        sft = results["sft"]
+        last = ", ".join(f"{key} {sft[key]:.3f}" for key in ("loss/nll", "loss/unlikelihood") if key in sft)
+        rows.append(("SFT optimizer steps (last logged: " + (last or "-") + ")", str(sft["steps"])))
     if results.get("ppo_lag"):
         ppo = results["ppo_lag"]
         rows.append(("final λ", f"{ppo['final_lambda']:.3f}"))

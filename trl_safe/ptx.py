@@ -182,7 +182,11 @@ class PTXData:
     def batch(self, draw: int, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
         """`input_ids`, `attention_mask`, `labels` and `desirable` (one bool per row) of the `draw`-th batch,
         right-padded, on `device`."""
-        rows = self.rows(draw, batch_size)
+        return self.collate(self.rows(draw, batch_size), device)
+
+    def collate(self, rows: Sequence[int], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """`input_ids`, `attention_mask`, `labels` and `desirable` of the examples at indices `rows`, right-padded,
+        on `device` (PPO's PTX batches, and `UnlikelihoodSFTTrainer`'s, whose sampler picks the rows)."""
         examples = [self.examples[index] for index in rows]
         length = max(len(input_ids) for input_ids, _ in examples)
         input_ids = torch.full((len(examples), length), self.pad_id, dtype=torch.long)

@@ -65,7 +65,7 @@ from trl_safe.pipeline import (
     write_held_out_prompts,
     write_rollout_prompts,
 )
-from trl_safe.scripts import cost_model, evaluate, grpo_lag, ppo_lag, reward_model
+from trl_safe.scripts import cost_model, evaluate, grpo_lag, ppo_lag, reward_model, sft
 
 
 @dataclass
@@ -113,6 +113,10 @@ class PipelineArguments:
         harmless_prompt_repeats (`int` or `None`): draw each harmless train prompt this many times as often as a
             harmful one in the RL stage's rollouts (demo data only; `trl_safe.pipeline.Budget`); default: the
             preset's.
+        sft_steps (`int` or `None`): supervised steps on the PTX data before the RL stage (`trl-safe sft`): the
+            policy's RL then starts from the SFT policy (`sft_policy/`), held to it by the KL penalty; the evaluation
+            compares the original starting policy, the SFT policy and the trained one. Default: the preset's (0, no
+            SFT stage). On other data, give the SFT data with `--sft_args "--dataset_name ..."`.
         rollout_twins (`bool`): add the 77 harmless look-alike twins (`trl_safe.demo.load_demo_twins`: a harmless
             request in the words of each harmful train prompt) to the RL stage's prompts, so that declining one
             costs reward and cost during RL itself (demo data only). Off by default.
@@ -123,8 +127,8 @@ class PipelineArguments:
         rl_trainer (`str`): the RL stage's trainer: `ppo_lag` (PPO-Lag, with a critic) or `grpo_lag` (GRPO-Lag,
             critic-free: the same episodes per rollout, as `ppo_batch_size / 4` prompts x 4 completions;
             docs/grpo_lag.md). Its extra arguments go in `ppo_lag_args` either way.
-        reward_args, cost_args, ppo_lag_args, evaluate_args (`str`): extra command-line arguments appended to a
-            stage's own (they win), e.g. `--ppo_lag_args "--lambda_lr 0.2 --kl_coef 0.05"`.
+        reward_args, cost_args, sft_args, ppo_lag_args, evaluate_args (`str`): extra command-line arguments appended
+            to a stage's own (they win), e.g. `--ppo_lag_args "--lambda_lr 0.2 --kl_coef 0.05"`.
         scorers_side_by_side (`bool` or `None`): train the reward and the cost model at the same time, each in its
             own process with half the CPU threads, their output in `logs/`. They read only the preference data, and
             on a small CPU two one-thread trainings get more from the cores than one two-thread training after
@@ -180,6 +184,10 @@ class PipelineArguments:
         default=None,
         metadata={"help": "Draw each harmless train prompt this many times as often in the rollouts (demo data)."},
     )
+    sft_steps: int | None = field(
+        default=None,
+        metadata={"help": "Supervised steps on the PTX data before PPO-Lag (the SFT stage); default: the preset's."},
+    )
     rollout_twins: bool = field(
         default=False,
         metadata={
@@ -198,6 +206,7 @@ class PipelineArguments:
     )
     reward_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe reward_model`."})
     cost_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe cost_model`."})
+    sft_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe sft`."})
     ppo_lag_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe ppo_lag`."})
     evaluate_args: str = field(default="", metadata={"help": "Extra arguments of `trl-safe evaluate`."})
     scorers_side_by_side: bool | None = field(
@@ -223,6 +232,8 @@ class PipelineArguments:
             raise ValueError(f"--harmless_prompt_repeats must be 1 or more, got {self.harmless_prompt_repeats}.")
         if self.rollout_twins and self.dataset_name is not None:
             raise ValueError("--rollout_twins adds the demo data's look-alike twins: it needs the demo data.")
+        if self.sft_steps is not None and self.sft_steps < 0:
+            raise ValueError(f"--sft_steps must be 0 (no SFT stage) or more, got {self.sft_steps}.")
         if self.eval_samples is not None and self.eval_samples < 0:
             raise ValueError(f"--eval_samples must be 0 (greedy only) or more, got {self.eval_samples}.")
 
@@ -233,19 +244,19 @@ PREFERENCE_STAGES = {
 }
 
 
-def print_stage_header(index: int, title: str, script: Any, argv: list[str]) -> None:
-    """The stage's title and the `trl-safe` command that runs it alone."""
+def print_stage_header(index: str, title: str, script: Any, argv: list[str]) -> None:
+    """The stage's title, its place (`"3/5"`) and the `trl-safe` command that runs it alone."""
     command = script.__name__.rsplit(".", 1)[-1]
-    print(f"\n=== [{index}/{len(STAGES)}] {title}\n    run alone: trl-safe {command} {shlex.join(argv)}", flush=True)
+    print(f"\n=== [{index}] {title}\n    run alone: trl-safe {command} {shlex.join(argv)}", flush=True)
 
 
-def run_stage(index: int, title: str, script: Any, argv: list[str]) -> Any:
+def run_stage(index: str, title: str, script: Any, argv: list[str]) -> Any:
     """Print the stage's stand-alone command, parse `argv` with the script's own parser and run its `main`."""
     print_stage_header(index, title, script, argv)
     return script.main(*script.make_parser().parse_args_into_dataclasses(args=argv))
 
 
-def train_preference_model(stage: str, index: int, argv: list[str], plots_dir: Path) -> None:
+def train_preference_model(stage: str, index: str, argv: list[str], plots_dir: Path) -> None:
     """Train the reward model (RewardTrainer) or the cost model (CostTrainer), merge its adapter and plot its log."""
     from transformers import AutoModelForSequenceClassification
 
@@ -277,7 +288,7 @@ def exit_when_orphaned(
 
 
 def _preference_worker(
-    stage: str, index: int, argv: list[str], plots_dir: Path, threads: int, log: Path, parent_pid: int
+    stage: str, index: str, argv: list[str], plots_dir: Path, threads: int, log: Path, parent_pid: int
 ) -> None:
     """`train_preference_model` in a child process: `threads` threads, stdout and stderr (progress bars included) to
     `log`, and the stage's own wall and CPU time and peak memory to `<log>.json` for the summary. It ends itself if
@@ -322,6 +333,14 @@ class Pipeline:
         # Refused now, before R and C train, with the same rule PPO-Lag's and GRPO-Lag's configs apply later.
         check_limit_above_floor(self.cost_limit, self.cost_floor, "The cost limit", "the cost floor")
         self.ptx_coef = self.budget.ptx_coef if args.ptx_coef is None else args.ptx_coef
+        self.sft_steps = self.budget.sft_steps if args.sft_steps is None else args.sft_steps
+        # The stages of this run, in order: `sft` only when it takes supervised steps.
+        self.stages = [stage for stage in STAGES if stage != "sft" or self.sft_steps > 0]
+        if self.sft_steps and args.dataset_name is not None and "--dataset_name" not in shlex.split(args.sft_args):
+            raise ValueError(
+                "--sft_steps: the pipeline supplies SFT data for the demo data only; give yours with "
+                '--sft_args "--dataset_name <sft data>".'
+            )
         self.eval_samples = self.budget.eval_samples if args.eval_samples is None else args.eval_samples
         self.ptx_data: str | None = None
         self.harmless_repeats = (
@@ -345,6 +364,14 @@ class Pipeline:
 
     def stage_dir(self, stage: str) -> str:
         return str(self.output_dir / STAGE_DIRS[stage])
+
+    def stage_index(self, stage: str) -> str:
+        """`"k/n"`: the stage's place among this run's stages."""
+        return f"{self.stages.index(stage) + 1}/{len(self.stages)}"
+
+    def policy_start(self) -> str:
+        """Where the RL stage starts: the SFT policy when the run has an SFT stage, else the starting policy."""
+        return self.stage_dir("sft") if "sft" in self.stages else self.base_model
 
     # ---------------------------------------------------------------------------------------------- inputs
     def prepare_inputs(self) -> None:
@@ -408,12 +435,13 @@ class Pipeline:
             )
         if self.ptx_coef > 0 and args.rl_trainer == "grpo_lag":
             print("PTX is off: GRPO-Lag has no PTX term (PPO-Lag has).")
-        elif self.ptx_coef > 0 and args.dataset_name is None:
+        if (self.ptx_coef > 0 and args.rl_trainer == "ppo_lag" or self.sft_steps > 0) and args.dataset_name is None:
             prompts = self.budget.ptx_prompts if args.ptx_prompts is None else args.ptx_prompts
             path = self.output_dir / "ptx_train.jsonl"
             self.ptx_data = str(write_demo_ptx_data(args.dataset_train_split, prompts, path))
-            print(f"PTX data ({PTX_PROMPTS[prompts]}): {self.ptx_data}")
-        elif self.ptx_coef > 0:
+            also = " (also the SFT data)" if self.sft_steps else ""
+            print(f"PTX data ({PTX_PROMPTS[prompts]}): {self.ptx_data}{also}")
+        elif self.ptx_coef > 0 and args.rl_trainer == "ppo_lag":
             print(
                 "PTX is off: the pipeline supplies PTX data for the demo data only. Give yours with "
                 f'--ppo_lag_args "--ptx_dataset_name <sft data> --ptx_coef {self.ptx_coef}".'
@@ -432,7 +460,7 @@ class Pipeline:
             data = ["--dataset_name", self.rollout_prompts, "--dataset_train_split", "train"]
             data += ["--deduplicate_prompts", "false"]
         return [
-            "--model_name_or_path", self.base_model,
+            "--model_name_or_path", self.policy_start() if stage == "ppo_lag" else self.base_model,
             *data,
             "--conversational",
             "--output_dir", self.stage_dir(stage),
@@ -511,9 +539,32 @@ class Pipeline:
             *shlex.split(self.args.ppo_lag_args),
         ]  # fmt: skip
 
+    def sft_argv(self) -> list[str]:
+        """The SFT stage: supervised steps on the PTX data (the demo's, or `--sft_args "--dataset_name ..."`) with
+        PPO-Lag's LoRA, batch size and learning rate, at a constant rate."""
+        budget = self.budget
+        data = ["--dataset_name", self.ptx_data] if self.ptx_data is not None else []
+        return [
+            "--model_name_or_path", self.base_model,
+            *data,
+            "--output_dir", self.stage_dir("sft"),
+            "--seed", str(self.args.seed),
+            "--report_to", "none",
+            "--save_strategy", "no",
+            "--logging_steps", "10",
+            "--activation_checkpointing", "false",
+            "--max_steps", str(self.sft_steps),
+            "--per_device_train_batch_size", str(budget.ppo_batch_size),
+            "--learning_rate", str(budget.ppo_learning_rate),
+            "--lr_scheduler_type", "constant",
+            "--max_length", str(budget.max_length),
+            *self.lora_args("CAUSAL_LM"),
+            *shlex.split(self.args.sft_args),
+        ]  # fmt: skip
+
     def ptx_args(self) -> list[str]:
         """PTX on the demo's written answers (PPO-Lag only: GRPO-Lag has no PTX term)."""
-        if self.ptx_data is None:
+        if self.ptx_data is None or self.ptx_coef == 0:
             return []
         return ["--ptx_dataset_name", self.ptx_data, "--ptx_coef", str(self.ptx_coef)]
 
@@ -565,7 +616,9 @@ class Pipeline:
             decoding = ["--do_sample", "--temperature", "0.7", "--num_samples_per_prompt", str(self.eval_samples)]
         else:
             default_dir, decoding = self.stage_dir("evaluate"), [] if policies else ["--update_model_cards"]
-        policies = policies or {"initial": self.base_model, "ppo_lag": self.stage_dir("ppo_lag")}
+        if not policies:
+            sft_policy = {"sft": self.stage_dir("sft")} if "sft" in self.stages else {}
+            policies = {"initial": self.base_model, **sft_policy, "ppo_lag": self.stage_dir("ppo_lag")}
         return [
             "--policies", *policies.values(),
             "--policy_names", *policies,
@@ -583,7 +636,7 @@ class Pipeline:
         ]  # fmt: skip
 
     # ---------------------------------------------------------------------------------------------- stages
-    def run_preference_stage(self, stage: str, index: int) -> None:
+    def run_preference_stage(self, stage: str, index: str) -> None:
         """Train the reward model (RewardTrainer) or the cost model (CostTrainer)."""
         train_preference_model(stage, index, self.preference_argv(stage), self.output_dir / "plots")
         self.report_preference_stage(stage)
@@ -600,7 +653,7 @@ class Pipeline:
         processes = {}
         start = time.perf_counter()
         for stage in ("reward", "cost"):
-            index = STAGES.index(stage) + 1
+            index = self.stage_index(stage)
             script, title = PREFERENCE_STAGES[stage]
             argv = self.preference_argv(stage)
             side_by_side = f"{title}, side by side ({threads} thread(s); log: {logs}/{stage}.log)"
@@ -645,7 +698,19 @@ class Pipeline:
             held_out += f", {metrics.get('eval_sign_accuracy', float('nan')):.1%} sign accuracy (C > 0 ⇔ unsafe)"
         print(f"--- {PREFERENCE_STAGES[stage][1]}: {held_out}.")
 
-    def run_ppo_lag(self, index: int) -> None:
+    def run_sft(self, index: str) -> None:
+        """Supervised steps on the PTX data (the paper's SFT stage); PPO-Lag then starts from this policy."""
+        from transformers import AutoModelForCausalLM
+
+        title = f"SFT policy ({self.sft_steps} supervised steps; PPO-Lag starts here)"
+        trainer = run_stage(index, title, sft, self.sft_argv())
+        self.finish_training_stage(trainer, AutoModelForCausalLM)
+        del trainer
+        result = self.collect_results("sft")
+        terms = ", ".join(f"{key} = {result[key]:.3f}" for key in ("loss/nll", "loss/unlikelihood") if key in result)
+        print(f"--- SFT: {result['steps']} steps" + (f"; last logged {terms}." if terms else "."))
+
+    def run_ppo_lag(self, index: str) -> None:
         """Fine-tune the policy with PPO-Lag against the reward and cost models."""
         from transformers import AutoModelForCausalLM
 
@@ -660,7 +725,7 @@ class Pipeline:
         ppo = self.collect_results("ppo_lag")
         print(f"--- PPO-Lag: final λ = {ppo['final_lambda']:.3f}, J_C = {ppo['final_episode_cost']:.3f}.")
 
-    def run_evaluation(self, index: int) -> None:
+    def run_evaluation(self, index: str) -> None:
         """Generate with the starting and the trained policy on held-out prompts; score with R and C."""
         title = "Evaluation of the trained policy against the starting one"
         run_stage(index, f"{title} (greedy)", evaluate, self.evaluate_argv())
@@ -679,23 +744,24 @@ class Pipeline:
     def run(self) -> dict[str, Any]:
         start = time.perf_counter()
         self.prepare_inputs()
-        runners: dict[str, Callable[[int], None]] = {
+        runners: dict[str, Callable[[str], None]] = {
             "reward": lambda i: self.run_preference_stage("reward", i),
             "cost": lambda i: self.run_preference_stage("cost", i),
+            "sft": self.run_sft,
             "ppo_lag": self.run_ppo_lag,
             "evaluate": self.run_evaluation,
         }
         side_by_side = self.scorers_side_by_side()
         if side_by_side:
             self.run_preference_stages_side_by_side()
-        for index, stage in enumerate(STAGES, start=1):
+        for stage in self.stages:
             if stage not in self.args.stages:
                 self.check_reusable(stage)
                 continue
             if side_by_side and stage in PREFERENCE_STAGES:
                 continue
             stage_start, cpu_start = time.perf_counter(), time.process_time()
-            runners[stage](index)
+            runners[stage](self.stage_index(stage))
             seconds = time.perf_counter() - stage_start
             self.results["stage_seconds"][stage] = round(seconds, 1)
             # CPU time over all threads: on a shared machine, wall time says little about the run itself.

@@ -1,0 +1,145 @@
+"""`UnlikelihoodSFTTrainer` and `trl-safe sft`: the SFT stage on PTX-format data, with rows to avoid."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from datasets import Dataset, IterableDataset
+
+from trl_safe import PPOConfig, UnlikelihoodSFTConfig, UnlikelihoodSFTTrainer
+from trl_safe.ptx import PTXData, ptx_objective
+from trl_safe.scripts import sft
+from trl_safe.testing_utils import make_tiny_causal_lm
+
+ROWS = [
+    {"prompt": "How do I bake bread? ", "completion": "Mix flour, water and yeast.", "label": True},
+    {"prompt": "How do I kill a process? ", "completion": "I can't help with that.", "label": False},
+    {"prompt": "How do I pick a lock? ", "completion": "I can't help with that.", "label": True},
+    {"prompt": "What is rain? ", "completion": "Water falling from clouds.", "label": True},
+]
+
+
+def config(tmp_path, **overrides) -> UnlikelihoodSFTConfig:
+    defaults = {
+        "output_dir": str(tmp_path),
+        "max_steps": 2,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 1e-2,
+        "logging_steps": 1,
+        "report_to": "none",
+        "save_strategy": "no",
+        "use_cpu": True,
+        "activation_checkpointing": False,
+    }
+    return UnlikelihoodSFTConfig(**{**defaults, **overrides})
+
+
+def test_the_loss_is_ptx_objective_on_the_collated_rows(tmp_path, tiny_tokenizer):
+    """One loss for the SFT stage and for PPO's PTX term: the trainer's `compute_loss` is `ptx_objective` on the
+    rows its collator pads, with `unlikelihood_coef` as the weight."""
+    model = make_tiny_causal_lm(tiny_tokenizer)
+    args = config(tmp_path, unlikelihood_coef=0.5)
+    trainer = UnlikelihoodSFTTrainer(model, args, Dataset.from_list(ROWS), processing_class=tiny_tokenizer)
+    batch = trainer._collate([{"row": index} for index in range(4)])
+    assert batch["desirable"].tolist() == [True, False, True, True]
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, batch)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        expected, nll, unlikely = ptx_objective(logits, batch["labels"], batch["desirable"], 0.5)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert expected.item() == pytest.approx(nll.item() + 0.5 * unlikely.item(), rel=1e-6)
+
+
+def test_training_pushes_the_undesirable_completion_down_and_logs_both_terms(tmp_path, tiny_tokenizer):
+    """The same run with and without the unlikelihood term: with it, the undesirable completion ends less likely."""
+    data = PTXData(Dataset.from_list(ROWS), tiny_tokenizer, max_length=None, seed=0)
+    undesirable = data.collate([1])
+
+    def train(unlikelihood_coef: float) -> tuple[float, list[dict]]:
+        model = make_tiny_causal_lm(tiny_tokenizer)
+        args = config(tmp_path / str(unlikelihood_coef), max_steps=8, unlikelihood_coef=unlikelihood_coef)
+        trainer = UnlikelihoodSFTTrainer(model, args, Dataset.from_list(ROWS), processing_class=tiny_tokenizer)
+        trainer.train()
+        with torch.no_grad():
+            logits = model(input_ids=undesirable["input_ids"]).logits[:, :-1]
+        labels = undesirable["labels"][:, 1:]
+        token_logprobs = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return float((token_logprobs * (labels != -100)).sum()), trainer.state.log_history
+
+    with_term, history = train(1.0)
+    without_term, _ = train(0.0)
+    assert with_term < without_term
+    logged = [entry for entry in history if "loss" in entry]
+    assert len(logged) == 8
+    assert all(math.isfinite(entry["loss/nll"]) and entry["loss/unlikelihood"] > 0 for entry in logged)
+
+
+def test_data_without_labels_is_plain_sft(tmp_path, tiny_tokenizer):
+    model = make_tiny_causal_lm(tiny_tokenizer)
+    rows = Dataset.from_dict({"text": ["The cat sat on the mat.", "Paris is in France."]})
+    trainer = UnlikelihoodSFTTrainer(model, config(tmp_path), rows, processing_class=tiny_tokenizer)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert logged and all("loss/unlikelihood" not in entry for entry in logged)
+    assert all(entry["loss"] == pytest.approx(entry["loss/nll"], rel=1e-4) for entry in logged)
+
+
+def test_bad_input_is_refused_clearly(tmp_path, tiny_tokenizer):
+    model = make_tiny_causal_lm(tiny_tokenizer)
+    with pytest.raises(ValueError, match="needs a `train_dataset`"):
+        UnlikelihoodSFTTrainer(model, config(tmp_path), None, processing_class=tiny_tokenizer)
+    streamed = IterableDataset.from_generator(lambda: iter(ROWS))
+    with pytest.raises(TypeError, match="without streaming"):
+        UnlikelihoodSFTTrainer(model, config(tmp_path), streamed, processing_class=tiny_tokenizer)
+    with pytest.raises(TypeError, match="needs a UnlikelihoodSFTConfig, got PPOConfig"):
+        UnlikelihoodSFTTrainer(
+            model, PPOConfig(str(tmp_path)), Dataset.from_list(ROWS), processing_class=tiny_tokenizer
+        )
+    bad = [*ROWS[:2], {"prompt": "Hi ", "completion": "Hello.", "label": None}]
+    with pytest.raises(ValueError, match="row 2: `label` must be True or False"):
+        UnlikelihoodSFTTrainer(model, config(tmp_path), Dataset.from_list(bad), processing_class=tiny_tokenizer)
+    only_undesirable = [{**row, "label": False} for row in ROWS]
+    with pytest.raises(ValueError, match="Every ptx_dataset row is labelled undesirable"):
+        UnlikelihoodSFTTrainer(
+            model, config(tmp_path), Dataset.from_list(only_undesirable), processing_class=tiny_tokenizer
+        )
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"unlikelihood_coef": -1.0}, "`unlikelihood_coef` must be >= 0"),
+        ({"unlikelihood_coef": float("nan")}, "unlikelihood_coef must be a finite number"),
+        ({"max_length": 1}, "`max_length` must be >= 2 or None"),
+    ],
+)
+def test_config_errors(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        config(tmp_path, **overrides)
+
+
+def test_the_script_trains_saves_a_lora_adapter_and_writes_the_model_card(tmp_path, tiny_tokenizer):
+    model_dir = tmp_path / "model"
+    make_tiny_causal_lm(tiny_tokenizer).save_pretrained(model_dir)
+    tiny_tokenizer.save_pretrained(model_dir)
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
+    argv = [
+        "--model_name_or_path", str(model_dir), "--dataset_name", str(data), "--output_dir", str(tmp_path / "out"),
+        "--max_steps", "2", "--per_device_train_batch_size", "2", "--learning_rate", "1e-3",
+        "--lr_scheduler_type", "constant", "--report_to", "none", "--save_strategy", "no",
+        "--activation_checkpointing", "false", "--use_peft", "--lora_r", "4", "--lora_alpha", "8",
+        "--lora_task_type", "CAUSAL_LM", "--lora_target_modules", "q_proj", "v_proj",
+    ]  # fmt: skip
+    trainer = sft.main(*sft.make_parser().parse_args_into_dataclasses(args=argv))
+    assert trainer.state.global_step == 2
+    out = tmp_path / "out"
+    assert (out / "adapter_config.json").is_file() and (out / "tokenizer.json").is_file()
+    card = (out / "README.md").read_text()
+    assert "UnlikelihoodSFTTrainer" in card and "1 of them labelled undesirable" in card
+    assert "unlikelihood" in card and "using a PEFT adapter" in card
+    with pytest.raises(ValueError, match="--dataset_name is required"):
+        sft.main(*sft.make_parser().parse_args_into_dataclasses(args=["--output_dir", str(out)]))

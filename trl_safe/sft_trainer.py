@@ -1,0 +1,189 @@
+"""`UnlikelihoodSFTTrainer`: the SFT stage of Safe RLHF, on PTX-format data with rows to imitate and rows to avoid.
+
+The paper's pipeline is SFT → reward and cost models → PPO-Lag, and PPO-Lag's KL penalty holds the policy close to
+the SFT model. TRL's `SFTTrainer` imitates every row; this trainer takes the same data formats (`text`, `messages`,
+`prompt` + `completion`) and, on prompt-completion rows, TRL's unpaired-preference `label`: `True` rows get the
+cross-entropy, `False` rows the unlikelihood loss −log(1 − π(y_t | y_<t)) (Welleck et al., 2019). The loss is exactly
+PPO's PTX term (`trl_safe.ptx.ptx_objective`) and the data the same `trl_safe.ptx.PTXData`, so one data set can warm
+the policy up here and then keep it there as PTX during PPO-Lag.
+
+Why a stage of its own: on the demo, PTX inside PPO-Lag gets a few dozen batches, while separating a harmful request
+from its harmless look-alike took about 240 supervised steps (`benchmarks/ptx_sft_check.py`, docs/demo_outcome.md).
+
+    trainer = UnlikelihoodSFTTrainer(
+        model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        args=UnlikelihoodSFTConfig(output_dir="smollm2-sft", max_steps=240, learning_rate=5e-4),
+        train_dataset=load_dataset("json", data_files="ptx.jsonl", split="train"),
+        peft_config=LoraConfig(r=16, lora_alpha=64, task_type="CAUSAL_LM"),
+    )
+    trainer.train()
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Any
+
+import torch
+from datasets import Dataset, IterableDataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.trainer_callback import TrainerCallback
+from trl.trainer.base_trainer import _BaseTrainer
+from trl.trainer.utils import get_config_model_id
+
+from trl_safe.checks import check_config_class
+from trl_safe.model_card import render_model_card
+from trl_safe.ptx import PTXData, ptx_objective
+from trl_safe.sft_config import UnlikelihoodSFTConfig
+
+
+class _RowIndices(torch.utils.data.Dataset):
+    """The training set the `Trainer` samples from: row indices into the tokenized `PTXData` (the collator pads)."""
+
+    def __init__(self, num_rows: int) -> None:
+        self.num_rows = num_rows
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def __getitem__(self, index: int) -> dict[str, int]:
+        return {"row": index}
+
+
+class UnlikelihoodSFTTrainer(_BaseTrainer):
+    """Supervised fine-tuning with desirable and undesirable rows (see the module docstring).
+
+    Args:
+        model: a causal LM or its path / Hub id (loaded with `args.model_init_kwargs`).
+        args: an `UnlikelihoodSFTConfig` (default: one writing to `<model name>-SFT`).
+        train_dataset: rows in a PTX format (`trl_safe.ptx`); bad rows are refused with their index.
+        processing_class: the tokenizer (default: the model's).
+        callbacks, optimizers: as in `transformers.Trainer`.
+        peft_config: train a PEFT adapter (e.g. LoRA) instead of every weight.
+
+    Logged besides the loss: `loss/nll` (the desirable rows' cross-entropy) and `loss/unlikelihood` (the undesirable
+    rows' term, before its weight), each the mean over the micro-batches since the last log that had such rows.
+    """
+
+    _tag_names = ["trl-safe", "sft", "unlikelihood"]
+    _name = "SFT"
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        args: UnlikelihoodSFTConfig | None = None,
+        train_dataset: Dataset | None = None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        peft_config: Any | None = None,
+    ) -> None:
+        model_id = model if isinstance(model, str) else get_config_model_id(model.config)
+        if args is None:
+            args = UnlikelihoodSFTConfig(f"{model_id.split('/')[-1] or 'model'}-{self._name}")
+        check_config_class(args, UnlikelihoodSFTConfig, type(self).__name__)
+        if train_dataset is None:
+            raise ValueError(f"{type(self).__name__} needs a `train_dataset` (text, messages or prompt-completion).")
+        if isinstance(train_dataset, IterableDataset):
+            raise TypeError(
+                f"{type(self).__name__} tokenizes its data set up front: load it without streaming (a map-style "
+                "`Dataset`)."
+            )
+        if isinstance(model, str):
+            init_kwargs = {"device_map": None, "trust_remote_code": args.trust_remote_code}
+            model = AutoModelForCausalLM.from_pretrained(model, **{**init_kwargs, **(args.model_init_kwargs or {})})
+        if processing_class is None:
+            processing_class = AutoTokenizer.from_pretrained(model_id, trust_remote_code=args.trust_remote_code)
+        if processing_class.pad_token is None:
+            processing_class.pad_token = processing_class.eos_token
+        self.ptx_data = PTXData(
+            train_dataset,
+            processing_class,
+            max_length=args.max_length,
+            seed=args.seed,
+            chat_template_kwargs=args.chat_template_kwargs,
+        )
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        model.add_model_tags(self._tag_names)
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=self._collate,
+            train_dataset=_RowIndices(len(self.ptx_data)),
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+        )
+        self._loss_terms: dict[str, list[float]] = defaultdict(list)
+
+    def _collate(self, features: list[dict[str, int]]) -> dict[str, torch.Tensor]:
+        return self.ptx_data.collate([feature["row"] for feature in features])
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        """L = CE(desirable tokens) + unlikelihood_coef · UL(undesirable tokens), each a token mean over the
+        micro-batch (`trl_safe.ptx.ptx_objective`)."""
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        loss, nll, unlikely = ptx_objective(
+            outputs.logits, inputs["labels"], inputs["desirable"], self.args.unlikelihood_coef
+        )
+        for name, term in (("loss/nll", nll), ("loss/unlikelihood", unlikely)):
+            if term is not None:
+                self._loss_terms[name].append(term.item())
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the means of the loss terms since the last log (training logs only)."""
+        if "loss" in logs:
+            logs = {**logs, **{name: sum(values) / len(values) for name, values in self._loss_terms.items()}}
+            self._loss_terms.clear()
+        super().log(logs, start_time)
+
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        dataset_name: str | list[str] | None = None,
+        tags: str | list[str] | None = None,
+    ) -> None:
+        """Write `README.md` (the model card, `model_cards/sft_model_card.md`) to `output_dir`."""
+        if not self.is_world_process_zero():
+            return
+        model_id = get_config_model_id(self.accelerator.unwrap_model(self.model).config)
+        base_model = model_id if model_id and not os.path.isdir(model_id) else None
+        args = self.args
+        card = render_model_card(
+            "sft_model_card.md",
+            model_name=model_name or (args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))),
+            tags=[*self._tag_names, *([tags] if isinstance(tags, str) else list(tags or []))],
+            base_model=base_model,
+            dataset_name=dataset_name,
+            hub_model_id=args.hub_model_id,
+            pipeline_tag="text-generation",
+            trainer_name=type(self).__name__,
+            num_rows=len(self.ptx_data),
+            num_undesirable=self.ptx_data.desirable.count(False),
+            global_step=self.state.global_step,
+            hyperparameters={
+                "learning_rate": args.learning_rate,
+                "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+                "max_steps": args.max_steps,
+                "num_train_epochs": args.num_train_epochs,
+                "per_device_train_batch_size": args.per_device_train_batch_size,
+                "gradient_accumulation_steps": args.gradient_accumulation_steps,
+                "max_length": args.max_length,
+                "unlikelihood_coef": args.unlikelihood_coef,
+                "seed": args.seed,
+            },
+            peft=hasattr(self.accelerator.unwrap_model(self.model), "peft_config"),
+        )
+        os.makedirs(args.output_dir, exist_ok=True)
+        card.save(os.path.join(args.output_dir, "README.md"))
