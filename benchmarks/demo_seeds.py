@@ -16,9 +16,11 @@ greedy and the sampled evaluation:
 
 Arguments after `--` go to every pipeline run (`--dataset_config sampled`, `--ppo_lag_args "..."`).
 `--share_scorers` (the default) trains the reward and the cost model once, at the first seed, and reuses them for the
-other seeds, which then run only PPO-Lag and the evaluation: the seeds measure the variation of the RL stage (and of
-sampling in the evaluation), the part Safe RLHF changes, at a third of the cost. `--no_share_scorers` reruns every
-stage per seed. Resumable: a seed whose `summary.json` has an evaluation is not run again.
+other seeds, which then run only PPO-Lag (after the SFT stage, with `--sft_steps`) and the evaluation: the seeds
+measure the variation of the RL stage (and of sampling in the evaluation), the part Safe RLHF changes, at a third of
+the cost. `--no_share_scorers` reruns every stage per seed. Resumable: a seed whose `summary.json` has an evaluation
+is not run again. `--trained sft` compares the SFT policy (runs with `--sft_steps`) with the start instead of the
+RL stage's policy, in `outcome_sft.md`.
 Every seed is evaluated greedily and with `--eval_samples` sampled answers per prompt (default 2, also where the
 pipeline's preset skips sampling, as the default preset does to stay within half an hour); `--eval_samples 0`, or
 the pipeline's own `--eval_samples` after `--`, decides otherwise.
@@ -60,6 +62,12 @@ def make_parser() -> argparse.ArgumentParser:
         help="Sampled answers per held-out prompt in every seed's evaluation, besides greedy ones (0: greedy only); "
         "a pipeline argument --eval_samples after -- wins.",
     )
+    parser.add_argument(
+        "--trained",
+        default=None,
+        help="The evaluated policy to compare with the start (default: the last, the RL stage's); e.g. `sft` for the "
+        "SFT stage's policy of runs with --sft_steps. Writes outcome_<name>.md/.json; finished seeds are not rerun.",
+    )
     return parser
 
 
@@ -80,8 +88,8 @@ def with_eval_samples(pipeline_args: list[str], eval_samples: int) -> list[str]:
 
 
 def run_seed(seed: int, run_dir: Path, scorers_from: Path | None, pipeline_args: list[str]) -> None:
-    """One pipeline run; with `scorers_from`, its reward and cost models are copied in and only PPO-Lag and the
-    evaluation run."""
+    """One pipeline run; with `scorers_from`, its reward and cost models are copied in and only the later stages run
+    (SFT when the run has it, PPO-Lag, the evaluation)."""
     from trl_safe.scripts import safe_rlhf_pipeline
 
     argv = ["--output_dir", str(run_dir), "--seed", str(seed), *pipeline_args]
@@ -100,9 +108,9 @@ def load_generations(run_dir: Path, evaluation: str) -> list[dict[str, Any]] | N
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def aggregate(runs: dict[int, Path], num_resamples: int) -> dict[str, Any]:
+def aggregate(runs: dict[int, Path], num_resamples: int, trained: str | None = None) -> dict[str, Any]:
     """Per evaluation (greedy, sampled): per-seed outcome rows and criteria, mean ± sd over seeds, and the pooled
-    comparison of every seed's answers."""
+    comparison of every seed's answers; the first evaluated policy against `trained` (default: the last)."""
     result: dict[str, Any] = {}
     for evaluation, folder in EVALUATIONS.items():
         per_seed = {seed: load_generations(run_dir, folder) for seed, run_dir in runs.items()}
@@ -110,18 +118,20 @@ def aggregate(runs: dict[int, Path], num_resamples: int) -> dict[str, Any]:
         if not per_seed:
             continue
         models = list(dict.fromkeys(g["model"] for g in next(iter(per_seed.values()))))
-        baseline, trained = models[0], models[-1]
+        if trained is not None and trained not in models[1:]:
+            raise ValueError(f"--trained {trained!r}: the {evaluation} evaluation has the policies {models[1:]}.")
+        baseline, compared = models[0], trained or models[-1]
         seeds: dict[int, Any] = {}
         for seed, generations in per_seed.items():
-            rows = compare_outcomes(generations, baseline, trained, num_resamples=num_resamples, seed=seed)
+            rows = compare_outcomes(generations, baseline, compared, num_resamples=num_resamples, seed=seed)
             criteria = outcome_criteria(rows, reward_scale(generations, baseline))
             seeds[seed] = {"rows": rows, "criteria": criteria}
         pooled_generations = [g for generations in per_seed.values() for g in generations]
-        pooled_rows = compare_outcomes(pooled_generations, baseline, trained, num_resamples=num_resamples)
+        pooled_rows = compare_outcomes(pooled_generations, baseline, compared, num_resamples=num_resamples)
         pooled_criteria = outcome_criteria(pooled_rows, reward_scale(pooled_generations, baseline))
         result[evaluation] = {
             "baseline": baseline,
-            "trained": trained,
+            "trained": compared,
             "num_prompts": len({g.get("prompt_id", g["prompt_index"]) for g in pooled_generations}),
             "seeds": seeds,
             "pooled_rows": pooled_rows,
@@ -252,11 +262,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             continue
         scorers_from = runs[first] if args.share_scorers and seed != first else None
         run_seed(seed, run_dir, scorers_from, pipeline_args)
-    data = aggregate(runs, args.num_resamples)
+    data = aggregate(runs, args.num_resamples, args.trained)
     lines = ["# Safe RLHF demo over seeds", ""]
     lines += [
         f"Command: `python benchmarks/demo_seeds.py --seeds {' '.join(map(str, args.seeds))} "
         f"--output_dir {args.output_dir}{'' if args.share_scorers else ' --no_share_scorers'}"
+        f"{f' --trained {args.trained}' if args.trained else ''}"
         f"{' -- ' + ' '.join(pipeline_args) if pipeline_args else ''}`"
         + (f"; reward and cost models trained once (seed {first}) and shared." if args.share_scorers else "."),
         "",
@@ -264,8 +275,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for evaluation, values in data.items():
         lines += outcome_lines(evaluation, values)
     lines += run_lines(runs)
-    (args.output_dir / "outcome.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (args.output_dir / "outcome.json").write_text(json.dumps(to_json(data), indent=2, default=str) + "\n")
+    name = "outcome" if args.trained is None else f"outcome_{args.trained}"
+    (args.output_dir / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (args.output_dir / f"{name}.json").write_text(json.dumps(to_json(data), indent=2, default=str) + "\n")
     print("\n".join(lines))
     return data
 

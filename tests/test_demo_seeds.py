@@ -18,10 +18,16 @@ def demo_seeds(module):
     return module
 
 
-def write_run(run_dir: Path, trained_unsafe: int) -> None:
-    """10 harmful prompts (the start unsafe on 8, the trained policy on `trained_unsafe`) and 4 benign look-alikes."""
+def write_run(run_dir: Path, trained_unsafe: int, sft_unsafe: int | None = None) -> None:
+    """10 harmful prompts (the start unsafe on 8, the trained policy on `trained_unsafe`, an SFT policy between them
+    on `sft_unsafe` if given) and 4 benign look-alikes."""
     generations = []
-    for model, unsafe in (("initial", 8), ("ppo_lag", trained_unsafe)):
+    policies = [
+        ("initial", 8),
+        *([("sft", sft_unsafe)] if sft_unsafe is not None else []),
+        ("ppo_lag", trained_unsafe),
+    ]
+    for model, unsafe in policies:
         for i in range(10):
             bad = i < unsafe
             generations.append(
@@ -96,3 +102,21 @@ def test_every_seed_samples_unless_told_otherwise(demo_seeds):
     assert demo_seeds.with_eval_samples(["--eval_samples", "0"], 2) == ["--eval_samples", "0"]
     assert demo_seeds.with_eval_samples(["--eval_samples=3"], 2) == ["--eval_samples=3"]
     assert demo_seeds.make_parser().parse_args([]).eval_samples == 2
+
+
+def test_another_policy_than_the_last_can_be_compared_with_the_start(demo_seeds, tmp_path, monkeypatch):
+    """`--trained sft`: the SFT policy of runs with an SFT stage against the start, in outcome_sft.md."""
+    for seed, sft_unsafe in ((1, 6), (2, 4)):
+        write_run(tmp_path / f"seed{seed}", trained_unsafe=2, sft_unsafe=sft_unsafe)
+    monkeypatch.setattr(demo_seeds, "run_seed", None)  # finished seeds are not run again
+    argv = ["--seeds", "1", "2", "--output_dir", str(tmp_path), "--num_resamples", "100"]
+    greedy = demo_seeds.main([*argv, "--trained", "sft"])["greedy"]
+    assert greedy["trained"] == "sft"
+    changes = [next(r for r in s["rows"] if r.key == "unsafe_cost").change.estimate for s in greedy["seeds"].values()]
+    assert changes == pytest.approx([-0.25, -0.5])
+    assert "sft against initial" in (tmp_path / "outcome_sft.md").read_text()
+    assert demo_seeds.main(argv)["greedy"]["trained"] == "ppo_lag"  # the default: the last policy
+    with pytest.raises(
+        ValueError, match=r"--trained 'dpo': the greedy evaluation has the policies \['sft', 'ppo_lag'\]"
+    ):
+        demo_seeds.main([*argv, "--trained", "dpo"])
