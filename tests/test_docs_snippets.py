@@ -107,7 +107,8 @@ def test_readme_usage_runs_on_a_cpu(offline_snippet_runner):
 
 
 @pytest.mark.parametrize(
-    ("markdown", "index"), [("docs/cost_model.md", 0), ("docs/ppo.md", 0), ("docs/ppo_lag.md", 0)]
+    ("markdown", "index"),
+    [("docs/cost_model.md", 0), ("docs/ppo.md", 0), ("docs/ppo_lag.md", 0), ("docs/sft.md", 0)],
 )
 def test_training_snippets_in_the_docs_run_on_a_cpu(offline_snippet_runner, markdown, index):
     namespace = offline_snippet_runner(python_blocks(markdown)[index])
