@@ -77,10 +77,14 @@ def test_training_pushes_the_undesirable_completion_down_and_logs_both_terms(tmp
     assert all(math.isfinite(entry["loss/nll"]) and entry["loss/unlikelihood"] > 0 for entry in logged)
 
 
-def test_data_without_labels_is_plain_sft(tmp_path, tiny_tokenizer):
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_data_without_labels_is_plain_sft(tmp_path, tiny_tokenizer, accumulation):
+    """Without `label` the loss is the cross-entropy alone; with gradient accumulation the logged loss is still the
+    mean over micro-batches (a sum would be twice `loss/nll` here)."""
     model = make_tiny_causal_lm(tiny_tokenizer)
-    rows = Dataset.from_dict({"text": ["The cat sat on the mat.", "Paris is in France."]})
-    trainer = UnlikelihoodSFTTrainer(model, config(tmp_path), rows, processing_class=tiny_tokenizer)
+    rows = Dataset.from_dict({"text": ["The cat sat on the mat.", "Paris is in France."] * 2})
+    args = config(tmp_path, per_device_train_batch_size=2, gradient_accumulation_steps=accumulation)
+    trainer = UnlikelihoodSFTTrainer(model, args, rows, processing_class=tiny_tokenizer)
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert logged and all("loss/unlikelihood" not in entry for entry in logged)

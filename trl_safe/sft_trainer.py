@@ -68,6 +68,9 @@ class UnlikelihoodSFTTrainer(_BaseTrainer):
 
     _tag_names = ["trl-safe", "sft", "unlikelihood"]
     _name = "SFT"
+    # `compute_loss` returns a micro-batch mean: `Trainer` must divide it by the gradient accumulation steps (it
+    # would not for a model that takes `num_items_in_batch`, which this loss does not pass on).
+    loss_is_scaled_for_ga = False
 
     def __init__(
         self,
