@@ -54,6 +54,8 @@ def make_parser() -> argparse.ArgumentParser:
         default=True,
         help="Train R and C at the first seed only and reuse them (default); --no_share_scorers retrains them.",
     )
+    # BooleanOptionalAction spells the negation `--no-share_scorers`; the documented underscore form works too.
+    parser.add_argument("--no_share_scorers", dest="share_scorers", action="store_false", help=argparse.SUPPRESS)
     parser.add_argument("--num_resamples", type=int, default=2000, help="Bootstrap resamples of the prompts.")
     parser.add_argument(
         "--eval_samples",
