@@ -120,3 +120,10 @@ def test_another_policy_than_the_last_can_be_compared_with_the_start(demo_seeds,
         ValueError, match=r"--trained 'dpo': the greedy evaluation has the policies \['sft', 'ppo_lag'\]"
     ):
         demo_seeds.main([*argv, "--trained", "dpo"])
+
+
+def test_the_documented_no_share_scorers_flag_parses(demo_seeds):
+    parse = demo_seeds.make_parser().parse_args
+    assert parse([]).share_scorers is True
+    assert parse(["--no_share_scorers"]).share_scorers is False
+    assert parse(["--no-share_scorers"]).share_scorers is False
