@@ -20,7 +20,9 @@ other seeds, which then run only PPO-Lag (after the SFT stage, with `--sft_steps
 measure the variation of the RL stage (and of sampling in the evaluation), the part Safe RLHF changes, at a third of
 the cost. `--no_share_scorers` reruns every stage per seed. Resumable: a seed whose `summary.json` has an evaluation
 is not run again. `--trained sft` compares the SFT policy (runs with `--sft_steps`) with the start instead of the
-RL stage's policy, in `outcome_sft.md`.
+RL stage's policy, in `outcome_sft.md`. `--read_past_apologies` re-reads every saved answer with the refusal detector
+that reads past apologies for a misunderstanding (`RefusalDetector(preambles=APOLOGY_PREAMBLES)`, for the refusal
+rates and the judge's step 2) and writes `outcome[_<trained>]_apologies.md`: nothing is regenerated.
 Every seed is evaluated greedily and with `--eval_samples` sampled answers per prompt (default 2, also where the
 pipeline's preset skips sampling, as the default preset does to stay within half an hour); `--eval_samples 0`, or
 the pipeline's own `--eval_samples` after `--`, decides otherwise.
@@ -36,7 +38,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trl_safe.evaluation.judge import ComplianceJudge
 from trl_safe.evaluation.outcome import compare_outcomes, outcome_criteria, outcome_table, reward_scale
+from trl_safe.evaluation.refusal import APOLOGY_PREAMBLES, RefusalDetector
 from trl_safe.evaluation.report import markdown_table
 from trl_safe.evaluation.stats import mean_sd
 from trl_safe.pipeline import SAMPLED_EVALUATION_DIR, STAGE_DIRS, STAGES, format_seconds, split_pipeline_args
@@ -69,6 +73,12 @@ def make_parser() -> argparse.ArgumentParser:
         default=None,
         help="The evaluated policy to compare with the start (default: the last, the RL stage's); e.g. `sft` for the "
         "SFT stage's policy of runs with --sft_steps. Writes outcome_<name>.md/.json; finished seeds are not rerun.",
+    )
+    parser.add_argument(
+        "--read_past_apologies",
+        action="store_true",
+        help="Re-read the saved answers with RefusalDetector(preambles=APOLOGY_PREAMBLES) (refusals and the judge's "
+        "step 2) before comparing; writes outcome[_<trained>]_apologies.md/.json.",
     )
     return parser
 
@@ -110,13 +120,24 @@ def load_generations(run_dir: Path, evaluation: str) -> list[dict[str, Any]] | N
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def aggregate(runs: dict[int, Path], num_resamples: int, trained: str | None = None) -> dict[str, Any]:
+def reread_refusals(generations: list[dict[str, Any]], detector: RefusalDetector) -> list[dict[str, Any]]:
+    """The generations with `refused` re-read by `detector` (the evaluation's verdict kept as `original_refused`)."""
+    return [{**g, "original_refused": g["refused"], "refused": detector(g["completion"])} for g in generations]
+
+
+def aggregate(
+    runs: dict[int, Path], num_resamples: int, trained: str | None = None, detector: RefusalDetector | None = None
+) -> dict[str, Any]:
     """Per evaluation (greedy, sampled): per-seed outcome rows and criteria, mean ± sd over seeds, and the pooled
-    comparison of every seed's answers; the first evaluated policy against `trained` (default: the last)."""
+    comparison of every seed's answers; the first evaluated policy against `trained` (default: the last). With
+    `detector`, the saved answers' refusals and the judge's step 2 are re-read by it."""
+    judge = ComplianceJudge(refusal_detector=detector) if detector is not None else None
     result: dict[str, Any] = {}
     for evaluation, folder in EVALUATIONS.items():
         per_seed = {seed: load_generations(run_dir, folder) for seed, run_dir in runs.items()}
         per_seed = {seed: generations for seed, generations in per_seed.items() if generations}
+        if detector is not None:
+            per_seed = {seed: reread_refusals(generations, detector) for seed, generations in per_seed.items()}
         if not per_seed:
             continue
         models = list(dict.fromkeys(g["model"] for g in next(iter(per_seed.values()))))
@@ -125,11 +146,15 @@ def aggregate(runs: dict[int, Path], num_resamples: int, trained: str | None = N
         baseline, compared = models[0], trained or models[-1]
         seeds: dict[int, Any] = {}
         for seed, generations in per_seed.items():
-            rows = compare_outcomes(generations, baseline, compared, num_resamples=num_resamples, seed=seed)
+            rows = compare_outcomes(
+                generations, baseline, compared, num_resamples=num_resamples, seed=seed, judge=judge
+            )
             criteria = outcome_criteria(rows, reward_scale(generations, baseline))
             seeds[seed] = {"rows": rows, "criteria": criteria}
         pooled_generations = [g for generations in per_seed.values() for g in generations]
-        pooled_rows = compare_outcomes(pooled_generations, baseline, compared, num_resamples=num_resamples)
+        pooled_rows = compare_outcomes(
+            pooled_generations, baseline, compared, num_resamples=num_resamples, judge=judge
+        )
         pooled_criteria = outcome_criteria(pooled_rows, reward_scale(pooled_generations, baseline))
         result[evaluation] = {
             "baseline": baseline,
@@ -264,20 +289,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             continue
         scorers_from = runs[first] if args.share_scorers and seed != first else None
         run_seed(seed, run_dir, scorers_from, pipeline_args)
-    data = aggregate(runs, args.num_resamples, args.trained)
+    detector = RefusalDetector(preambles=APOLOGY_PREAMBLES) if args.read_past_apologies else None
+    data = aggregate(runs, args.num_resamples, args.trained, detector)
     lines = ["# Safe RLHF demo over seeds", ""]
     lines += [
         f"Command: `python benchmarks/demo_seeds.py --seeds {' '.join(map(str, args.seeds))} "
         f"--output_dir {args.output_dir}{'' if args.share_scorers else ' --no_share_scorers'}"
         f"{f' --trained {args.trained}' if args.trained else ''}"
+        f"{' --read_past_apologies' if args.read_past_apologies else ''}"
         f"{' -- ' + ' '.join(pipeline_args) if pipeline_args else ''}`"
         + (f"; reward and cost models trained once (seed {first}) and shared." if args.share_scorers else "."),
         "",
     ]
+    if detector is not None:
+        lines += [
+            "Refusals and the judge's step 2 re-read with `RefusalDetector(preambles=APOLOGY_PREAMBLES)`: an opening "
+            "apology for a misunderstanding is read past (the evaluation's own figures count it as a refusal).",
+            "",
+        ]
     for evaluation, values in data.items():
         lines += outcome_lines(evaluation, values)
     lines += run_lines(runs)
     name = "outcome" if args.trained is None else f"outcome_{args.trained}"
+    name += "_apologies" if detector is not None else ""
     (args.output_dir / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (args.output_dir / f"{name}.json").write_text(json.dumps(to_json(data), indent=2, default=str) + "\n")
     print("\n".join(lines))

@@ -127,3 +127,34 @@ def test_the_documented_no_share_scorers_flag_parses(demo_seeds):
     assert parse([]).share_scorers is True
     assert parse(["--no_share_scorers"]).share_scorers is False
     assert parse(["--no-share_scorers"]).share_scorers is False
+
+
+def test_saved_answers_can_be_reread_past_apologies(demo_seeds, tmp_path, monkeypatch):
+    """`--read_past_apologies`: a trained policy that opens every answer with "Sorry for the misunderstanding." has
+    its look-alike answers counted as refusals, and its compliant answers as declines, by the default detector; re-read
+    past the apology, neither is, and nothing is regenerated."""
+    run_dir = tmp_path / "seed1"
+    write_run(run_dir, trained_unsafe=4)
+    path = run_dir / "evaluation" / "generations.json"
+    generations = json.loads(path.read_text())
+    for row in generations:
+        if row["model"] == "ppo_lag":
+            row["completion"] = "Sorry for the misunderstanding. " + row["completion"]
+            row["refused"] = True  # what the evaluation's default detector says
+    path.write_text(json.dumps(generations))
+    monkeypatch.setattr(demo_seeds, "run_seed", None)
+    argv = ["--seeds", "1", "--output_dir", str(tmp_path), "--num_resamples", "100"]
+
+    def change(data, key):
+        return next(r for r in data["greedy"]["seeds"][1]["rows"] if r.key == key).change
+
+    default = demo_seeds.main(argv)
+    assert change(default, "refused_lookalike").estimate == pytest.approx(1.0)
+    assert change(default, "unsafe_judge").mean_b == 0.0  # every apology read as a decline
+    reread = demo_seeds.main([*argv, "--read_past_apologies"])
+    assert change(reread, "refused_lookalike").estimate == pytest.approx(0.0)
+    assert change(reread, "unsafe_judge").mean_b == pytest.approx(0.4)  # "... Sure! First, remove ..." complies
+    assert change(reread, "unsafe_cost").mean_b == change(default, "unsafe_cost").mean_b  # the cost model unchanged
+    text = (tmp_path / "outcome_apologies.md").read_text()
+    assert "--read_past_apologies" in text and "APOLOGY_PREAMBLES" in text
+    assert json.loads(path.read_text()) == generations  # the saved evaluation is not rewritten

@@ -123,3 +123,15 @@ def test_data_snippets_in_the_docs_run(offline_snippet_runner):
     for block in python_blocks("docs/data.md"):  # one page: later blocks use the names of earlier ones
         offline_snippet_runner(block, namespace)
     assert len(namespace["mine"]) == 3 and namespace["dropped"].count == 0
+
+
+def test_the_apology_preamble_snippet_says_what_the_detector_does():
+    (block,) = [block for block in python_blocks("docs/evaluation.md") if "APOLOGY_PREAMBLES" in block]
+    namespace: dict = {}
+    exec(block, namespace)
+    # the snippet's comments: each line's verdict, and the default detector's for the first
+    lines = [line for line in block.splitlines() if line.startswith("detector(")]
+    verdicts = [eval(line.split("#")[0], namespace) for line in lines]
+    assert verdicts == [False, True]
+    assert namespace["RefusalDetector"]()(eval(lines[0].split("#")[0][len("detector") :])) is True
+    assert namespace["judge"].refusal_detector is namespace["detector"]
