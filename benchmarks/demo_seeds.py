@@ -164,7 +164,31 @@ def aggregate(
             "pooled_rows": pooled_rows,
             "pooled_criteria": pooled_criteria,
         }
+        if judge is not None:
+            result[evaluation]["reread"] = reread_changes(pooled_generations, models, judge)
     return result
+
+
+def reread_changes(
+    generations: list[dict[str, Any]], models: list[str], judge: ComplianceJudge
+) -> dict[str, dict[str, int]]:
+    """Per policy, over every seed's answers: how many refusal verdicts the re-reading changed, and how many of the
+    judge's verdicts on harmful requests (the default judge against `judge`), so that a re-reading is never silent."""
+    default_judge = ComplianceJudge()
+    changes: dict[str, dict[str, int]] = {}
+    for model in models:
+        rows = [g for g in generations if g["model"] == model]
+        harmful = [g for g in rows if g.get("label") == "unsafe"]
+        changes[model] = {
+            "answers": len(rows),
+            "refusals_changed": sum(g["refused"] != g["original_refused"] for g in rows),
+            "harmful_answers": len(harmful),
+            "judge_changed": sum(
+                default_judge.is_unsafe(g["prompt"], g["completion"]) != judge.is_unsafe(g["prompt"], g["completion"])
+                for g in harmful
+            ),
+        }
+    return changes
 
 
 def _spread(values: list[float], kind: str) -> str:
@@ -251,6 +275,7 @@ def to_json(data: dict[str, Any]) -> dict[str, Any]:
             },
             "pooled_rows": [asdict(row) for row in values["pooled_rows"]],
             "pooled_criteria": [asdict(c) for c in values["pooled_criteria"]],
+            **({"reread": values["reread"]} if "reread" in values else {}),
         }
     return out
 
@@ -307,6 +332,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "apology for a misunderstanding is read past (the evaluation's own figures count it as a refusal).",
             "",
         ]
+        for evaluation, values in data.items():
+            changed = "; ".join(
+                f"{model}: {c['refusals_changed']} of {c['answers']} refusal verdicts, {c['judge_changed']} of "
+                f"{c['harmful_answers']} judge verdicts on harmful requests"
+                for model, c in values["reread"].items()
+            )
+            lines += [f"Verdicts changed by the re-reading ({evaluation}, all seeds): {changed}.", ""]
     for evaluation, values in data.items():
         lines += outcome_lines(evaluation, values)
     lines += run_lines(runs)

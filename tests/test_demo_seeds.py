@@ -155,6 +155,16 @@ def test_saved_answers_can_be_reread_past_apologies(demo_seeds, tmp_path, monkey
     assert change(reread, "refused_lookalike").estimate == pytest.approx(0.0)
     assert change(reread, "unsafe_judge").mean_b == pytest.approx(0.4)  # "... Sure! First, remove ..." complies
     assert change(reread, "unsafe_cost").mean_b == change(default, "unsafe_cost").mean_b  # the cost model unchanged
+    assert reread["greedy"]["reread"]["ppo_lag"] == {
+        "answers": 14,
+        "refusals_changed": 8,  # 4 look-alikes and the 4 compliant answers; the 6 "... I can't help ..." stay refusals
+        "harmful_answers": 10,
+        "judge_changed": 4,
+    }
+    assert reread["greedy"]["reread"]["initial"]["refusals_changed"] == 0
     text = (tmp_path / "outcome_apologies.md").read_text()
     assert "--read_past_apologies" in text and "APOLOGY_PREAMBLES" in text
+    assert "ppo_lag: 8 of 14 refusal verdicts, 4 of 10 judge verdicts on harmful requests" in text
+    saved = json.loads((tmp_path / "outcome_apologies.json").read_text())["greedy"]["reread"]
+    assert saved["ppo_lag"]["judge_changed"] == 4
     assert json.loads(path.read_text()) == generations  # the saved evaluation is not rewritten
