@@ -21,7 +21,7 @@ measure the variation of the RL stage (and of sampling in the evaluation), the p
 the cost. `--no_share_scorers` reruns every stage per seed. Resumable: a seed whose `summary.json` has an evaluation
 is not run again. `--trained sft` compares the SFT policy (runs with `--sft_steps`) with the start instead of the
 RL stage's policy, in `outcome_sft.md`. `--read_past_apologies` re-reads every saved answer with the refusal detector
-that reads past apologies for a misunderstanding (`RefusalDetector(preambles=APOLOGY_PREAMBLES)`, for the refusal
+that reads past apologies for a misunderstanding (`RefusalDetector.apology_aware()`, for the refusal
 rates and the judge's step 2) and writes `outcome[_<trained>]_apologies.md`: nothing is regenerated.
 Every seed is evaluated greedily and with `--eval_samples` sampled answers per prompt (default 2, also where the
 pipeline's preset skips sampling, as the default preset does to stay within half an hour); `--eval_samples 0`, or
@@ -40,7 +40,7 @@ from typing import Any
 
 from trl_safe.evaluation.judge import ComplianceJudge
 from trl_safe.evaluation.outcome import compare_outcomes, outcome_criteria, outcome_table, reward_scale
-from trl_safe.evaluation.refusal import APOLOGY_PREAMBLES, RefusalDetector
+from trl_safe.evaluation.refusal import RefusalDetector
 from trl_safe.evaluation.report import markdown_table
 from trl_safe.evaluation.stats import mean_sd
 from trl_safe.pipeline import SAMPLED_EVALUATION_DIR, STAGE_DIRS, STAGES, format_seconds, split_pipeline_args
@@ -77,7 +77,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--read_past_apologies",
         action="store_true",
-        help="Re-read the saved answers with RefusalDetector(preambles=APOLOGY_PREAMBLES) (refusals and the judge's "
+        help="Re-read the saved answers with RefusalDetector.apology_aware() (refusals and the judge's "
         "step 2) before comparing; writes outcome[_<trained>]_apologies.md/.json.",
     )
     return parser
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             continue
         scorers_from = runs[first] if args.share_scorers and seed != first else None
         run_seed(seed, run_dir, scorers_from, pipeline_args)
-    detector = RefusalDetector(preambles=APOLOGY_PREAMBLES) if args.read_past_apologies else None
+    detector = RefusalDetector.apology_aware() if args.read_past_apologies else None
     data = aggregate(runs, args.num_resamples, args.trained, detector)
     lines = ["# Safe RLHF demo over seeds", ""]
     lines += [
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]
     if detector is not None:
         lines += [
-            "Refusals and the judge's step 2 re-read with `RefusalDetector(preambles=APOLOGY_PREAMBLES)`: an opening "
+            "Refusals and the judge's step 2 re-read with `RefusalDetector.apology_aware()`: an opening "
             "apology for a misunderstanding is read past (the evaluation's own figures count it as a refusal).",
             "",
         ]

@@ -163,7 +163,7 @@ def test_saved_answers_can_be_reread_past_apologies(demo_seeds, tmp_path, monkey
     }
     assert reread["greedy"]["reread"]["initial"]["refusals_changed"] == 0
     text = (tmp_path / "outcome_apologies.md").read_text()
-    assert "--read_past_apologies" in text and "APOLOGY_PREAMBLES" in text
+    assert "--read_past_apologies" in text and "RefusalDetector.apology_aware()" in text
     assert "ppo_lag: 8 of 14 refusal verdicts, 4 of 10 judge verdicts on harmful requests" in text
     saved = json.loads((tmp_path / "outcome_apologies.json").read_text())["greedy"]["reread"]
     assert saved["ppo_lag"]["judge_changed"] == 4

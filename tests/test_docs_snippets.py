@@ -126,7 +126,7 @@ def test_data_snippets_in_the_docs_run(offline_snippet_runner):
 
 
 def test_the_apology_preamble_snippet_says_what_the_detector_does():
-    (block,) = [block for block in python_blocks("docs/evaluation.md") if "APOLOGY_PREAMBLES" in block]
+    (block,) = [block for block in python_blocks("docs/evaluation.md") if "apology_aware" in block]
     namespace: dict = {}
     exec(block, namespace)
     # the snippet's comments: each line's verdict, and the default detector's for the first

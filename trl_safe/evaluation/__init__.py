@@ -18,11 +18,12 @@ from .generation import Completion, generate_completions, score_completions
 from .metrics import safety_metrics_path
 from .prompts import load_prompts
 from .ratings import BradleyTerryRatings, bradley_terry_ratings, pairwise_comparisons
-from .refusal import APOLOGY_PREAMBLES, RefusalDetector, detect_refusals
+from .refusal import AFTER_APOLOGY_PREFIXES, APOLOGY_PREAMBLES, RefusalDetector, detect_refusals
 from .report import SafetyReport
 from .summary_statistics import summarize_scores
 
 __all__ = [
+    "AFTER_APOLOGY_PREFIXES",
     "APOLOGY_PREAMBLES",
     "ArenaComparison",
     "BradleyTerryRatings",
