@@ -40,7 +40,7 @@ from typing import Any
 
 from trl_safe.evaluation.judge import ComplianceJudge
 from trl_safe.evaluation.outcome import compare_outcomes, outcome_criteria, outcome_table, reward_scale
-from trl_safe.evaluation.refusal import RefusalDetector
+from trl_safe.evaluation.refusal import RefusalDetector, detect_refusals
 from trl_safe.evaluation.report import markdown_table
 from trl_safe.evaluation.stats import mean_sd
 from trl_safe.pipeline import SAMPLED_EVALUATION_DIR, STAGE_DIRS, STAGES, format_seconds, split_pipeline_args
@@ -122,7 +122,8 @@ def load_generations(run_dir: Path, evaluation: str) -> list[dict[str, Any]] | N
 
 def reread_refusals(generations: list[dict[str, Any]], detector: RefusalDetector) -> list[dict[str, Any]]:
     """The generations with `refused` re-read by `detector` (the evaluation's verdict kept as `original_refused`)."""
-    return [{**g, "original_refused": g["refused"], "refused": detector(g["completion"])} for g in generations]
+    refused = detect_refusals([g["completion"] for g in generations], detector)
+    return [{**g, "original_refused": g["refused"], "refused": flag} for g, flag in zip(generations, refused)]
 
 
 def aggregate(
