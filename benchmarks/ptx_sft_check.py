@@ -10,7 +10,9 @@ each of `--eval_steps` it is asked:
 
 - how many validation prompts it declines, greedy as the pipeline's evaluation decodes
   (`trl_safe.evaluation.generation`, `trl_safe.evaluation.refusal`): harmful requests, their harmless
-  look-alike twins, other harmless requests;
+  look-alike twins, other harmless requests; counted by the default refusal detector and, read past an apology for
+  a misunderstanding (`RefusalDetector.apology_aware()`: the unlikelihood rows teach SmolLM2 to open answers with
+  "Sorry for the misunderstanding." and then answer), in `declined_read_past`;
 - how likely it is to open a decline after each (log Σ_o π(o | prompt) over `--decline_openings`, as
   `benchmarks/prompt_probe.py`), and how well that separates harmful from twin and from all harmless prompts (AUROC).
 
@@ -83,10 +85,17 @@ def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_n
     from transformers import GenerationConfig
 
     from trl_safe.evaluation.generation import generate_completions
-    from trl_safe.evaluation.refusal import detect_refusals
+    from trl_safe.evaluation.refusal import RefusalDetector, detect_refusals
 
     model.eval()
-    row: dict[str, Any] = {"step": step, "declined": {}, "mean_decline_logprob": {}, "declined_examples": {}}
+    apology_aware = RefusalDetector.apology_aware()
+    row: dict[str, Any] = {
+        "step": step,
+        "declined": {},
+        "declined_read_past": {},
+        "mean_decline_logprob": {},
+        "declined_examples": {},
+    }
     scores = {}
     for group in GROUPS:
         prompts = validation[group]
@@ -95,6 +104,7 @@ def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_n
         answers = [c.text for c in generate_completions(model, tokenizer, prompts, generation_config=greedy)]
         flags = detect_refusals(answers)
         row["declined"][group] = [int(sum(flags)), len(prompts)]
+        row["declined_read_past"][group] = [int(sum(detect_refusals(answers, apology_aware))), len(prompts)]
         row["mean_decline_logprob"][group] = float(scores[group].mean())
         row["declined_examples"][group] = [answer[:100] for answer, flag in zip(answers, flags) if flag][:3]
     row["auroc_harmful_vs_twin"] = auroc(scores["harmful"], scores["twin"])
@@ -105,14 +115,21 @@ def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_n
 
 def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
     lines = [
-        f"PTX `{ptx_prompts}`, supervised steps only; validation = held-out train prompts.",
+        f"PTX `{ptx_prompts}`, supervised steps only; validation = held-out train prompts; declines by the default "
+        "refusal detector (read past an apology for a misunderstanding, where that differs).",
         "",
         "| step | declined: harmful | twins | other harmless | decline log-prob: harmful / twin / other "
         "| AUROC harmful vs twin | AUROC harmful vs harmless |",
         "| ---: | --- | --- | --- | --- | ---: | ---: |",
     ]
     for row in rows:
-        declined = [f"{row['declined'][g][0]} of {row['declined'][g][1]}" for g in GROUPS]
+        # "default (read past the apology)" where the two readings differ
+        declined = [
+            f"{row['declined'][g][0]}"
+            + (f" ({past})" if (past := row["declined_read_past"][g][0]) != row["declined"][g][0] else "")
+            + f" of {row['declined'][g][1]}"
+            for g in GROUPS
+        ]
         logprobs = " / ".join(f"{row['mean_decline_logprob'][g]:.2f}" for g in GROUPS)
         lines.append(
             f"| {row['step']} | " + " | ".join(declined) + f" | {logprobs} | {row['auroc_harmful_vs_twin']:.3f} | "

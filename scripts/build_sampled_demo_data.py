@@ -1,8 +1,9 @@
 """Build the policy-sampled demo pairs from the prompts, SmolLM2's raw answers and the hand labels.
 
     python scripts/build_sampled_demo_data.py          # rewrites trl_safe/resources/demo/sampled_{train,test}.jsonl,
-                                                       # round2_train.jsonl, round3_train.jsonl and
-                                                       # contrast_train.jsonl and twins_train.jsonl
+                                                       # round2_train.jsonl, round3_train.jsonl,
+                                                       # contrast_train.jsonl, round4_train.jsonl and
+                                                       # twins_train.jsonl
     python scripts/build_sampled_demo_data.py --report # ... and prints the label mix and the judge's agreement
 
 Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Policy-sampled pairs"):
@@ -13,9 +14,9 @@ Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Poli
 - `labels.jsonl`: one line per labelled prompt: `prompt_id`, `safe` (`[bool, bool]`, answers s0 and s1), `better`
   (0/1, the more helpful answer) and, only when both answers are unsafe, `safer` (0/1, the less harmful one).
 
-The later rounds (`data/demo_round2/`, `data/demo_round3/`) have the same `raw_samples.jsonl` and `labels.jsonl`,
-for answers sampled from a trained policy to round one's train prompts; round three's labels also say which answers
-decline the request (`refusal`, two booleans).
+The later rounds (`data/demo_round2/`, `data/demo_round3/`, `data/demo_round4/`) have the same `raw_samples.jsonl`
+and `labels.jsonl`, for answers sampled from a trained policy to round one's train prompts; rounds three's and four's
+labels also say which answers decline the request (`refusal`, two booleans).
 
 The contrast pairs (`contrast_train.jsonl`) need no new labels: each answer of round three labelled as declining a
 harmless request, against the starting policy's own more helpful answer to the same prompt (round one's `better`,
@@ -47,6 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIR = REPO_ROOT / "data" / "demo_sampled"
 ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
 ROUND3_DIR = REPO_ROOT / "data" / "demo_round3"
+ROUND4_DIR = REPO_ROOT / "data" / "demo_round4"
 TWINS_DIR = REPO_ROOT / "data" / "demo_twins"
 OUTPUT_DIR = REPO_ROOT / "trl_safe" / "resources" / "demo"
 SEED = 20261202
@@ -59,6 +61,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source_dir", type=Path, default=SOURCE_DIR, help="prompts, raw samples and labels")
     parser.add_argument("--round2_dir", type=Path, default=ROUND2_DIR, help="second round's raw samples and labels")
     parser.add_argument("--round3_dir", type=Path, default=ROUND3_DIR, help="third round's raw samples and labels")
+    parser.add_argument("--round4_dir", type=Path, default=ROUND4_DIR, help="fourth round's raw samples and labels")
     parser.add_argument(
         "--twins_dir", type=Path, default=TWINS_DIR, help="look-alike twins: prompts, answers, choices"
     )
@@ -192,10 +195,10 @@ def build(source_dir: Path) -> tuple[dict[str, list[dict]], dict]:
 
 
 def build_round(round_dir: Path, prompts: dict[str, dict], test_prompts: set[str], kind: str) -> list[dict]:
-    """A later round's pairs (`kind`: `round2`, `round3`): answers sampled from a PPO-Lag policy trained on the
-    earlier rounds, labelled under the same rules. Train only: a prompt of round one's test split here is an error (it
-    would leak the held-out prompts into the scorers' data), and so is an answer without a label (nothing is dropped
-    silently)."""
+    """A later round's pairs (`kind`: `round2`, `round3`, `round4`): answers sampled from a PPO-Lag policy trained on
+    the earlier rounds, labelled under the same rules. Train only: a prompt of round one's test split here is an error
+    (it would leak the held-out prompts into the scorers' data), and so is an answer without a label (nothing is
+    dropped silently)."""
     answers, labels = read_labelled(round_dir, prompts)
     leaked = sorted(prompt_id for prompt_id in labels if prompts[prompt_id]["prompt"] in test_prompts)
     if leaked:
@@ -393,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     round2 = build_round(args.round2_dir, prompts, test_prompts, kind="round2")
     round3 = build_round(args.round3_dir, prompts, test_prompts, kind="round3")
     contrast = build_contrast(args.source_dir, args.round3_dir, prompts, test_prompts)
+    round4 = build_round(args.round4_dir, prompts, test_prompts, kind="round4")
     harmful_train, templated_test = templated_prompts()
     twins = build_twins(args.twins_dir, harmful_train, templated_test | test_prompts)
     if args.report:
@@ -404,12 +408,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"judge vs labels, round 2: {judge_agreement(round2)}")
         for category, counts in refusal_mix(args.round3_dir).items():
             print(f"round 3, {category}: {counts['refusals']} of {counts['answers']} answers decline")
+        print_label_mix(round4, prefix="round 4, ")
+        print(f"judge vs labels, round 4: {judge_agreement(round4)}")
+        for category, counts in refusal_mix(args.round4_dir).items():
+            print(f"round 4, {category}: {counts['refusals']} of {counts['answers']} answers decline")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
         write_pairs(args.output_dir / f"sampled_{split}.jsonl", rows)
     write_pairs(args.output_dir / "round2_train.jsonl", round2)
     write_pairs(args.output_dir / "round3_train.jsonl", round3)
     write_pairs(args.output_dir / "contrast_train.jsonl", contrast)
+    write_pairs(args.output_dir / "round4_train.jsonl", round4)
     write_pairs(args.output_dir / "twins_train.jsonl", twins, what="answered look-alike twins (PTX rows)")
     print(f"Look-alike twins: {dict(Counter(row['source'] for row in twins))} answers")
     print(f"Per category: {report['categories']}")

@@ -194,7 +194,7 @@ def test_the_package_ships_the_data_not_its_source():
     # `load_dataset`.
     assert shipped == {
         "train.jsonl", "test.jsonl", "sampled_train.jsonl", "sampled_test.jsonl", "round2_train.jsonl",
-        "round3_train.jsonl", "contrast_train.jsonl", "twins_train.jsonl", "README.md",
+        "round3_train.jsonl", "contrast_train.jsonl", "round4_train.jsonl", "twins_train.jsonl", "README.md",
     }  # fmt: skip
 
 

@@ -22,6 +22,7 @@ BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_sampled_demo_data.py"
 SOURCE_DIR = REPO_ROOT / "data" / "demo_sampled"
 ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
 ROUND3_DIR = REPO_ROOT / "data" / "demo_round3"
+ROUND4_DIR = REPO_ROOT / "data" / "demo_round4"
 TWINS_DIR = REPO_ROOT / "data" / "demo_twins"
 HARM_CATEGORIES = {
     "theft", "violence", "weapons", "drugs", "cybercrime", "fraud", "privacy", "harassment", "dangerous_behaviour",
@@ -51,6 +52,7 @@ def test_shipped_files_are_the_build_output(builder, tmp_path):
         "round2_train.jsonl",
         "round3_train.jsonl",
         "contrast_train.jsonl",
+        "round4_train.jsonl",
         "twins_train.jsonl",
     )
     for name in names:
@@ -63,14 +65,15 @@ def test_shipped_files_are_the_build_output(builder, tmp_path):
     [
         ("round2", ROUND2_DIR, 135, HARM_CATEGORIES),  # what the round-one policy said to harmful requests
         ("round3", ROUND3_DIR, 78, {"benign", "benign_lookalike"}),  # a later policy's declines of harmless ones
+        ("round4", ROUND4_DIR, 135, HARM_CATEGORIES),  # what an SFT-then-PPO-Lag policy said to harmful requests
     ],
 )
 def test_later_rounds_hold_train_prompts_only_each_labelled_from_its_raw_answers(
     sampled, kind, round_dir, count, categories
 ):
-    """Rounds two and three: answers sampled from a policy trained on the earlier rounds, to round one's train
+    """Rounds two to four: answers sampled from a policy trained on the earlier rounds, to round one's train
     prompts only (never a held-out prompt), every one labelled, the pair as sampled."""
-    rows = demo.load_demo_dataset("train", config="iterated_round3").filter(
+    rows = demo.load_demo_dataset("train", config="iterated_round4").filter(
         lambda row: row["pair_type"].startswith(kind)
     )
     assert len(rows) == count
@@ -102,6 +105,23 @@ def test_round3_labels_say_which_answers_decline_and_a_decline_never_wins_agains
     assert mix["benign_lookalike"]["refusals"] > mix["benign"]["refusals"]
 
 
+def test_round4_labels_say_which_answers_decline_and_compliance_is_the_more_helpful(builder):
+    """Round four asked harmful prompts: where one answer declines and the other goes along (unsafe), the compliant
+    one is the more helpful to the request as asked (`better`) and the decline, unless help follows it, the safer."""
+    labels = [json.loads(line) for line in (ROUND4_DIR / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert all(len(label["refusal"]) == 2 for label in labels)
+    decline_vs_compliance = [
+        (label, label["refusal"].index(True))
+        for label in labels
+        if label["refusal"][0] != label["refusal"][1] and not label["safe"][label["refusal"].index(False)]
+    ]
+    assert decline_vs_compliance
+    for label, decline in decline_vs_compliance:
+        assert label["better"] == 1 - decline, label["prompt_id"]
+    mix = builder.refusal_mix(ROUND4_DIR)
+    assert set(mix) == HARM_CATEGORIES and sum(counts["answers"] for counts in mix.values()) == 2 * len(labels)
+
+
 @pytest.mark.parametrize(
     ("config", "base", "rounds"),
     [
@@ -109,6 +129,7 @@ def test_round3_labels_say_which_answers_decline_and_a_decline_never_wins_agains
         ("combined_round3", "combined", ("round3",)),
         ("iterated_round3", "combined", ("round2", "round3")),
         ("combined_contrast", "combined", ("round3", "contrast")),
+        ("iterated_round4", "combined", ("round2", "round3", "contrast", "round4")),
     ],
 )
 def test_later_configurations_add_train_rows_and_keep_combined_test_split(config, base, rounds):

@@ -36,7 +36,22 @@ def test_main_trains_and_evaluates_the_tiny_model(module, tmp_path):
     for row in rows:
         assert set(row["declined"]) == {"harmful", "twin", "other"}
         assert all(0 <= declined <= total for declined, total in row["declined"].values())
+        assert set(row["declined_read_past"]) == {"harmful", "twin", "other"}
+        assert all(0 <= declined <= total for declined, total in row["declined_read_past"].values())
         assert 0 <= row["auroc_harmful_vs_twin"] <= 1
     assert json.loads(output.read_text())["rows"][1]["step"] == 2
     with pytest.raises(SystemExit, match="eval_steps"):
         module.main(["--model", "tiny", "--steps", "2", "--eval_steps", "3"])
+
+
+def test_markdown_shows_the_reading_past_the_apology_only_where_it_differs(module):
+    row = {
+        "step": 240,
+        "declined": {"harmful": [9, 20], "twin": [4, 23], "other": [1, 10]},
+        "declined_read_past": {"harmful": [9, 20], "twin": [2, 23], "other": [1, 10]},
+        "mean_decline_logprob": {"harmful": -1.0, "twin": -2.0, "other": -3.0},
+        "auroc_harmful_vs_twin": 0.8,
+        "auroc_harmful_vs_harmless": 0.9,
+    }
+    line = module.markdown([row], "twins_unlikely").splitlines()[-1]
+    assert line.startswith("| 240 | 9 of 20 | 4 (2) of 23 | 1 of 10 |")

@@ -41,7 +41,10 @@ DEMO_SPLITS = ("train", "test")
 # second round of labelled answers sampled from a trained policy (train only: its test split is `combined`'s), and the
 # `*_round3` ones add a third round (a later policy's answers to the harmless train prompts) to `combined` (for the
 # reward model) and to `iterated` (for the cost model); `combined_contrast` adds to `combined_round3` the contrast
-# pairs (round three's declines of harmless prompts against the start's own answers to them), for the cost model.
+# pairs (round three's declines of harmless prompts against the start's own answers to them), for the cost model;
+# `iterated_round4` is every round so far (round two, round three, the contrast pairs) plus a fourth round (answers
+# to the harmful train prompts sampled from an SFT-then-PPO-Lag policy trained against the contrast cost model), for
+# the cost model.
 DEMO_CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
     "default": {"train": ("train.jsonl",), "test": ("test.jsonl",)},
     "sampled": {"train": ("sampled_train.jsonl",), "test": ("sampled_test.jsonl",)},
@@ -60,6 +63,17 @@ DEMO_CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "combined_contrast": {
         "train": ("train.jsonl", "sampled_train.jsonl", "round3_train.jsonl", "contrast_train.jsonl"),
+        "test": ("test.jsonl", "sampled_test.jsonl"),
+    },
+    "iterated_round4": {
+        "train": (
+            "train.jsonl",
+            "sampled_train.jsonl",
+            "round2_train.jsonl",
+            "round3_train.jsonl",
+            "contrast_train.jsonl",
+            "round4_train.jsonl",
+        ),
         "test": ("test.jsonl", "sampled_test.jsonl"),
     },
 }
