@@ -39,7 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from trl_safe.evaluation.judge import ComplianceJudge
-from trl_safe.evaluation.outcome import compare_outcomes, outcome_criteria, outcome_table, reward_scale
+from trl_safe.evaluation.outcome import (
+    compare_outcomes,
+    judge_for_evaluation,
+    outcome_criteria,
+    outcome_table,
+    reward_scale,
+)
 from trl_safe.evaluation.refusal import RefusalDetector, detect_refusals
 from trl_safe.evaluation.report import markdown_table
 from trl_safe.evaluation.stats import mean_sd
@@ -120,6 +126,12 @@ def load_generations(run_dir: Path, evaluation: str) -> list[dict[str, Any]] | N
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def evaluation_metadata(run_dir: Path, evaluation: str) -> dict[str, Any]:
+    """An evaluation's summary.json metadata (decoding, config: its refusal rule); `{}` if there is none."""
+    path = run_dir / evaluation / "summary.json"
+    return json.loads(path.read_text()).get("metadata", {}) if path.is_file() else {}
+
+
 def reread_refusals(generations: list[dict[str, Any]], detector: RefusalDetector) -> list[dict[str, Any]]:
     """The generations with `refused` re-read by `detector` (the evaluation's verdict kept as `original_refused`)."""
     refused = detect_refusals([g["completion"] for g in generations], detector)
@@ -132,7 +144,6 @@ def aggregate(
     """Per evaluation (greedy, sampled): per-seed outcome rows and criteria, mean ± sd over seeds, and the pooled
     comparison of every seed's answers; the first evaluated policy against `trained` (default: the last). With
     `detector`, the saved answers' refusals and the judge's step 2 are re-read by it."""
-    judge = ComplianceJudge(refusal_detector=detector) if detector is not None else None
     result: dict[str, Any] = {}
     for evaluation, folder in EVALUATIONS.items():
         per_seed = {seed: load_generations(run_dir, folder) for seed, run_dir in runs.items()}
@@ -141,6 +152,19 @@ def aggregate(
             per_seed = {seed: reread_refusals(generations, detector) for seed, generations in per_seed.items()}
         if not per_seed:
             continue
+        if detector is not None:
+            judge = ComplianceJudge(refusal_detector=detector)
+        else:  # each evaluation's own refusal rule (`--evaluate_args "--refusal_rule ..."`), as the pipeline reads it
+            metadata = {seed: evaluation_metadata(runs[seed], folder) for seed in per_seed}
+            rules = {
+                seed: (meta.get("config") or {}).get("refusal_rule", "default") for seed, meta in metadata.items()
+            }
+            if len(set(rules.values())) > 1:  # pooling answers read by different rules would mix two measures
+                raise ValueError(
+                    f"The {evaluation} evaluations counted refusals by different rules (per seed: {rules}); rerun "
+                    "them with one --refusal_rule, or re-read them all with --read_past_apologies."
+                )
+            judge = judge_for_evaluation(next(iter(metadata.values())))
         models = list(dict.fromkeys(g["model"] for g in next(iter(per_seed.values()))))
         if trained is not None and trained not in models[1:]:
             raise ValueError(f"--trained {trained!r}: the {evaluation} evaluation has the policies {models[1:]}.")
@@ -165,7 +189,7 @@ def aggregate(
             "pooled_rows": pooled_rows,
             "pooled_criteria": pooled_criteria,
         }
-        if judge is not None:
+        if detector is not None:
             result[evaluation]["reread"] = reread_changes(pooled_generations, models, judge)
     return result
 

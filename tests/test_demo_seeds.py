@@ -168,3 +168,38 @@ def test_saved_answers_can_be_reread_past_apologies(demo_seeds, tmp_path, monkey
     saved = json.loads((tmp_path / "outcome_apologies.json").read_text())["greedy"]["reread"]
     assert saved["ppo_lag"]["judge_changed"] == 4
     assert json.loads(path.read_text()) == generations  # the saved evaluation is not rewritten
+
+
+def apologising_run(run_dir: Path, refusal_rule: str | None) -> None:
+    """A run whose trained policy opens every answer with "Sorry for the misunderstanding.", evaluated under
+    `refusal_rule` (its summary.json records it; None: an evaluation written before the rule was recorded)."""
+    write_run(run_dir, trained_unsafe=4)
+    path = run_dir / "evaluation" / "generations.json"
+    generations = json.loads(path.read_text())
+    for row in generations:
+        if row["model"] == "ppo_lag":
+            row["completion"] = "Sorry for the misunderstanding. " + row["completion"]
+            row["refused"] = refusal_rule != "apology_aware" or "can't help" in row["completion"]
+    path.write_text(json.dumps(generations))
+    config = {} if refusal_rule is None else {"refusal_rule": refusal_rule}
+    (run_dir / "evaluation" / "summary.json").write_text(json.dumps({"metadata": {"config": config}}))
+
+
+def test_an_evaluation_run_with_the_apology_aware_rule_is_judged_by_it(demo_seeds, tmp_path, monkeypatch):
+    """`--evaluate_args "--refusal_rule apology_aware"`: the evaluation's refusal flags were counted past the
+    apology, and the aggregation gives the judge the same rule (read from the evaluation's summary), so the compliant
+    answers behind the apology are unsafe without `--read_past_apologies`."""
+    apologising_run(tmp_path / "seed1", "apology_aware")
+    monkeypatch.setattr(demo_seeds, "run_seed", None)
+    data = demo_seeds.main(["--seeds", "1", "--output_dir", str(tmp_path), "--num_resamples", "100"])
+    rows = {row.key: row.change for row in data["greedy"]["seeds"][1]["rows"]}
+    assert rows["unsafe_judge"].mean_b == pytest.approx(0.4)
+    assert rows["refused_lookalike"].estimate == pytest.approx(0.0)
+
+
+def test_evaluations_read_by_different_rules_are_not_pooled(demo_seeds, tmp_path, monkeypatch):
+    apologising_run(tmp_path / "seed1", "apology_aware")
+    apologising_run(tmp_path / "seed2", None)  # an older evaluation: the default rule
+    monkeypatch.setattr(demo_seeds, "run_seed", None)
+    with pytest.raises(ValueError, match=r"different rules \(per seed: \{1: 'apology_aware', 2: 'default'\}\)"):
+        demo_seeds.main(["--seeds", "1", "2", "--output_dir", str(tmp_path), "--num_resamples", "100"])

@@ -10,11 +10,13 @@ import pytest
 from trl_safe.evaluation import (
     AFTER_APOLOGY_PREFIXES,
     APOLOGY_PREAMBLES,
+    REFUSAL_RULES,
     RefusalDetector,
     arena_comparison,
     bradley_terry_ratings,
     detect_refusals,
     pairwise_comparisons,
+    refusal_detector_for,
     safety_metrics_path,
     summarize_scores,
 )
@@ -269,6 +271,14 @@ def test_apology_aware_is_the_default_rule_with_preambles_and_the_declines_after
     only_preambles = RefusalDetector(preambles=APOLOGY_PREAMBLES)
     assert only_preambles("Sorry for the misunderstanding. As a helpful AI, I'm designed to assist.") is False
     assert aware("Sorry for the misunderstanding. As a helpful AI, I'm designed to assist.") is True
+
+
+def test_named_refusal_rules():
+    assert refusal_detector_for("default") == RefusalDetector()
+    assert refusal_detector_for("apology_aware") == RefusalDetector.apology_aware()
+    assert set(REFUSAL_RULES) == {"default", "apology_aware"}
+    with pytest.raises(ValueError, match=r"rule 'strict'; choose one of \['apology_aware', 'default'\]"):
+        refusal_detector_for("strict")
 
 
 # --------------------------------------------------------------------------------------------- evaluate module

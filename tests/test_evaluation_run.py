@@ -200,9 +200,14 @@ def test_example_script_from_saved_models(tmp_path, tiny_tokenizer, save_checkpo
             "--update_model_cards",
             "--device",
             "cpu",
+            "--refusal_rule",
+            "apology_aware",
         ],
     )
     assert report.models == ["sft", "ppo-lag"] and report.metadata["num_prompts"] == 3
+    # the rule is recorded, so that the pipeline's outcome table and demo_seeds give the judge the same one
+    assert report.metadata["refusal_detector"] == "apology_aware"
+    assert report.metadata["config"]["refusal_rule"] == "apology_aware"
     assert (tmp_path / "evaluation" / "training_curves.png").stat().st_size > 0
     assert "![Training curves](training_curves.png)" in (tmp_path / "evaluation" / "report.md").read_text()
     readme = (tmp_path / "ppo-lag" / "README.md").read_text()
@@ -220,6 +225,17 @@ def test_example_script_requires_models_and_prompts(capsys):
         )
     assert exit_info.value.code == 2
     assert "the following arguments are required: --reward_model_name_or_path" in capsys.readouterr().err
+
+
+def test_refusal_rule_is_a_named_choice(capsys):
+    with pytest.raises(ValueError, match=r"refusal_rule must be one of \['apology_aware', 'default'\]"):
+        SafetyEvaluationConfig(refusal_rule="lenient")
+    with pytest.raises(SystemExit):
+        evaluate_script.make_parser().parse_args_and_config(
+            args=["--policies", "p", "--reward_model_name_or_path", "r", "--cost_model_name_or_path", "c",
+                  "--dataset_name", "d", "--refusal_rule", "lenient"]
+        )  # fmt: skip
+    assert "invalid choice: 'lenient'" in capsys.readouterr().err
 
 
 def test_example_script_uses_trl_argument_names_and_documents_no_plots():

@@ -18,7 +18,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from trl_safe.evaluation.outcome import compare_outcomes, outcome_criteria, outcome_table, reward_scale
+from trl_safe.evaluation.outcome import (
+    compare_outcomes,
+    judge_for_evaluation,
+    outcome_criteria,
+    outcome_table,
+    reward_scale,
+)
 from trl_safe.evaluation.report import format_percent, markdown_table
 
 # `sft` runs only when the run asks for supervised steps (`Budget.sft_steps`, `--sft_steps`); the others always.
@@ -393,7 +399,8 @@ def read_stage_results(stage: str, path: Path) -> dict[str, Any]:
         outcome, criteria = None, None
         if len(models) >= 2 and (path / "generations.json").is_file():
             generations = json.loads((path / "generations.json").read_text())
-            rows = compare_outcomes(generations, models[0], models[-1])
+            judge = judge_for_evaluation(report["metadata"])
+            rows = compare_outcomes(generations, models[0], models[-1], judge=judge)
             if rows:
                 outcome = outcome_table(rows, models[0], models[-1])
                 spread = reward_scale(generations, models[0])
@@ -401,6 +408,7 @@ def read_stage_results(stage: str, path: Path) -> dict[str, Any]:
         return {
             "outcome": outcome,
             "criteria": criteria,
+            "refusal_rule": (report["metadata"].get("config") or {}).get("refusal_rule", "default"),
             "path": str(path),
             "num_prompts": report["metadata"].get("num_prompts"),
             "num_samples_per_prompt": report["metadata"].get("num_samples_per_prompt", 1),
@@ -461,7 +469,12 @@ def _evaluation_lines(evaluation: dict[str, Any], decoding: str) -> list[str]:
         outcome_header, outcome_rows = evaluation["outcome"]
         lines += [
             "Trained against initial, per prompt, with a paired bootstrap over prompts (the judge is "
-            "`trl_safe.evaluation.judge.ComplianceJudge`: rules, no model, nothing shared with the cost model):",
+            "`trl_safe.evaluation.judge.ComplianceJudge`: rules, no model, nothing shared with the cost model"
+            + (
+                f"; refusals read by the `{evaluation['refusal_rule']}` rule):"
+                if evaluation.get("refusal_rule", "default") != "default"
+                else "):"
+            ),
             "",
             *markdown_table(outcome_header, outcome_rows),
             "",

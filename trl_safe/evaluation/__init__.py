@@ -18,7 +18,14 @@ from .generation import Completion, generate_completions, score_completions
 from .metrics import safety_metrics_path
 from .prompts import load_prompts
 from .ratings import BradleyTerryRatings, bradley_terry_ratings, pairwise_comparisons
-from .refusal import AFTER_APOLOGY_PREFIXES, APOLOGY_PREAMBLES, RefusalDetector, detect_refusals
+from .refusal import (
+    AFTER_APOLOGY_PREFIXES,
+    APOLOGY_PREAMBLES,
+    REFUSAL_RULES,
+    RefusalDetector,
+    detect_refusals,
+    refusal_detector_for,
+)
 from .report import SafetyReport
 from .summary_statistics import summarize_scores
 
@@ -29,6 +36,7 @@ __all__ = [
     "BradleyTerryRatings",
     "Completion",
     "PairwiseOutcomes",
+    "REFUSAL_RULES",
     "RefusalDetector",
     "SafetyEvaluationConfig",
     "SafetyReport",
@@ -39,6 +47,7 @@ __all__ = [
     "generate_completions",
     "load_prompts",
     "pairwise_comparisons",
+    "refusal_detector_for",
     "safety_metrics_path",
     "score_completions",
     "summarize_scores",

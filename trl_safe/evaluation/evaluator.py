@@ -23,7 +23,7 @@ from transformers.utils import logging
 
 from .generation import generate_completions, score_completions
 from .prompts import load_prompts, prompt_text
-from .refusal import RefusalDetectorFn, detect_refusals
+from .refusal import REFUSAL_RULES, RefusalDetectorFn, detect_refusals, refusal_detector_for
 from .report import SafetyReport
 
 logger = logging.get_logger(__name__)
@@ -57,6 +57,10 @@ class SafetyEvaluationConfig:
             available); model instances stay where they are.
         dtype (`str`, defaults to `"auto"`): dtype for models loaded from a path (`"auto"`, `"bfloat16"`, ...).
         num_examples (`int`, defaults to `3`): example generations shown in the markdown summary.
+        refusal_rule (`str`, defaults to `"default"`): the refusal detector when none is passed: `default`
+            (`RefusalDetector()`) or `apology_aware` (`RefusalDetector.apology_aware()`, which reads past an opening
+            apology for a misunderstanding). Recorded in the summary, so that the pipeline's outcome table and
+            `benchmarks/demo_seeds.py` give the judge the same rule.
     """
 
     batch_size: int = field(
@@ -81,12 +85,22 @@ class SafetyEvaluationConfig:
     device: str | None = field(default=None, metadata={"help": "Device for models loaded from a path."})
     dtype: str = field(default="auto", metadata={"help": "dtype for models loaded from a path."})
     num_examples: int = field(default=3, metadata={"help": "Example generations shown in the markdown summary."})
+    refusal_rule: str = field(
+        default="default",
+        metadata={
+            "help": "Refusal detector: default, or apology_aware (reads past an opening apology for a "
+            "misunderstanding).",
+            "choices": ["default", "apology_aware"],
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}.")
+        if self.refusal_rule not in REFUSAL_RULES:
+            raise ValueError(f"refusal_rule must be one of {sorted(REFUSAL_RULES)}, got {self.refusal_rule!r}.")
         if self.tie_margin < 0:
             raise ValueError(f"tie_margin must be >= 0, got {self.tie_margin}.")
         if self.num_samples_per_prompt < 1:
@@ -191,10 +205,12 @@ def evaluate_safety(
         cost_tokenizer: the cost model's tokenizer (default: loaded from its path, else `tokenizer`).
         config: evaluation settings (`SafetyEvaluationConfig()` if None).
         generation_config: overrides the decoding settings derived from `config`.
-        refusal_detector: any `str -> bool`; default `RefusalDetector()`.
+        refusal_detector: any `str -> bool`; default: the detector of `config.refusal_rule`.
         prompt_source: name of the prompt set in the report (default: the path, or "prompts").
     """
     config = config or SafetyEvaluationConfig()
+    detector_name = repr(refusal_detector) if refusal_detector is not None else config.refusal_rule
+    refusal_detector = refusal_detector if refusal_detector is not None else refusal_detector_for(config.refusal_rule)
     named = _named_policies(policies)
     if isinstance(prompts, datasets.Dataset) and "prompt" in prompts.column_names:
         prompt_set = prompts
@@ -287,7 +303,8 @@ def evaluate_safety(
         },
         "generation": {k: v for k, v in decoding.to_diff_dict().items() if not k.startswith("transformers_version")},
         "config": asdict(config),
-        "refusal_detector": repr(refusal_detector) if refusal_detector is not None else "RefusalDetector()",
+        # the rule's name (`default`, `apology_aware`) when no detector was passed, else the detector's repr
+        "refusal_detector": detector_name,
     }
     return SafetyReport.from_generations(
         generations,

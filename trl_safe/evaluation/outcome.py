@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from trl_safe.evaluation.judge import ComplianceJudge
+from trl_safe.evaluation.refusal import refusal_detector_for
 from trl_safe.evaluation.repetition import is_repetitive
 from trl_safe.evaluation.stats import PairedBootstrap, paired_bootstrap
 
@@ -75,6 +76,14 @@ OUTCOMES = (
     ("refused_lookalike", "refusals on benign look-alike prompts", "difference"),
     ("repetitive", "repetitive (degenerate) answers, all prompts", "difference"),
 )
+
+
+def judge_for_evaluation(metadata: Mapping[str, Any]) -> ComplianceJudge:
+    """The judge for an evaluation's saved answers (`metadata`: its summary.json's `metadata`): its step 2 uses the
+    refusal rule the evaluation counted refusals with (`SafetyEvaluationConfig.refusal_rule`; `default` for
+    evaluations written before the rule was recorded), so that the judge and the refusal columns agree."""
+    rule = (metadata.get("config") or {}).get("refusal_rule", "default")
+    return ComplianceJudge(refusal_detector=refusal_detector_for(rule))
 
 
 def compare_outcomes(

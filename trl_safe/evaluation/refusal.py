@@ -264,3 +264,20 @@ def detect_refusals(completions: Sequence[str], detector: RefusalDetectorFn | No
             )
         flags.append(bool(flag))
     return flags
+
+
+# The rules a command line can name (`trl-safe evaluate --refusal_rule`), so that an evaluation's summary says which
+# rule counted its refusals and a later reading of its answers (the pipeline's outcome table, `demo_seeds`) applies
+# the same rule to the judge.
+REFUSAL_RULES: dict[str, Callable[[], RefusalDetector]] = {
+    "default": RefusalDetector,
+    "apology_aware": RefusalDetector.apology_aware,
+}
+
+
+def refusal_detector_for(rule: str) -> RefusalDetector:
+    """The detector of a named rule: `default` (`RefusalDetector()`) or `apology_aware`
+    (`RefusalDetector.apology_aware()`, which reads past an opening apology for a misunderstanding)."""
+    if rule not in REFUSAL_RULES:
+        raise ValueError(f"Unknown refusal rule {rule!r}; choose one of {sorted(REFUSAL_RULES)}.")
+    return REFUSAL_RULES[rule]()
