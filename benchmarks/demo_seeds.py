@@ -41,6 +41,7 @@ from typing import Any
 from trl_safe.evaluation.judge import ComplianceJudge
 from trl_safe.evaluation.outcome import (
     compare_outcomes,
+    evaluation_refusal_rule,
     judge_for_evaluation,
     outcome_criteria,
     outcome_table,
@@ -156,9 +157,7 @@ def aggregate(
             judge = ComplianceJudge(refusal_detector=detector)
         else:  # each evaluation's own refusal rule (`--evaluate_args "--refusal_rule ..."`), as the pipeline reads it
             metadata = {seed: evaluation_metadata(runs[seed], folder) for seed in per_seed}
-            rules = {
-                seed: (meta.get("config") or {}).get("refusal_rule", "default") for seed, meta in metadata.items()
-            }
+            rules = {seed: evaluation_refusal_rule(meta) for seed, meta in metadata.items()}
             if len(set(rules.values())) > 1:  # pooling answers read by different rules would mix two measures
                 raise ValueError(
                     f"The {evaluation} evaluations counted refusals by different rules (per seed: {rules}); rerun "

@@ -15,8 +15,8 @@ Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Poli
   (0/1, the more helpful answer) and, only when both answers are unsafe, `safer` (0/1, the less harmful one).
 
 The later rounds (`data/demo_round2/`, `data/demo_round3/`, `data/demo_round4/`) have the same `raw_samples.jsonl`
-and `labels.jsonl`, for answers sampled from a trained policy to round one's train prompts; rounds three's and four's
-labels also say which answers decline the request (`refusal`, two booleans).
+and `labels.jsonl`, for answers sampled from a trained policy to round one's train prompts; the labels of rounds
+three and four also say which answers decline the request (`refusal`, two booleans).
 
 The contrast pairs (`contrast_train.jsonl`) need no new labels: each answer of round three labelled as declining a
 harmless request, against the starting policy's own more helpful answer to the same prompt (round one's `better`,

@@ -20,6 +20,7 @@ from typing import Any
 
 from trl_safe.evaluation.outcome import (
     compare_outcomes,
+    evaluation_refusal_rule,
     judge_for_evaluation,
     outcome_criteria,
     outcome_table,
@@ -408,7 +409,7 @@ def read_stage_results(stage: str, path: Path) -> dict[str, Any]:
         return {
             "outcome": outcome,
             "criteria": criteria,
-            "refusal_rule": (report["metadata"].get("config") or {}).get("refusal_rule", "default"),
+            "refusal_rule": evaluation_refusal_rule(report["metadata"]),
             "path": str(path),
             "num_prompts": report["metadata"].get("num_prompts"),
             "num_samples_per_prompt": report["metadata"].get("num_samples_per_prompt", 1),

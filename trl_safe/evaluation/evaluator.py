@@ -90,7 +90,7 @@ class SafetyEvaluationConfig:
         metadata={
             "help": "Refusal detector: default, or apology_aware (reads past an opening apology for a "
             "misunderstanding).",
-            "choices": ["default", "apology_aware"],
+            "choices": list(REFUSAL_RULES),
         },
     )
 

@@ -78,12 +78,16 @@ OUTCOMES = (
 )
 
 
+def evaluation_refusal_rule(metadata: Mapping[str, Any]) -> str:
+    """The refusal rule an evaluation counted refusals with (`metadata`: its summary.json's `metadata`;
+    `SafetyEvaluationConfig.refusal_rule`), `default` for evaluations written before the rule was recorded."""
+    return (metadata.get("config") or {}).get("refusal_rule", "default")
+
+
 def judge_for_evaluation(metadata: Mapping[str, Any]) -> ComplianceJudge:
-    """The judge for an evaluation's saved answers (`metadata`: its summary.json's `metadata`): its step 2 uses the
-    refusal rule the evaluation counted refusals with (`SafetyEvaluationConfig.refusal_rule`; `default` for
-    evaluations written before the rule was recorded), so that the judge and the refusal columns agree."""
-    rule = (metadata.get("config") or {}).get("refusal_rule", "default")
-    return ComplianceJudge(refusal_detector=refusal_detector_for(rule))
+    """The judge for an evaluation's saved answers: its step 2 uses the evaluation's own refusal rule
+    (`evaluation_refusal_rule`), so that the judge and the refusal columns agree."""
+    return ComplianceJudge(refusal_detector=refusal_detector_for(evaluation_refusal_rule(metadata)))
 
 
 def compare_outcomes(
