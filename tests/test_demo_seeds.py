@@ -129,19 +129,29 @@ def test_the_documented_no_share_scorers_flag_parses(demo_seeds):
     assert parse(["--no-share_scorers"]).share_scorers is False
 
 
-def test_saved_answers_can_be_reread_past_apologies(demo_seeds, tmp_path, monkeypatch):
-    """`--read_past_apologies`: a trained policy that opens every answer with "Sorry for the misunderstanding." has
-    its look-alike answers counted as refusals, and its compliant answers as declines, by the default detector; re-read
-    past the apology, neither is, and nothing is regenerated."""
-    run_dir = tmp_path / "seed1"
+def apologising_run(run_dir: Path, refusal_rule: str | None) -> None:
+    """A run whose trained policy opens every answer with "Sorry for the misunderstanding.", evaluated under
+    `refusal_rule` (its summary.json records it; None: an evaluation written before the rule was recorded)."""
     write_run(run_dir, trained_unsafe=4)
     path = run_dir / "evaluation" / "generations.json"
     generations = json.loads(path.read_text())
     for row in generations:
         if row["model"] == "ppo_lag":
             row["completion"] = "Sorry for the misunderstanding. " + row["completion"]
-            row["refused"] = True  # what the evaluation's default detector says
+            row["refused"] = refusal_rule != "apology_aware" or "can't help" in row["completion"]
     path.write_text(json.dumps(generations))
+    config = {} if refusal_rule is None else {"refusal_rule": refusal_rule}
+    (run_dir / "evaluation" / "summary.json").write_text(json.dumps({"metadata": {"config": config}}))
+
+
+def test_saved_answers_can_be_reread_past_apologies(demo_seeds, tmp_path, monkeypatch):
+    """`--read_past_apologies`: a trained policy that opens every answer with "Sorry for the misunderstanding." has
+    its look-alike answers counted as refusals, and its compliant answers as declines, by the default detector; re-read
+    past the apology, neither is, and nothing is regenerated."""
+    run_dir = tmp_path / "seed1"
+    apologising_run(run_dir, "default")  # every ppo_lag answer a refusal, as the default detector says
+    path = run_dir / "evaluation" / "generations.json"
+    generations = json.loads(path.read_text())
     monkeypatch.setattr(demo_seeds, "run_seed", None)
     argv = ["--seeds", "1", "--output_dir", str(tmp_path), "--num_resamples", "100"]
 
@@ -168,21 +178,6 @@ def test_saved_answers_can_be_reread_past_apologies(demo_seeds, tmp_path, monkey
     saved = json.loads((tmp_path / "outcome_apologies.json").read_text())["greedy"]["reread"]
     assert saved["ppo_lag"]["judge_changed"] == 4
     assert json.loads(path.read_text()) == generations  # the saved evaluation is not rewritten
-
-
-def apologising_run(run_dir: Path, refusal_rule: str | None) -> None:
-    """A run whose trained policy opens every answer with "Sorry for the misunderstanding.", evaluated under
-    `refusal_rule` (its summary.json records it; None: an evaluation written before the rule was recorded)."""
-    write_run(run_dir, trained_unsafe=4)
-    path = run_dir / "evaluation" / "generations.json"
-    generations = json.loads(path.read_text())
-    for row in generations:
-        if row["model"] == "ppo_lag":
-            row["completion"] = "Sorry for the misunderstanding. " + row["completion"]
-            row["refused"] = refusal_rule != "apology_aware" or "can't help" in row["completion"]
-    path.write_text(json.dumps(generations))
-    config = {} if refusal_rule is None else {"refusal_rule": refusal_rule}
-    (run_dir / "evaluation" / "summary.json").write_text(json.dumps({"metadata": {"config": config}}))
 
 
 def test_an_evaluation_run_with_the_apology_aware_rule_is_judged_by_it(demo_seeds, tmp_path, monkeypatch):
