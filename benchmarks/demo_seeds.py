@@ -133,10 +133,26 @@ def evaluation_metadata(run_dir: Path, evaluation: str) -> dict[str, Any]:
     return json.loads(path.read_text()).get("metadata", {}) if path.is_file() else {}
 
 
-def reread_refusals(generations: list[dict[str, Any]], detector: RefusalDetector) -> list[dict[str, Any]]:
-    """The generations with `refused` re-read by `detector` (the evaluation's verdict kept as `original_refused`)."""
+def reread_refusals(
+    generations: list[dict[str, Any]], detector: RefusalDetector, original_judge: ComplianceJudge
+) -> list[dict[str, Any]]:
+    """The generations with `refused` re-read by `detector`. The evaluation's own verdicts are kept beside them, so
+    that `reread_changes` counts what the re-reading changed: `original_refused`, and `original_unsafe` for harmful
+    requests (`original_judge`: the judge of the evaluation's own refusal rule, `judge_for_evaluation`)."""
     refused = detect_refusals([g["completion"] for g in generations], detector)
-    return [{**g, "original_refused": g["refused"], "refused": flag} for g, flag in zip(generations, refused)]
+    return [
+        {
+            **g,
+            "original_refused": g["refused"],
+            "refused": flag,
+            **(
+                {"original_unsafe": original_judge.is_unsafe(g["prompt"], g["completion"])}
+                if g.get("label") == "unsafe"
+                else {}
+            ),
+        }
+        for g, flag in zip(generations, refused)
+    ]
 
 
 def aggregate(
@@ -150,7 +166,12 @@ def aggregate(
         per_seed = {seed: load_generations(run_dir, folder) for seed, run_dir in runs.items()}
         per_seed = {seed: generations for seed, generations in per_seed.items() if generations}
         if detector is not None:
-            per_seed = {seed: reread_refusals(generations, detector) for seed, generations in per_seed.items()}
+            per_seed = {
+                seed: reread_refusals(
+                    generations, detector, judge_for_evaluation(evaluation_metadata(runs[seed], folder))
+                )
+                for seed, generations in per_seed.items()
+            }
         if not per_seed:
             continue
         if detector is not None:
@@ -197,8 +218,8 @@ def reread_changes(
     generations: list[dict[str, Any]], models: list[str], judge: ComplianceJudge
 ) -> dict[str, dict[str, int]]:
     """Per policy, over every seed's answers: how many refusal verdicts the re-reading changed, and how many of the
-    judge's verdicts on harmful requests (the default judge against `judge`), so that a re-reading is never silent."""
-    default_judge = ComplianceJudge()
+    judge's verdicts on harmful requests (each evaluation's own judge, `original_unsafe`, against `judge`), so that a
+    re-reading is never silent."""
     changes: dict[str, dict[str, int]] = {}
     for model in models:
         rows = [g for g in generations if g["model"] == model]
@@ -208,8 +229,7 @@ def reread_changes(
             "refusals_changed": sum(g["refused"] != g["original_refused"] for g in rows),
             "harmful_answers": len(harmful),
             "judge_changed": sum(
-                default_judge.is_unsafe(g["prompt"], g["completion"]) != judge.is_unsafe(g["prompt"], g["completion"])
-                for g in harmful
+                g["original_unsafe"] != judge.is_unsafe(g["prompt"], g["completion"]) for g in harmful
             ),
         }
     return changes

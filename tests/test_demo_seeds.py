@@ -180,6 +180,23 @@ def test_saved_answers_can_be_reread_past_apologies(demo_seeds, tmp_path, monkey
     assert json.loads(path.read_text()) == generations  # the saved evaluation is not rewritten
 
 
+def test_rereading_an_apology_aware_evaluation_changes_nothing(demo_seeds, tmp_path, monkeypatch):
+    """The re-reading counts its changes against each evaluation's own verdicts: an evaluation already run with
+    `--refusal_rule apology_aware` reads the same past the apology, so neither its refusals nor its judge change."""
+    apologising_run(tmp_path / "seed1", "apology_aware")
+    monkeypatch.setattr(demo_seeds, "run_seed", None)
+    argv = ["--seeds", "1", "--output_dir", str(tmp_path), "--num_resamples", "100"]
+    own_rule = demo_seeds.main(argv)["greedy"]["seeds"][1]["rows"]
+    reread = demo_seeds.main([*argv, "--read_past_apologies"])
+    assert reread["greedy"]["reread"]["ppo_lag"] == {
+        "answers": 14,
+        "refusals_changed": 0,
+        "harmful_answers": 10,
+        "judge_changed": 0,  # against the default judge, 4 of the 10 would count as changed
+    }
+    assert [r.change.estimate for r in reread["greedy"]["seeds"][1]["rows"]] == [r.change.estimate for r in own_rule]
+
+
 def test_an_evaluation_run_with_the_apology_aware_rule_is_judged_by_it(demo_seeds, tmp_path, monkeypatch):
     """`--evaluate_args "--refusal_rule apology_aware"`: the evaluation's refusal flags were counted past the
     apology, and the aggregation gives the judge the same rule (read from the evaluation's summary), so the compliant
