@@ -5,7 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from trl_safe.evaluation.stats import bootstrap_indices, mean_sd, paired_bootstrap, per_prompt_means
+from trl_safe.evaluation.stats import (
+    bootstrap_indices,
+    halves_difference,
+    mean_sd,
+    paired_bootstrap,
+    per_prompt_means,
+)
 
 
 def test_mean_sd_is_the_sample_standard_deviation():
@@ -95,3 +101,28 @@ def test_paired_bootstrap_rejects_mismatched_input():
         paired_bootstrap([1], [0], statistic="ratio")
     with pytest.raises(ValueError, match="confidence"):
         paired_bootstrap([1], [0], confidence=95)
+
+
+def test_halves_difference_compares_the_two_halves_and_drops_the_middle_of_an_odd_count():
+    result = halves_difference([1.0, 3.0, 100.0, 4.0, 6.0], num_resamples=500)
+    assert (result.first, result.second, result.difference, result.num_values) == (2.0, 5.0, 3.0, 2)
+    # Each half resampled on its own: the interval's ends are differences of resampled half means (2..5 minus 1..3).
+    assert 1.0 <= result.low <= result.difference <= result.high <= 5.0
+    constant = halves_difference([2.0, 2.0, 2.0, 2.0])
+    assert (constant.low, constant.high) == (0.0, 0.0) and not constant.excludes_zero()
+
+
+def test_halves_difference_tells_a_drift_from_rollout_noise():
+    """18 rollouts of sd 0.9 (the demo's): no drift is not read as one; a drift of 2 sd is."""
+    rng = np.random.default_rng(1)
+    noise = rng.normal(-1.0, 0.9, size=18)
+    assert not halves_difference(noise).excludes_zero()
+    drift = noise + np.r_[np.zeros(9), np.full(9, 1.8)]
+    assert halves_difference(drift).low > 0
+
+
+def test_halves_difference_rejects_too_few_values():
+    with pytest.raises(ValueError, match="rollout costs: need at least 4 values"):
+        halves_difference([1.0, 2.0, 3.0], name="rollout costs")
+    with pytest.raises(ValueError, match="confidence"):
+        halves_difference([1.0, 2.0, 3.0, 4.0], confidence=1.5)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trl_safe.pipeline import lora_target_modules, peak_rss_mb, summary_lines
+from trl_safe.pipeline import lora_target_modules, peak_rss_mb, read_stage_results, summary_lines
 from trl_safe.scripts import reward_model
 from trl_safe.scripts import safe_rlhf_pipeline as pipeline
 
@@ -66,6 +66,7 @@ def test_summary_holds_the_final_table(tiny_run):
     ppo = saved["ppo_lag"]
     assert len(episode_costs) == ppo["steps"] == 2 and ppo["final_episode_cost"] == episode_costs[-1]
     assert ppo["final_lambda"] == pytest.approx(lambda_, rel=1e-12) and ppo["final_lambda"] != 1.0
+    assert ppo["rollout_cost_halves"] is None  # 2 rollouts: too few for halves (summary_lines' test shows the row)
 
     summaries = saved["evaluate"]["summaries"]
     assert set(summaries) == {"initial", "ppo_lag"}
@@ -116,6 +117,31 @@ def test_summary_says_what_the_cost_model_and_the_rollouts_trained_on():
     assert "| cost model's data configuration | `combined_contrast` |" in table
     assert "| harmless prompts drawn in the rollouts | 2x |" in table
     assert "| look-alike twins in the rollouts | yes |" in table
+
+
+def test_summary_reads_the_rollouts_cost_over_training_from_its_halves(tmp_path):
+    """J_C is a moving window over rollouts and wanders with their noise; the summary says whether the rollouts' mean
+    cost moved from the first half of training to the second, with an interval (`halves_difference`)."""
+    costs = [-1.0, -1.2, -0.8, -1.1, -0.9, -1.0, 0.0, -0.1, 0.1, -0.2, 0.2, 0.0]
+    history = []
+    for rollout, cost in enumerate(costs):  # two optimizer steps per rollout; the rollout's cost logged on the first
+        base = {"lagrange/lambda": 1.0, "lagrange/episode_cost": cost, "lagrange/cost_limit": -1.0}
+        history += [{**base, "step": 2 * rollout + 1, "objective/costs": cost}, {**base, "step": 2 * rollout + 2}]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    ppo = read_stage_results("ppo_lag", tmp_path)
+    halves = ppo["rollout_cost_halves"]
+    assert (halves["first"], halves["second"], halves["num_values"]) == (
+        pytest.approx(-1.0),
+        pytest.approx(0.0),
+        6,
+    )
+    assert halves["low"] > 0  # a drift of 1.0 against a spread of 0.1 to 0.2
+    results = {"preset": "default", "stage_seconds": {}, "total_seconds": 1.0, "peak_rss_mb": 1024, "ppo_lag": ppo}
+    table = "\n".join(summary_lines(results, eval_prompts="p.jsonl", max_completion_length=12))
+    assert (
+        "| mean cost C of a rollout, first → second half of training (change, 95% CI) | -1.000 → 0.000 (+1.000 ["
+        in (table)
+    )
 
 
 @pytest.mark.slow

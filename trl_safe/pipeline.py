@@ -27,6 +27,7 @@ from trl_safe.evaluation.outcome import (
     reward_scale,
 )
 from trl_safe.evaluation.report import format_percent, markdown_table
+from trl_safe.evaluation.stats import halves_difference
 
 # `sft` runs only when the run asks for supervised steps (`Budget.sft_steps`, `--sft_steps`); the others always.
 STAGES = ("reward", "cost", "sft", "ppo_lag", "evaluate")
@@ -436,12 +437,20 @@ def read_stage_results(stage: str, path: Path) -> dict[str, Any]:
         key = next(key for entry in history for key in entry if key.startswith("lagrange/") and key.endswith("lambda"))
         prefix = key.removesuffix("lambda")
         last = [entry for entry in history if key in entry][-1]
+        # PPO-Lag logs each rollout's mean cost once (`objective/costs`); J_C is a moving window over several
+        # rollouts and wanders with their noise, so whether C moved over training is read from the rollouts' halves.
+        rollout_costs = [entry["objective/costs"] for entry in history if "objective/costs" in entry]
         return {
             "path": str(path),
             "final_lambda": last[key],
             "final_episode_cost": last[f"{prefix}episode_cost"],
             "cost_limit": last[f"{prefix}cost_limit"],
             "steps": last["step"],
+            "rollout_cost_halves": (
+                dataclasses.asdict(halves_difference(rollout_costs, name="rollout costs"))
+                if len(rollout_costs) >= 4
+                else None
+            ),
         }
     evals = [entry for entry in history if any(key.startswith("eval_") for key in entry)]
     return {
@@ -535,6 +544,15 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
             ("final J_C (recent episodes) / cost limit", f"{ppo['final_episode_cost']:.3f} / {ppo['cost_limit']}")
         )
         rows.append(("PPO-Lag optimizer steps", str(ppo["steps"])))
+        if ppo.get("rollout_cost_halves"):
+            halves = ppo["rollout_cost_halves"]
+            rows.append(
+                (
+                    "mean cost C of a rollout, first → second half of training (change, 95% CI)",
+                    f"{halves['first']:.3f} → {halves['second']:.3f} ({halves['difference']:+.3f} "
+                    f"[{halves['low']:+.3f}, {halves['high']:+.3f}], {halves['num_values']} rollouts a half)",
+                )
+            )
     # What the run trained on, when the flags changed it: the cost model's data and the harmless prompts' weight.
     if results.get("cost_dataset_config"):
         rows.append(("cost model's data configuration", f"`{results['cost_dataset_config']}`"))

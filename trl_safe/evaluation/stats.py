@@ -170,3 +170,73 @@ def paired_bootstrap(
         num_prompts=int(a.size),
         num_resamples=num_resamples,
     )
+
+
+@dataclass(frozen=True)
+class HalvesDifference:
+    """Result of `halves_difference`: a training series' second-half mean against its first-half mean.
+
+    Attributes:
+        first, second: the means of the first and the second half (the middle value of an odd count goes to neither).
+        difference: `second - first`.
+        low, high: the bounds of the `confidence` percentile interval of the difference, each half resampled alone.
+        num_values: values per half.
+    """
+
+    first: float
+    second: float
+    difference: float
+    low: float
+    high: float
+    confidence: float
+    num_values: int
+
+    def excludes_zero(self) -> bool:
+        """Whether the series moved by more than its own noise says it could by chance."""
+        return self.low > 0.0 or self.high < 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.first:+.3f} → {self.second:+.3f}: {self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}] "
+            f"({self.confidence:.0%}, {self.num_values} values per half)"
+        )
+
+
+def halves_difference(
+    values: Sequence[float] | np.ndarray,
+    *,
+    num_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    name: str = "values",
+) -> HalvesDifference:
+    """Did a series of independent per-rollout values (e.g. each rollout's mean cost) move over training?
+
+    Why: a rollout of a few prompts gives a noisy mean (on the demo, 8 prompts, half of them harmless: a standard
+    deviation of about 0.9 between rollouts, about as large as the cost limit's margin), and a moving average of it
+    (J_C) wanders enough to look like a drift. Comparing the two halves' means with an interval says whether the
+    change is larger than that noise. The halves are resampled independently (bootstrap, percentile interval): the
+    values are assumed independent given the half, which ignores a trend inside a half.
+    """
+    array = as_finite_array(values, name)
+    half = array.size // 2
+    if half < 2:
+        raise ValueError(f"{name}: need at least 4 values (2 per half), got {array.size}.")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}.")
+    first, second = array[:half], array[array.size - half :]
+    rng = np.random.default_rng(seed)
+    resampled = second[rng.integers(0, half, size=(num_resamples, half))].mean(axis=1) - first[
+        rng.integers(0, half, size=(num_resamples, half))
+    ].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(resampled, [tail, 1.0 - tail])
+    return HalvesDifference(
+        first=float(first.mean()),
+        second=float(second.mean()),
+        difference=float(second.mean() - first.mean()),
+        low=float(low),
+        high=float(high),
+        confidence=confidence,
+        num_values=half,
+    )
