@@ -226,9 +226,9 @@ def halves_difference(
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}.")
     first, second = array[:half], array[array.size - half :]
     rng = np.random.default_rng(seed)
-    resampled = second[rng.integers(0, half, size=(num_resamples, half))].mean(axis=1) - first[
-        rng.integers(0, half, size=(num_resamples, half))
-    ].mean(axis=1)
+    first_means = first[rng.integers(0, half, size=(num_resamples, half))].mean(axis=1)
+    second_means = second[rng.integers(0, half, size=(num_resamples, half))].mean(axis=1)
+    resampled = second_means - first_means
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(resampled, [tail, 1.0 - tail])
     return HalvesDifference(
