@@ -99,9 +99,22 @@ def _statistic(mean_a: np.ndarray, mean_b: np.ndarray, statistic: str) -> np.nda
         return (mean_b - mean_a) / mean_a
 
 
-def bootstrap_indices(num_prompts: int, num_resamples: int, seed: int) -> np.ndarray:
-    """`[num_resamples, num_prompts]` prompt indices drawn with replacement (numpy's PCG64 seeded with `seed`)."""
+def bootstrap_indices(num_prompts: int, num_resamples: int, seed: int | np.random.Generator) -> np.ndarray:
+    """`[num_resamples, num_prompts]` prompt indices drawn with replacement (numpy's PCG64 seeded with `seed`, or
+    drawn from `seed` itself when it is a generator, so that several draws can share one stream)."""
     return np.random.default_rng(seed).integers(0, num_prompts, size=(num_resamples, num_prompts))
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}.")
+
+
+def _percentile_interval(resampled: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central `confidence` percentile interval of resampled statistics."""
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(resampled, [tail, 1.0 - tail])
+    return float(low), float(high)
 
 
 def paired_bootstrap(
@@ -129,8 +142,7 @@ def paired_bootstrap(
     """
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}.")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}.")
+    _check_confidence(confidence)
     if num_resamples < 1:
         raise ValueError(f"num_resamples must be at least 1, got {num_resamples}.")
     if (prompt_ids_a is None) != (prompt_ids_b is None):
@@ -157,13 +169,12 @@ def paired_bootstrap(
     indices = bootstrap_indices(a.size, num_resamples, seed)
     resampled = _statistic(a[indices].mean(axis=1), b[indices].mean(axis=1), statistic)
     resampled = resampled[np.isfinite(resampled)]  # relative change of a resample whose A-mean is 0
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(resampled, [tail, 1.0 - tail])
+    low, high = _percentile_interval(resampled, confidence)
     return PairedBootstrap(
         statistic=statistic,
         estimate=float(_statistic(np.array(mean_a), np.array(mean_b), statistic)),
-        low=float(low),
-        high=float(high),
+        low=low,
+        high=high,
         confidence=confidence,
         mean_a=mean_a,
         mean_b=mean_b,
@@ -222,21 +233,18 @@ def halves_difference(
     half = array.size // 2
     if half < 2:
         raise ValueError(f"{name}: need at least 4 values (2 per half), got {array.size}.")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}.")
+    _check_confidence(confidence)
     first, second = array[:half], array[array.size - half :]
-    rng = np.random.default_rng(seed)
-    first_means = first[rng.integers(0, half, size=(num_resamples, half))].mean(axis=1)
-    second_means = second[rng.integers(0, half, size=(num_resamples, half))].mean(axis=1)
-    resampled = second_means - first_means
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(resampled, [tail, 1.0 - tail])
+    rng = np.random.default_rng(seed)  # one stream for both halves' draws
+    first_means = first[bootstrap_indices(half, num_resamples, rng)].mean(axis=1)
+    second_means = second[bootstrap_indices(half, num_resamples, rng)].mean(axis=1)
+    low, high = _percentile_interval(second_means - first_means, confidence)
     return HalvesDifference(
         first=float(first.mean()),
         second=float(second.mean()),
         difference=float(second.mean() - first.mean()),
-        low=float(low),
-        high=float(high),
+        low=low,
+        high=high,
         confidence=confidence,
         num_values=half,
     )
