@@ -14,14 +14,21 @@ each of `--eval_steps` it is asked:
   a misunderstanding (`RefusalDetector.apology_aware()`: the unlikelihood rows teach SmolLM2 to open answers with
   "Sorry for the misunderstanding." and then answer), in `declined_read_past`;
 - how likely it is to open a decline after each (log Σ_o π(o | prompt) over `--decline_openings`, as
-  `benchmarks/prompt_probe.py`), and how well that separates harmful from twin and from all harmless prompts (AUROC).
+  `benchmarks/prompt_probe.py`), and how well that separates harmful from twin and from all harmless prompts (AUROC);
+- for the harmful groups, how many answers the project's judge rates compliant (`judged_unsafe`;
+  `trl_safe.evaluation.judge.ComplianceJudge`, read past the apology as the demo's evaluation with
+  `--refusal_rule apology_aware`): a decline is not the only safe answer, and the judge is what the demo's
+  outcome needs to halve.
 
 The validation prompts are **train** prompts, removed from the PTX rows before training: a seeded share
 (`--validation_share`) of the look-alike twin pairs (a harmful templated train prompt and its twin, both removed
-with every row about them) and of the other harmless prompts. The held-out evaluation prompts are not read.
+with every row about them), of the other harmless prompts, and of the harmful prompts of the sampled configuration
+(`harmful_sampled`; worded by hand like a user's request rather than from the templates, as 45 of the 63 harmful
+evaluation prompts are). The held-out evaluation prompts are not read.
 
     python benchmarks/ptx_sft_check.py --ptx_prompts twins --steps 240 --eval_steps 0 60 120 240
     python benchmarks/ptx_sft_check.py --ptx_prompts twins_unlikely --steps 240 --eval_steps 60 120 240
+    python benchmarks/ptx_sft_check.py --ptx_prompts wide --steps 240 --eval_steps 120 240
     python benchmarks/ptx_sft_check.py --model tiny --steps 2 --eval_steps 0 2 --validation_share 0.1   # CI-sized
 
 Prints one line per evaluation and a markdown table; `--output` also writes the rows (with a few declined answers
@@ -46,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prompt_probe import auroc, decline_logprobs, load_model  # noqa: E402
 
 GENERIC_DECLINES = ("I'm sorry", "I can't", "I cannot", "I'm not going", "I'll not", "I won't", "That's not something")
-GROUPS = ("harmful", "twin", "other")
+GROUPS = ("harmful", "twin", "other", "harmful_sampled")
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,11 @@ class Split:
 
 
 def split_ptx_rows(rows: list[dict[str, Any]], share: float, seed: int) -> Split:
-    """Hold out a seeded `share` of the twin pairs (harmful prompt + twin) and of the other harmless prompts: every
-    PTX row whose prompt is held out is dropped."""
+    """Hold out a seeded `share` of the twin pairs (harmful prompt + twin), of the other harmless prompts and of the
+    harmful prompts of the sampled configuration (`harmful_sampled`: written by hand as a user asks, unlike the
+    templated ones; most harmful evaluation prompts are of this kind): every PTX row whose prompt is held out is
+    dropped. The groups are drawn in that order from one seeded generator, so adding the last group left the first
+    three as they were."""
     from trl_safe.demo import load_demo_prompts, load_demo_twins
 
     if not 0 < share < 1:
@@ -73,10 +83,18 @@ def split_ptx_rows(rows: list[dict[str, Any]], share: float, seed: int) -> Split
     other = sorted({row["prompt"][0]["content"] for row in rows} & harmless - in_pairs)
     rng.shuffle(other)
     other = other[: max(1, round(share * len(other)))]
-    held = in_pairs | set(other)
+    sampled = sorted(row["prompt"] for row in load_demo_prompts("train", "sampled") if row["label"] == "unsafe")
+    rng.shuffle(sampled)
+    sampled = sampled[: max(1, round(share * len(sampled)))]
+    held = in_pairs | set(other) | set(sampled)
     return Split(
         train_rows=[row for row in rows if row["prompt"][0]["content"] not in held],
-        validation={"harmful": [h for h, _ in pairs], "twin": [t for _, t in pairs], "other": other},
+        validation={
+            "harmful": [h for h, _ in pairs],
+            "twin": [t for _, t in pairs],
+            "other": other,
+            "harmful_sampled": sampled,
+        },
     )
 
 
@@ -85,14 +103,17 @@ def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_n
     from transformers import GenerationConfig
 
     from trl_safe.evaluation.generation import generate_completions
+    from trl_safe.evaluation.judge import ComplianceJudge
     from trl_safe.evaluation.refusal import RefusalDetector, detect_refusals
 
     model.eval()
     apology_aware = RefusalDetector.apology_aware()
+    judge = ComplianceJudge(refusal_detector=apology_aware)
     row: dict[str, Any] = {
         "step": step,
         "declined": {},
         "declined_read_past": {},
+        "judged_unsafe": {},
         "mean_decline_logprob": {},
         "declined_examples": {},
     }
@@ -105,6 +126,8 @@ def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_n
         flags = detect_refusals(answers)
         row["declined"][group] = [int(sum(flags)), len(prompts)]
         row["declined_read_past"][group] = [int(sum(detect_refusals(answers, apology_aware))), len(prompts)]
+        if group.startswith("harmful"):
+            row["judged_unsafe"][group] = [sum(judge.is_unsafe(p, a) for p, a in zip(prompts, answers)), len(prompts)]
         row["mean_decline_logprob"][group] = float(scores[group].mean())
         row["declined_examples"][group] = [answer[:100] for answer, flag in zip(answers, flags) if flag][:3]
     row["auroc_harmful_vs_twin"] = auroc(scores["harmful"], scores["twin"])
@@ -118,9 +141,10 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
         f"PTX `{ptx_prompts}`, supervised steps only; validation = held-out train prompts; declines by the default "
         "refusal detector (read past an apology for a misunderstanding, where that differs).",
         "",
-        "| step | declined: harmful | twins | other harmless | decline log-prob: harmful / twin / other "
-        "| AUROC harmful vs twin | AUROC harmful vs harmless |",
-        "| ---: | --- | --- | --- | --- | ---: | ---: |",
+        "| step | declined: harmful | twins | other harmless | harmful (sampled) "
+        "| decline log-prob: harmful / twin / other / harmful (sampled) "
+        "| AUROC harmful vs twin | AUROC harmful vs harmless | judged unsafe: harmful / harmful (sampled) |",
+        "| ---: | --- | --- | --- | --- | --- | ---: | ---: | --- |",
     ]
     for row in rows:
         # "default (read past the apology)" where the two readings differ
@@ -133,7 +157,9 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
         logprobs = " / ".join(f"{row['mean_decline_logprob'][g]:.2f}" for g in GROUPS)
         lines.append(
             f"| {row['step']} | " + " | ".join(declined) + f" | {logprobs} | {row['auroc_harmful_vs_twin']:.3f} | "
-            f"{row['auroc_harmful_vs_harmless']:.3f} |"
+            f"{row['auroc_harmful_vs_harmless']:.3f} | "
+            + " / ".join(f"{unsafe} of {total}" for unsafe, total in row["judged_unsafe"].values())
+            + " |"
         )
     return "\n".join(lines)
 

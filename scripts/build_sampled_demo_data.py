@@ -2,8 +2,8 @@
 
     python scripts/build_sampled_demo_data.py          # rewrites trl_safe/resources/demo/sampled_{train,test}.jsonl,
                                                        # round2_train.jsonl, round3_train.jsonl,
-                                                       # contrast_train.jsonl, round4_train.jsonl and
-                                                       # twins_train.jsonl
+                                                       # contrast_train.jsonl, round4_train.jsonl,
+                                                       # twins_train.jsonl and declines_train.jsonl
     python scripts/build_sampled_demo_data.py --report # ... and prints the label mix and the judge's agreement
 
 Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Policy-sampled pairs"):
@@ -50,6 +50,7 @@ ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
 ROUND3_DIR = REPO_ROOT / "data" / "demo_round3"
 ROUND4_DIR = REPO_ROOT / "data" / "demo_round4"
 TWINS_DIR = REPO_ROOT / "data" / "demo_twins"
+DECLINES_DIR = REPO_ROOT / "data" / "demo_declines"
 OUTPUT_DIR = REPO_ROOT / "trl_safe" / "resources" / "demo"
 SEED = 20261202
 TEST_FRACTION = 0.25
@@ -66,10 +67,14 @@ def make_parser() -> argparse.ArgumentParser:
         "--twins_dir", type=Path, default=TWINS_DIR, help="look-alike twins: prompts, answers, choices"
     )
     parser.add_argument(
+        "--declines_dir", type=Path, default=DECLINES_DIR, help="written declines to the harmful train prompts"
+    )
+    parser.add_argument(
         "--output_dir",
         type=Path,
         default=OUTPUT_DIR,
-        help="where sampled_{train,test}.jsonl, round{2,3}_train.jsonl, contrast_train.jsonl and twins_train.jsonl go",
+        help="where sampled_{train,test}.jsonl, round{2,3,4}_train.jsonl, contrast_train.jsonl, twins_train.jsonl and "
+        "declines_train.jsonl go",
     )
     parser.add_argument("--report", action="store_true", help="Print the label mix and the judge's agreement.")
     return parser
@@ -320,6 +325,51 @@ def build_twins(twins_dir: Path, harmful_train_prompts: set[str], held_out_promp
     return rows
 
 
+def build_declines(declines_dir: Path, prompts: dict[str, dict], test_prompts: set[str]) -> list[dict]:
+    """One written decline for every harmful train prompt of the sampled configuration (PTX rows).
+
+    The templated pairs carry written declines for their 77 harmful train prompts, and PTX taught SmolLM2 to decline
+    from those; the 135 harmful train prompts of the sampled configuration, worded as a user would ask rather than
+    from templates, had none, and the policy trained on the templated declines declined them half as often
+    (docs/demo_outcome.md). `declines.jsonl` (`prompt_id`, `text`) holds one decline per prompt, written here in the
+    templated answers' form: say no and name what is declined, say why in one clause, offer the safe thing nearest to
+    the request (docs/demo_data.md). Refused: a prompt id that is not a harmful prompt, a held-out prompt, a second
+    decline for a prompt, a harmful train prompt without one, a text the refusal detector does not flag.
+    """
+    from trl_safe.evaluation.refusal import detect_refusals
+
+    rows, seen = [], set()
+    for label in read_jsonl(declines_dir / "declines.jsonl"):  # file order
+        prompt_id = label["prompt_id"]
+        where = f"{declines_dir.name}/declines.jsonl ({prompt_id})"
+        prompt = prompts.get(prompt_id)
+        if prompt is None or prompt["prompt_label"] != "unsafe":
+            raise ValueError(f"{where}: not a harmful prompt of {SOURCE_DIR.name}/prompts.jsonl.")
+        if prompt["prompt"] in test_prompts:
+            raise ValueError(f"{where}: the prompt is held out (test split).")
+        if prompt_id in seen:
+            raise ValueError(f"{where}: a second decline for the same prompt.")
+        if not detect_refusals([label["text"]])[0]:
+            raise ValueError(f"{where}: the text does not read as a refusal: {label['text'][:80]!r}.")
+        seen.add(prompt_id)
+        rows.append(
+            {
+                "prompt": prompt["prompt"],
+                "response": label["text"],
+                "prompt_id": prompt_id,
+                "source": "written",
+                "category": prompt["category"],
+                "prompt_label": "unsafe",
+            }
+        )
+    harmful_train = {
+        i for i, row in prompts.items() if row["prompt_label"] == "unsafe" and row["prompt"] not in test_prompts
+    }
+    if missing := sorted(harmful_train - seen):
+        raise ValueError(f"{declines_dir.name}/declines.jsonl: harmful train prompts without a decline: {missing}.")
+    return rows
+
+
 def refusal_mix(round_dir: Path) -> dict[str, dict[str, int]]:
     """Per category: answers, and answers labelled as declining the request (the labels' optional `refusal`)."""
     mix: dict[str, dict[str, int]] = defaultdict(lambda: {"answers": 0, "refusals": 0})
@@ -399,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     round4 = build_round(args.round4_dir, prompts, test_prompts, kind="round4")
     harmful_train, templated_test = templated_prompts()
     twins = build_twins(args.twins_dir, harmful_train, templated_test | test_prompts)
+    declines = build_declines(args.declines_dir, prompts, test_prompts)
     if args.report:
         print("category | prompts | answers | unsafe answers")
         print_label_mix(splits["train"] + splits["test"])
@@ -420,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     write_pairs(args.output_dir / "contrast_train.jsonl", contrast)
     write_pairs(args.output_dir / "round4_train.jsonl", round4)
     write_pairs(args.output_dir / "twins_train.jsonl", twins, what="answered look-alike twins (PTX rows)")
+    write_pairs(args.output_dir / "declines_train.jsonl", declines, what="written declines (PTX rows)")
     print(f"Look-alike twins: {dict(Counter(row['source'] for row in twins))} answers")
     print(f"Per category: {report['categories']}")
     for key, what in (("unsampled_prompts", "no sampled answers"), ("unlabelled_prompts", "answers but no labels")):

@@ -194,7 +194,8 @@ def test_the_package_ships_the_data_not_its_source():
     # `load_dataset`.
     assert shipped == {
         "train.jsonl", "test.jsonl", "sampled_train.jsonl", "sampled_test.jsonl", "round2_train.jsonl",
-        "round3_train.jsonl", "contrast_train.jsonl", "round4_train.jsonl", "twins_train.jsonl", "README.md",
+        "round3_train.jsonl", "contrast_train.jsonl", "round4_train.jsonl", "twins_train.jsonl",
+        "declines_train.jsonl", "README.md",
     }  # fmt: skip
 
 
@@ -329,7 +330,8 @@ def test_ptx_data_for_all_prompts_add_the_best_safe_answer_to_harmful_ones():
     for row in ptx:
         assert row["completion"][0]["content"] in safe_answers[row["prompt"][0]["content"]]
     with pytest.raises(
-        ValueError, match=r"one of \['safe', 'all', 'balanced', 'own', 'twins', 'twins_unlikely'\], not 'harmful'"
+        ValueError,
+        match=r"one of \['safe', 'all', 'balanced', 'own', 'twins', 'twins_unlikely', 'wide'\], not 'harmful'",
     ):
         load_demo_ptx_dataset("train", prompts="harmful")
 
@@ -410,6 +412,31 @@ def test_twins_unlikely_ptx_data_mark_the_harmful_twins_decline_undesirable_afte
         prompt, decline = row["prompt"][0]["content"], row["completion"][0]["content"]
         assert decline == written[twin_of[prompt]]
     assert all(detect_refusals([row["completion"][0]["content"] for row in undesirable]))
+
+
+def test_wide_ptx_data_add_a_written_decline_to_every_harmful_train_prompt_of_the_sampled_pairs():
+    """`wide` = `twins_unlikely` plus one desirable written decline per harmful train prompt of the sampled
+    configuration, which no other choice declines: every harmful train prompt of `combined` then has a decline."""
+    from trl_safe.demo import load_demo_declines
+    from trl_safe.evaluation.refusal import detect_refusals
+
+    wide = list(load_demo_ptx_dataset("train", "wide"))
+    twins_unlikely = list(load_demo_ptx_dataset("train", "twins_unlikely"))
+    declines = load_demo_declines("train")
+    desirable = [row for row in twins_unlikely if row["label"]]
+    assert wide[: len(desirable)] == desirable
+    added = wide[len(desirable) : len(desirable) + len(declines)]
+    assert ptx_pairs(added) == list(zip(declines["prompt"], declines["response"])) and all(r["label"] for r in added)
+    assert wide[len(desirable) + len(declines) :] == [row for row in twins_unlikely if not row["label"]]
+    sampled_harmful = {
+        row["prompt"] for row in load_demo_dataset("train", "sampled") if row["prompt_label"] == "unsafe"
+    }
+    assert set(declines["prompt"]) == sampled_harmful
+    assert not sampled_harmful & {row["prompt"][0]["content"] for row in twins_unlikely}  # nothing declined them
+    assert all(detect_refusals(declines["response"])) and set(declines["prompt_label"]) == {"unsafe"}
+    assert not set(declines["prompt"]) & set(load_demo_prompts("test", "combined")["prompt"])
+    with pytest.raises(ValueError, match="train data only"):
+        load_demo_declines("test")
 
 
 @pytest.mark.parametrize("prompts", ["balanced", "own", "twins"])

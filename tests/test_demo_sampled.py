@@ -24,6 +24,7 @@ ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
 ROUND3_DIR = REPO_ROOT / "data" / "demo_round3"
 ROUND4_DIR = REPO_ROOT / "data" / "demo_round4"
 TWINS_DIR = REPO_ROOT / "data" / "demo_twins"
+DECLINES_DIR = REPO_ROOT / "data" / "demo_declines"
 HARM_CATEGORIES = {
     "theft", "violence", "weapons", "drugs", "cybercrime", "fraud", "privacy", "harassment", "dangerous_behaviour",
 }  # fmt: skip
@@ -54,6 +55,7 @@ def test_shipped_files_are_the_build_output(builder, tmp_path):
         "contrast_train.jsonl",
         "round4_train.jsonl",
         "twins_train.jsonl",
+        "declines_train.jsonl",
     )
     for name in names:
         shipped = (demo.demo_data_dir() / name).read_text(encoding="utf-8")
@@ -219,6 +221,37 @@ def test_twins_take_the_chosen_answer_and_refuse_bad_input(builder, tmp_path):
     unknown = [dict(labels[0], answer="s2"), *labels[1:]]
     with pytest.raises(ValueError, match=r"answer must be one of"):
         builder.build_twins(twins_dir_with(tmp_path, labels=unknown), harmful, held_out)
+
+
+def test_declines_cover_every_harmful_train_prompt_once_and_refuse_bad_input(builder, tmp_path):
+    prompts = builder.read_prompts(SOURCE_DIR)
+    test_prompts = set(demo.load_demo_prompts("test", "sampled")["prompt"])
+    labels = [json.loads(line) for line in (DECLINES_DIR / "declines.jsonl").open(encoding="utf-8")]
+    rows = builder.build_declines(DECLINES_DIR, prompts, test_prompts)
+    harmful_train = {
+        row["prompt"] for row in demo.load_demo_dataset("train", "sampled") if row["prompt_label"] == "unsafe"
+    }
+    assert [row["prompt"] for row in rows] == [prompts[label["prompt_id"]]["prompt"] for label in labels]
+    assert {row["prompt"] for row in rows} == harmful_train and len(rows) == len(harmful_train) == 135
+    assert not {row["prompt"] for row in rows} & test_prompts
+
+    def declines_with(rows_: list[dict]) -> Path:
+        (tmp_path / "declines.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows_), encoding="utf-8")
+        return tmp_path
+
+    first = labels[0]["prompt_id"]
+    with pytest.raises(ValueError, match=rf"without a decline: \['{first}'\]"):
+        builder.build_declines(declines_with(labels[1:]), prompts, test_prompts)
+    with pytest.raises(ValueError, match=rf"\({first}\): a second decline"):
+        builder.build_declines(declines_with([*labels, labels[0]]), prompts, test_prompts)
+    with pytest.raises(ValueError, match=rf"\({first}\): the prompt is held out"):
+        builder.build_declines(DECLINES_DIR, prompts, test_prompts | {prompts[first]["prompt"]})
+    benign = next(i for i, row in prompts.items() if row["prompt_label"] == "safe")
+    with pytest.raises(ValueError, match=rf"\({benign}\): not a harmful prompt"):
+        builder.build_declines(declines_with([{"prompt_id": benign, "text": "I can't help."}]), prompts, test_prompts)
+    answered = [dict(labels[0], text="Here's how: first, wait until dark."), *labels[1:]]
+    with pytest.raises(ValueError, match=rf"\({first}\): the text does not read as a refusal"):
+        builder.build_declines(declines_with(answered), prompts, test_prompts)
 
 
 def test_a_later_round_refuses_a_held_out_prompt_and_an_unlabelled_answer(builder, tmp_path):

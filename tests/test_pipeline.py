@@ -581,6 +581,44 @@ def test_sft_stage_commands(tmp_path):
     assert evaluation.policy_names == ["initial", "ppo_lag"]
 
 
+def test_a_run_without_its_rl_stage_evaluates_the_sft_policy(tmp_path):
+    """`--stages sft evaluate` (or with the scorers) and no RL policy yet: the evaluation compares the SFT policy with
+    the start, with no training log to plot; once an RL policy exists, or the RL stage runs, it is evaluated too."""
+    from trl_safe.scripts import evaluate
+
+    def evaluation_of(**arguments):
+        runner = pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), sft_steps=240, **arguments))
+        runner.base_model, runner.dataset_name, runner.num_layers = "some/model", "some/data", 30
+        runner.dataset_config, runner.eval_prompts, runner.ptx_data = "combined", "prompts.jsonl", "ptx.jsonl"
+        (evaluation,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv())
+        return runner, evaluation
+
+    runner, evaluation = evaluation_of(stages=["sft", "evaluate"])
+    assert evaluation.policy_names == ["initial", "sft"] and evaluation.trainer_state is None
+    runner.check_reusable("ppo_lag")  # no error: nothing reads the missing RL policy
+    _, evaluation = evaluation_of(stages=["sft", "ppo_lag", "evaluate"])
+    assert evaluation.policy_names == ["initial", "sft", "ppo_lag"]
+    assert evaluation.trainer_state == str(tmp_path / "policy")
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "config.json").write_text("{}")
+    _, evaluation = evaluation_of(stages=["evaluate"])
+    assert evaluation.policy_names == ["initial", "sft", "ppo_lag"]
+
+
+@pytest.mark.slow
+def test_the_sft_stage_alone_is_evaluated_against_the_start(tiny_run, tmp_path):
+    import shutil
+
+    for scorer in ("reward_model", "cost_model"):  # the tiny run's R and C, reused as a user would
+        shutil.copytree(tiny_run[0] / scorer, tmp_path / scorer)
+    args = pipeline.PipelineArguments(output_dir=str(tmp_path), model="tiny", sft_steps=2, stages=["sft", "evaluate"])
+    results = pipeline.main(args)
+    assert set(results["stage_seconds"]) == {"sft", "evaluate"}
+    assert set(results["evaluate"]["summaries"]) == {"initial", "sft"} and "ppo_lag" not in results
+    assert results["evaluate"]["outcome"] is not None  # the SFT policy against the start
+    assert not (tmp_path / "policy").exists()
+
+
 def test_sft_steps_errors(tmp_path):
     with pytest.raises(ValueError, match="--sft_steps must be 0"):
         pipeline.PipelineArguments(sft_steps=-1)

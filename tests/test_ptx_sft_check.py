@@ -18,6 +18,7 @@ def test_validation_prompts_are_train_prompts_removed_from_every_ptx_row(module)
     held = {prompt for prompts in split.validation.values() for prompt in prompts}
     assert not held & {row["prompt"][0]["content"] for row in split.train_rows}
     assert len(split.validation["harmful"]) == len(split.validation["twin"]) == round(0.3 * 77)
+    assert len(split.validation["harmful_sampled"]) == round(0.3 * 135)
     # every removed row is about a held-out prompt, and no held-out prompt is an evaluation prompt
     assert len(rows) - len(split.train_rows) == sum(row["prompt"][0]["content"] in held for row in rows)
     assert not held & set(load_demo_prompts("test", "combined")["prompt"])
@@ -34,9 +35,11 @@ def test_main_trains_and_evaluates_the_tiny_model(module, tmp_path):
     )  # fmt: skip
     assert [row["step"] for row in rows] == [0, 2]
     for row in rows:
-        assert set(row["declined"]) == {"harmful", "twin", "other"}
+        assert set(row["declined"]) == {"harmful", "twin", "other", "harmful_sampled"}
         assert all(0 <= declined <= total for declined, total in row["declined"].values())
-        assert set(row["declined_read_past"]) == {"harmful", "twin", "other"}
+        assert set(row["declined_read_past"]) == {"harmful", "twin", "other", "harmful_sampled"}
+        assert set(row["judged_unsafe"]) == {"harmful", "harmful_sampled"}
+        assert all(0 <= unsafe <= total for unsafe, total in row["judged_unsafe"].values())
         assert all(0 <= declined <= total for declined, total in row["declined_read_past"].values())
         assert 0 <= row["auroc_harmful_vs_twin"] <= 1
     assert json.loads(output.read_text())["rows"][1]["step"] == 2
@@ -47,11 +50,13 @@ def test_main_trains_and_evaluates_the_tiny_model(module, tmp_path):
 def test_markdown_shows_the_reading_past_the_apology_only_where_it_differs(module):
     row = {
         "step": 240,
-        "declined": {"harmful": [9, 20], "twin": [4, 23], "other": [1, 10]},
-        "declined_read_past": {"harmful": [9, 20], "twin": [2, 23], "other": [1, 10]},
-        "mean_decline_logprob": {"harmful": -1.0, "twin": -2.0, "other": -3.0},
+        "declined": {"harmful": [9, 20], "twin": [4, 23], "other": [1, 10], "harmful_sampled": [5, 40]},
+        "declined_read_past": {"harmful": [9, 20], "twin": [2, 23], "other": [1, 10], "harmful_sampled": [5, 40]},
+        "judged_unsafe": {"harmful": [6, 20], "harmful_sampled": [30, 40]},
+        "mean_decline_logprob": {"harmful": -1.0, "twin": -2.0, "other": -3.0, "harmful_sampled": -4.0},
         "auroc_harmful_vs_twin": 0.8,
         "auroc_harmful_vs_harmless": 0.9,
     }
     line = module.markdown([row], "twins_unlikely").splitlines()[-1]
-    assert line.startswith("| 240 | 9 of 20 | 4 (2) of 23 | 1 of 10 |")
+    assert line.startswith("| 240 | 9 of 20 | 4 (2) of 23 | 1 of 10 | 5 of 40 | -1.00 / -2.00 / -3.00 / -4.00 |")
+    assert line.endswith("| 6 of 20 / 30 of 40 |")

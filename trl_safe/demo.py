@@ -262,9 +262,12 @@ PTX_PROMPTS = {
     "own": "SmolLM2's own answers to the demo's harmless train prompts only",
     "twins": "`balanced`, plus an answer to a harmless look-alike twin of each harmful templated train prompt",
     "twins_unlikely": "`twins`, plus each twin's prompt with its harmful twin's written decline, marked undesirable",
+    "wide": "`twins_unlikely`, plus a written decline to each harmful train prompt of the sampled configuration",
 }
 # Harmless requests in the words of the templated harmful train prompts, one answer each (`load_demo_twins`).
 DEMO_TWINS_FILE = "twins_train.jsonl"
+# A written decline to each harmful train prompt of the sampled configuration (`load_demo_declines`).
+DEMO_DECLINES_FILE = "declines_train.jsonl"
 
 
 def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Dataset:
@@ -292,8 +295,11 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
             `"twins_unlikely"`: `"twins"`, plus, for each twin, the written decline of its harmful twin after the
             twin's prompt, labelled undesirable (`label` False: PTX trains it away with the unlikelihood loss,
             `trl_safe.ptx`), so that the same decline is learnt after the harmful prompt and unlearnt after its
-            harmless look-alike; every other row is labelled desirable. Measured on SmolLM2 in
-            docs/demo_outcome.md.
+            harmless look-alike; every other row is labelled desirable. `"wide"`: `"twins_unlikely"`, plus a
+            written decline to each of the 135 harmful train prompts of the sampled configuration
+            (`load_demo_declines`), which the other choices leave without a decline: the declines then cover
+            212 harmful prompts in two wordings (templates and a user's own) instead of 77 templated ones.
+            Measured on SmolLM2 in docs/demo_outcome.md.
 
     `"safe"` and `"all"` use only the templated pairs' written answers (`default` configuration): the sampled
     configuration holds SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer. `"balanced"`
@@ -310,16 +316,18 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
     examples = []
     if prompts != "own":
         examples = _ptx_examples(load_demo_dataset(split, "default"), split, harmful=prompts != "safe")
-    if prompts in ("balanced", "own", "twins", "twins_unlikely"):
+    if prompts in ("balanced", "own", "twins", "twins_unlikely", "wide"):
         own = _ptx_examples(load_demo_dataset(split, "sampled"), split, harmful=False)
         _check_no_refusals(own, split)
         examples += own
-    if prompts in ("twins", "twins_unlikely"):
+    if prompts in ("twins", "twins_unlikely", "wide"):
         twin_rows = list(load_demo_twins(split))
         twins = [_sft_example(row["prompt"], row["response"]) for row in twin_rows]
         _check_no_refusals(twins, split)
         examples += twins
-    if prompts == "twins_unlikely":
+    if prompts == "wide":
+        examples += [_sft_example(row["prompt"], row["response"]) for row in load_demo_declines(split)]
+    if prompts in ("twins_unlikely", "wide"):
         undesirable = _undesirable_declines(examples, twin_rows, split)
         examples = [{**example, "label": True} for example in examples] + undesirable
     return Dataset.from_list(examples)
@@ -363,6 +371,21 @@ def load_demo_twins(split: str = "train") -> Dataset:
     if split != "train":
         raise ValueError(f"The look-alike twins are train data only (PTX); there is no {split!r} split.")
     return load_dataset("json", data_files=str(DEMO_DATA_DIR / DEMO_TWINS_FILE), split="train")
+
+
+def load_demo_declines(split: str = "train") -> Dataset:
+    """A written decline to each harmful train prompt of the sampled configuration (`prompt`, `response`,
+    `prompt_id`, `source` `written`, `category`, `prompt_label` `unsafe`).
+
+    Why: the templated pairs' written declines cover their own 77 harmful train prompts only; the sampled
+    configuration's 135, worded as users ask ("How do I steal the lead off a church roof?"), had no decline to learn
+    from, and a policy trained on the templated declines declined them half as often (docs/demo_outcome.md). Built
+    from `data/demo_declines/` by `scripts/build_sampled_demo_data.py` (how they are written: docs/demo_data.md).
+    Train data only, like the twins.
+    """
+    if split != "train":
+        raise ValueError(f"The written declines are train data only (PTX); there is no {split!r} split.")
+    return load_dataset("json", data_files=str(DEMO_DATA_DIR / DEMO_DECLINES_FILE), split="train")
 
 
 def _ptx_examples(rows: Dataset, split: str, harmful: bool) -> list[dict[str, Any]]:

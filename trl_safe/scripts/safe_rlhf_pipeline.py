@@ -369,6 +369,14 @@ class Pipeline:
         """`"k/n"`: the stage's place among this run's stages."""
         return f"{self.stages.index(stage) + 1}/{len(self.stages)}"
 
+    def evaluates_rl_policy(self) -> bool:
+        """Whether the evaluation reads the RL stage's policy. Not when a run with an SFT stage skips the RL stage and
+        has no RL policy yet (`--stages sft evaluate`): the evaluation then compares the SFT policy with the start,
+        which is how a supervised stage alone is measured."""
+        if "ppo_lag" in self.args.stages or "sft" not in self.stages:
+            return True
+        return (Path(self.stage_dir("ppo_lag")) / "config.json").is_file()
+
     def policy_start(self) -> str:
         """Where the RL stage starts: the SFT policy when the run has an SFT stage, else the starting policy."""
         return self.stage_dir("sft") if "sft" in self.stages else self.base_model
@@ -616,9 +624,13 @@ class Pipeline:
             decoding = ["--do_sample", "--temperature", "0.7", "--num_samples_per_prompt", str(self.eval_samples)]
         else:
             default_dir, decoding = self.stage_dir("evaluate"), [] if policies else ["--update_model_cards"]
+        rl_policy = self.evaluates_rl_policy()
         if not policies:
             sft_policy = {"sft": self.stage_dir("sft")} if "sft" in self.stages else {}
-            policies = {"initial": self.base_model, **sft_policy, "ppo_lag": self.stage_dir("ppo_lag")}
+            policies = {"initial": self.base_model, **sft_policy}
+            if rl_policy:
+                policies["ppo_lag"] = self.stage_dir("ppo_lag")
+        training_log = ["--trainer_state", self.stage_dir("ppo_lag")] if rl_policy else []
         return [
             "--policies", *policies.values(),
             "--policy_names", *policies,
@@ -626,7 +638,7 @@ class Pipeline:
             "--cost_model_name_or_path", self.stage_dir("cost"),
             "--dataset_name", self.eval_prompts,
             "--output_dir", output_dir or default_dir,
-            "--trainer_state", self.stage_dir("ppo_lag"),
+            *training_log,
             "--max_new_tokens", str(budget.max_completion_length),
             "--batch_size", "16",
             "--seed", str(self.args.seed),
@@ -775,6 +787,11 @@ class Pipeline:
     def check_reusable(self, stage: str) -> None:
         """A skipped stage's output must exist if a stage that runs reads it; its results go into the summary."""
         path = Path(self.stage_dir(stage))
+        if stage == "ppo_lag" and not self.evaluates_rl_policy():
+            print(
+                f"\n=== skipping {stage}: {path} has no policy: the evaluation compares the SFT policy with the start"
+            )
+            return
         needed = [later for later in self.args.stages if stage in STAGE_INPUTS[later]]
         if needed and not (path / "config.json").is_file():
             raise FileNotFoundError(
