@@ -325,7 +325,8 @@ def to_json(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_lines(runs: dict[int, Path]) -> list[str]:
-    """Per seed: the training's final λ and J_C, and the wall time and peak memory of the run."""
+    """Per seed: the training's final λ and J_C ("–" for a run without an RL stage), and the wall time and peak memory
+    of the run."""
     body = []
     for seed, run_dir in runs.items():
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -334,8 +335,7 @@ def run_lines(runs: dict[int, Path]) -> list[str]:
         body.append(
             [
                 str(seed),
-                f"{ppo.get('final_lambda', float('nan')):.3f}",
-                f"{ppo.get('final_episode_cost', float('nan')):.3f}",
+                *(f"{ppo[key]:.3f}" if key in ppo else "–" for key in ("final_lambda", "final_episode_cost")),
                 stages,
                 format_seconds(summary["total_seconds"]),
                 f"{summary['peak_rss_mb'] / 1024:.2f} GB",

@@ -122,6 +122,16 @@ def test_another_policy_than_the_last_can_be_compared_with_the_start(demo_seeds,
         demo_seeds.main([*argv, "--trained", "dpo"])
 
 
+def test_a_run_without_an_rl_stage_shows_no_lambda(demo_seeds, tmp_path):
+    """`--stages sft evaluate` runs have no λ or J_C: the runs table says so with a dash, not `nan`."""
+    write_run(tmp_path / "seed1", trained_unsafe=2)
+    summary = json.loads((tmp_path / "seed1" / "summary.json").read_text())
+    del summary["ppo_lag"]
+    summary["stage_seconds"] = {"sft": 60.0, "evaluate": 30.0}
+    (tmp_path / "seed1" / "summary.json").write_text(json.dumps(summary))
+    assert "| 1 | – | – | sft 1m00s, evaluate 30s | 1m30s | 2.00 GB |" in demo_seeds.run_lines({1: tmp_path / "seed1"})
+
+
 def test_the_documented_no_share_scorers_flag_parses(demo_seeds):
     parse = demo_seeds.make_parser().parse_args
     assert parse([]).share_scorers is True
