@@ -369,13 +369,17 @@ class Pipeline:
         """`"k/n"`: the stage's place among this run's stages."""
         return f"{self.stages.index(stage) + 1}/{len(self.stages)}"
 
+    def stage_has_model(self, stage: str) -> bool:
+        """Whether the stage's folder holds a saved model (its `config.json`): what a later stage can reuse."""
+        return (Path(self.stage_dir(stage)) / "config.json").is_file()
+
     def evaluates_rl_policy(self) -> bool:
         """Whether the evaluation reads the RL stage's policy. Not when a run with an SFT stage skips the RL stage and
         has no RL policy yet (`--stages sft evaluate`): the evaluation then compares the SFT policy with the start,
         which is how a supervised stage alone is measured."""
         if "ppo_lag" in self.args.stages or "sft" not in self.stages:
             return True
-        return (Path(self.stage_dir("ppo_lag")) / "config.json").is_file()
+        return self.stage_has_model("ppo_lag")
 
     def policy_start(self) -> str:
         """Where the RL stage starts: the SFT policy when the run has an SFT stage, else the starting policy."""
@@ -793,7 +797,7 @@ class Pipeline:
             )
             return
         needed = [later for later in self.args.stages if stage in STAGE_INPUTS[later]]
-        if needed and not (path / "config.json").is_file():
+        if needed and not self.stage_has_model(stage):
             raise FileNotFoundError(
                 f"Stage {stage!r} is skipped but {path} has no model, and {needed[0]!r} reads it: run it (--stages)."
             )
