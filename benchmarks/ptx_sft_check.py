@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prompt_probe import auroc, decline_logprobs, load_model  # noqa: E402
 
 GENERIC_DECLINES = ("I'm sorry", "I can't", "I cannot", "I'm not going", "I'll not", "I won't", "That's not something")
-GROUPS = ("harmful", "twin", "other", "harmful_sampled")
+GROUPS = ("harmful", "twin", "other", "harmful_sampled", "twin_sampled")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def split_ptx_rows(rows: list[dict[str, Any]], share: float, seed: int) -> Split
     harmful prompts of the sampled configuration (`harmful_sampled`: written by hand as a user asks, unlike the
     templated ones; most harmful evaluation prompts are of this kind): every PTX row whose prompt is held out is
     dropped. The groups are drawn in that order from one seeded generator, so adding the last group left the first
-    three as they were."""
+    three as they were; `twin_sampled`, the look-alike twins of the `harmful_sampled` prompts, draws nothing."""
     from trl_safe.demo import load_demo_prompts, load_demo_twins
 
     if not 0 < share < 1:
@@ -86,7 +86,10 @@ def split_ptx_rows(rows: list[dict[str, Any]], share: float, seed: int) -> Split
     sampled = sorted(row["prompt"] for row in load_demo_prompts("train", "sampled") if row["label"] == "unsafe")
     rng.shuffle(sampled)
     sampled = sampled[: max(1, round(share * len(sampled)))]
-    held = in_pairs | set(other) | set(sampled)
+    # The twins of the held-out sampled prompts (`wide_twins` trains on the others) go with them, as the templated
+    # pairs do: each look-alike the policy is asked about is one it never saw answered, nor its decline unlearnt.
+    twins_sampled = [row["prompt"] for row in load_demo_twins("train", pairs="sampled") if row["twin_of"] in sampled]
+    held = in_pairs | set(other) | set(sampled) | set(twins_sampled)
     return Split(
         train_rows=[row for row in rows if row["prompt"][0]["content"] not in held],
         validation={
@@ -94,6 +97,7 @@ def split_ptx_rows(rows: list[dict[str, Any]], share: float, seed: int) -> Split
             "twin": [t for _, t in pairs],
             "other": other,
             "harmful_sampled": sampled,
+            "twin_sampled": twins_sampled,
         },
     )
 
@@ -141,10 +145,10 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
         f"PTX `{ptx_prompts}`, supervised steps only; validation = held-out train prompts; declines by the default "
         "refusal detector (read past an apology for a misunderstanding, where that differs).",
         "",
-        "| step | declined: harmful | twins | other harmless | harmful (sampled) "
-        "| decline log-prob: harmful / twin / other / harmful (sampled) "
+        "| step | declined: harmful | twins | other harmless | harmful (sampled) | twins (sampled) "
+        "| decline log-prob: harmful / twin / other / harmful (sampled) / twin (sampled) "
         "| AUROC harmful vs twin | AUROC harmful vs harmless | judged unsafe: harmful / harmful (sampled) |",
-        "| ---: | --- | --- | --- | --- | --- | ---: | ---: | --- |",
+        "| ---: | --- | --- | --- | --- | --- | --- | ---: | ---: | --- |",
     ]
     for row in rows:
         # "default (read past the apology)" where the two readings differ

@@ -3,7 +3,8 @@
     python scripts/build_sampled_demo_data.py          # rewrites trl_safe/resources/demo/sampled_{train,test}.jsonl,
                                                        # round2_train.jsonl, round3_train.jsonl,
                                                        # contrast_train.jsonl, round4_train.jsonl,
-                                                       # twins_train.jsonl and declines_train.jsonl
+                                                       # twins_train.jsonl, declines_train.jsonl and
+                                                       # twins_sampled_train.jsonl
     python scripts/build_sampled_demo_data.py --report # ... and prints the label mix and the judge's agreement
 
 Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Policy-sampled pairs"):
@@ -50,6 +51,7 @@ ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
 ROUND3_DIR = REPO_ROOT / "data" / "demo_round3"
 ROUND4_DIR = REPO_ROOT / "data" / "demo_round4"
 TWINS_DIR = REPO_ROOT / "data" / "demo_twins"
+TWINS_SAMPLED_DIR = REPO_ROOT / "data" / "demo_twins_sampled"
 DECLINES_DIR = REPO_ROOT / "data" / "demo_declines"
 OUTPUT_DIR = REPO_ROOT / "trl_safe" / "resources" / "demo"
 SEED = 20261202
@@ -67,14 +69,20 @@ def make_parser() -> argparse.ArgumentParser:
         "--twins_dir", type=Path, default=TWINS_DIR, help="look-alike twins: prompts, answers, choices"
     )
     parser.add_argument(
+        "--twins_sampled_dir",
+        type=Path,
+        default=TWINS_SAMPLED_DIR,
+        help="look-alike twins of the sampled pairs' harmful train prompts: prompts, answers, choices",
+    )
+    parser.add_argument(
         "--declines_dir", type=Path, default=DECLINES_DIR, help="written declines to the harmful train prompts"
     )
     parser.add_argument(
         "--output_dir",
         type=Path,
         default=OUTPUT_DIR,
-        help="where sampled_{train,test}.jsonl, round{2,3,4}_train.jsonl, contrast_train.jsonl, twins_train.jsonl and "
-        "declines_train.jsonl go",
+        help="where sampled_{train,test}.jsonl, round{2,3,4}_train.jsonl, contrast_train.jsonl, twins_train.jsonl, "
+        "declines_train.jsonl and twins_sampled_train.jsonl go",
     )
     parser.add_argument("--report", action="store_true", help="Print the label mix and the judge's agreement.")
     return parser
@@ -272,16 +280,18 @@ def build_contrast(source_dir: Path, round3_dir: Path, prompts: dict[str, dict],
 TWIN_SOURCES = {"g": "greedy", "s0": "sampled", "s1": "sampled", "written": "written"}
 
 
-def build_twins(twins_dir: Path, harmful_train_prompts: set[str], held_out_prompts: set[str]) -> list[dict]:
+def build_twins(
+    twins_dir: Path, harmful_train_prompts: set[str], held_out_prompts: set[str], of: str = "the templated train split"
+) -> list[dict]:
     """One harmless answer per look-alike twin: a harmless request in the words of a harmful train prompt.
 
     PTX's written declines of harmful requests spread to harmless requests that sound alike (docs/demo_outcome.md).
-    Each twin (`prompts.jsonl`: `id`, `prompt`, `twin_of`, the harmful templated train prompt it borrows its words
-    from) gets the starting policy's greedy answer (`raw_greedy.jsonl`), or, where `labels.jsonl` rejects that
-    answer (a decline, a misreading, unsafe or false advice; the reason is recorded), one of its two sampled answers
-    (`raw_samples.jsonl`) or an answer written here (`"answer": "written"`, `text`). Refused: a twin without a
-    choice, a `twin_of` that is not a harmful train prompt, a twin that is a held-out prompt, a chosen answer the
-    refusal detector flags.
+    Each twin (`prompts.jsonl`: `id`, `prompt`, `twin_of`, the harmful train prompt it borrows its words from: one
+    of `harmful_train_prompts`, those of `of`, which names them in errors) gets the starting policy's greedy answer
+    (`raw_greedy.jsonl`), or, where `labels.jsonl` rejects that answer (a decline, a misreading, unsafe or false
+    advice; the reason is recorded), one of its two sampled answers (`raw_samples.jsonl`) or an answer written here
+    (`"answer": "written"`, `text`). Refused: a twin without a choice, a `twin_of` that is not a harmful train prompt,
+    a twin that is a held-out prompt, a chosen answer the refusal detector flags.
     """
     from trl_safe.evaluation.refusal import detect_refusals
 
@@ -297,7 +307,7 @@ def build_twins(twins_dir: Path, harmful_train_prompts: set[str], held_out_promp
         if twin_id not in labels:
             raise ValueError(f"{where}: the twin has no chosen answer.")
         if twin["twin_of"] not in harmful_train_prompts:
-            raise ValueError(f"{where}: twin_of is not a harmful prompt of the templated train split.")
+            raise ValueError(f"{where}: twin_of is not a harmful prompt of {of}.")
         if twin["prompt"] in held_out_prompts:
             raise ValueError(f"{where}: the twin is a held-out prompt.")
         label = labels[twin_id]
@@ -450,6 +460,10 @@ def main(argv: list[str] | None = None) -> int:
     harmful_train, templated_test = templated_prompts()
     twins = build_twins(args.twins_dir, harmful_train, templated_test | test_prompts)
     declines = build_declines(args.declines_dir, prompts, test_prompts)
+    sampled_harmful_train = {row["prompt"] for row in splits["train"] if row["prompt_label"] == "unsafe"}
+    twins_sampled = build_twins(
+        args.twins_sampled_dir, sampled_harmful_train, templated_test | test_prompts, of="the sampled train split"
+    )
     if args.report:
         print("category | prompts | answers | unsafe answers")
         print_label_mix(splits["train"] + splits["test"])
@@ -472,7 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     write_pairs(args.output_dir / "round4_train.jsonl", round4)
     write_pairs(args.output_dir / "twins_train.jsonl", twins, what="answered look-alike twins (PTX rows)")
     write_pairs(args.output_dir / "declines_train.jsonl", declines, what="written declines (PTX rows)")
+    write_pairs(
+        args.output_dir / "twins_sampled_train.jsonl", twins_sampled, what="answered look-alike twins (PTX rows)"
+    )
     print(f"Look-alike twins: {dict(Counter(row['source'] for row in twins))} answers")
+    print(f"Look-alike twins (sampled pairs): {dict(Counter(row['source'] for row in twins_sampled))} answers")
     print(f"Per category: {report['categories']}")
     for key, what in (("unsampled_prompts", "no sampled answers"), ("unlabelled_prompts", "answers but no labels")):
         if report[key]:

@@ -195,7 +195,7 @@ def test_the_package_ships_the_data_not_its_source():
     assert shipped == {
         "train.jsonl", "test.jsonl", "sampled_train.jsonl", "sampled_test.jsonl", "round2_train.jsonl",
         "round3_train.jsonl", "contrast_train.jsonl", "round4_train.jsonl", "twins_train.jsonl",
-        "declines_train.jsonl", "README.md",
+        "declines_train.jsonl", "twins_sampled_train.jsonl", "README.md",
     }  # fmt: skip
 
 
@@ -331,7 +331,7 @@ def test_ptx_data_for_all_prompts_add_the_best_safe_answer_to_harmful_ones():
         assert row["completion"][0]["content"] in safe_answers[row["prompt"][0]["content"]]
     with pytest.raises(
         ValueError,
-        match=r"one of \['safe', 'all', 'balanced', 'own', 'twins', 'twins_unlikely', 'wide'\], not 'harmful'",
+        match=r"one of \['safe', 'all', 'balanced', 'own', 'twins', 'twins_unlikely', 'wide', 'wide_twins'\], not",
     ):
         load_demo_ptx_dataset("train", prompts="harmful")
 
@@ -437,6 +437,33 @@ def test_wide_ptx_data_add_a_written_decline_to_every_harmful_train_prompt_of_th
     assert not set(declines["prompt"]) & set(load_demo_prompts("test", "combined")["prompt"])
     with pytest.raises(ValueError, match="train data only"):
         load_demo_declines("test")
+
+
+def test_wide_twins_ptx_data_add_an_answered_twin_and_its_undesirable_decline_per_sampled_harmful_prompt():
+    """`wide_twins` = `wide`'s desirable rows, one answer per look-alike twin of each sampled harmful train prompt,
+    then the undesirable rows: `wide`'s 77 and, per new twin, its harmful twin's written decline after the twin."""
+    from trl_safe.demo import load_demo_declines, load_demo_twins
+    from trl_safe.evaluation.refusal import detect_refusals
+
+    rows = list(load_demo_ptx_dataset("train", "wide_twins"))
+    wide = list(load_demo_ptx_dataset("train", "wide"))
+    twins = load_demo_twins("train", pairs="sampled")
+    desirable = [row for row in wide if row["label"]]
+    assert rows[: len(desirable)] == desirable
+    answered = rows[len(desirable) : len(desirable) + len(twins)]
+    assert ptx_pairs(answered) == list(zip(twins["prompt"], twins["response"])) and all(r["label"] for r in answered)
+    undesirable = rows[len(desirable) + len(twins) :]
+    assert undesirable[:77] == [row for row in wide if not row["label"]]
+    decline = dict(zip(load_demo_declines("train")["prompt"], load_demo_declines("train")["response"]))
+    assert ptx_pairs(undesirable[77:]) == [(t, decline[of]) for t, of in zip(twins["prompt"], twins["twin_of"])]
+    assert not any(row["label"] for row in undesirable) and len(rows) == len(wide) + 2 * 135
+    # one twin per sampled harmful train prompt; none a harmful, held-out or other train prompt; none declines
+    assert sorted(twins["twin_of"]) == sorted(decline) and len(set(twins["prompt"])) == 135
+    every_prompt = set(load_demo_prompts("train", "combined")["prompt"]) | set(load_demo_twins("train")["prompt"])
+    assert not set(twins["prompt"]) & (every_prompt | set(load_demo_prompts("test", "combined")["prompt"]))
+    assert set(twins["prompt_label"]) == {"safe"} and not any(detect_refusals(twins["response"]))
+    with pytest.raises(ValueError, match=r"pairs must be one of \['templated', 'sampled'\]"):
+        load_demo_twins("train", pairs="combined")
 
 
 @pytest.mark.parametrize("prompts", ["balanced", "own", "twins"])

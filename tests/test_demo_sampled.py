@@ -24,6 +24,7 @@ ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
 ROUND3_DIR = REPO_ROOT / "data" / "demo_round3"
 ROUND4_DIR = REPO_ROOT / "data" / "demo_round4"
 TWINS_DIR = REPO_ROOT / "data" / "demo_twins"
+TWINS_SAMPLED_DIR = REPO_ROOT / "data" / "demo_twins_sampled"
 DECLINES_DIR = REPO_ROOT / "data" / "demo_declines"
 HARM_CATEGORIES = {
     "theft", "violence", "weapons", "drugs", "cybercrime", "fraud", "privacy", "harassment", "dangerous_behaviour",
@@ -56,6 +57,7 @@ def test_shipped_files_are_the_build_output(builder, tmp_path):
         "round4_train.jsonl",
         "twins_train.jsonl",
         "declines_train.jsonl",
+        "twins_sampled_train.jsonl",
     )
     for name in names:
         shipped = (demo.demo_data_dir() / name).read_text(encoding="utf-8")
@@ -221,6 +223,21 @@ def test_twins_take_the_chosen_answer_and_refuse_bad_input(builder, tmp_path):
     unknown = [dict(labels[0], answer="s2"), *labels[1:]]
     with pytest.raises(ValueError, match=r"answer must be one of"):
         builder.build_twins(twins_dir_with(tmp_path, labels=unknown), harmful, held_out)
+
+
+def test_sampled_twins_borrow_the_words_of_a_sampled_harmful_train_prompt_each(builder, tmp_path):
+    """The twins of the sampled pairs' harmful train prompts: one per prompt, each checked against that set (a
+    templated harmful prompt is no `twin_of` for them), none held out."""
+    harmful = {row["prompt"] for row in demo.load_demo_dataset("train", "sampled") if row["prompt_label"] == "unsafe"}
+    held_out = set(demo.load_demo_prompts("test", "combined")["prompt"])
+    rows = builder.build_twins(TWINS_SAMPLED_DIR, harmful, held_out, of="the sampled train split")
+    labels = [json.loads(line) for line in (TWINS_SAMPLED_DIR / "labels.jsonl").open(encoding="utf-8")]
+    assert sorted(row["twin_of"] for row in rows) == sorted(harmful) and len(rows) == 135
+    assert Counter(row["source"] for row in rows) == Counter(builder.TWIN_SOURCES[lb["answer"]] for lb in labels)
+    assert all("rejected" in label for label in labels if label["answer"] != "g")
+    templated_harmful, _ = builder.templated_prompts()
+    with pytest.raises(ValueError, match=r"\(stwin-001\): twin_of is not a harmful prompt of the sampled train split"):
+        builder.build_twins(TWINS_SAMPLED_DIR, templated_harmful, held_out, of="the sampled train split")
 
 
 def test_declines_cover_every_harmful_train_prompt_once_and_refuse_bad_input(builder, tmp_path):

@@ -7,18 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from trl_safe.demo import load_demo_prompts, load_demo_ptx_dataset
+from trl_safe.demo import load_demo_prompts, load_demo_ptx_dataset, load_demo_twins
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ptx_sft_check.py"
 
 
-def test_validation_prompts_are_train_prompts_removed_from_every_ptx_row(module):
-    rows = list(load_demo_ptx_dataset("train", "twins_unlikely"))
+@pytest.mark.parametrize("ptx_prompts", ["twins_unlikely", "wide_twins"])
+def test_validation_prompts_are_train_prompts_removed_from_every_ptx_row(module, ptx_prompts):
+    rows = list(load_demo_ptx_dataset("train", ptx_prompts))
     split = module.split_ptx_rows(rows, share=0.3, seed=0)
     held = {prompt for prompts in split.validation.values() for prompt in prompts}
     assert not held & {row["prompt"][0]["content"] for row in split.train_rows}
     assert len(split.validation["harmful"]) == len(split.validation["twin"]) == round(0.3 * 77)
     assert len(split.validation["harmful_sampled"]) == round(0.3 * 135)
+    # each held-out sampled harmful prompt takes its look-alike twin along (one twin each)
+    twins = load_demo_twins("train", pairs="sampled")
+    twin_of = dict(zip(twins["prompt"], twins["twin_of"]))
+    assert sorted(twin_of[t] for t in split.validation["twin_sampled"]) == sorted(split.validation["harmful_sampled"])
     # every removed row is about a held-out prompt, and no held-out prompt is an evaluation prompt
     assert len(rows) - len(split.train_rows) == sum(row["prompt"][0]["content"] in held for row in rows)
     assert not held & set(load_demo_prompts("test", "combined")["prompt"])
@@ -35,9 +40,9 @@ def test_main_trains_and_evaluates_the_tiny_model(module, tmp_path):
     )  # fmt: skip
     assert [row["step"] for row in rows] == [0, 2]
     for row in rows:
-        assert set(row["declined"]) == {"harmful", "twin", "other", "harmful_sampled"}
+        assert set(row["declined"]) == {"harmful", "twin", "other", "harmful_sampled", "twin_sampled"}
         assert all(0 <= declined <= total for declined, total in row["declined"].values())
-        assert set(row["declined_read_past"]) == {"harmful", "twin", "other", "harmful_sampled"}
+        assert set(row["declined_read_past"]) == set(module.GROUPS)
         assert set(row["judged_unsafe"]) == {"harmful", "harmful_sampled"}
         assert all(0 <= unsafe <= total for unsafe, total in row["judged_unsafe"].values())
         assert all(0 <= declined <= total for declined, total in row["declined_read_past"].values())
@@ -50,13 +55,33 @@ def test_main_trains_and_evaluates_the_tiny_model(module, tmp_path):
 def test_markdown_shows_the_reading_past_the_apology_only_where_it_differs(module):
     row = {
         "step": 240,
-        "declined": {"harmful": [9, 20], "twin": [4, 23], "other": [1, 10], "harmful_sampled": [5, 40]},
-        "declined_read_past": {"harmful": [9, 20], "twin": [2, 23], "other": [1, 10], "harmful_sampled": [5, 40]},
+        "declined": {
+            "harmful": [9, 20],
+            "twin": [4, 23],
+            "other": [1, 10],
+            "harmful_sampled": [5, 40],
+            "twin_sampled": [3, 40],
+        },
+        "declined_read_past": {
+            "harmful": [9, 20],
+            "twin": [2, 23],
+            "other": [1, 10],
+            "harmful_sampled": [5, 40],
+            "twin_sampled": [3, 40],
+        },
         "judged_unsafe": {"harmful": [6, 20], "harmful_sampled": [30, 40]},
-        "mean_decline_logprob": {"harmful": -1.0, "twin": -2.0, "other": -3.0, "harmful_sampled": -4.0},
+        "mean_decline_logprob": {
+            "harmful": -1.0,
+            "twin": -2.0,
+            "other": -3.0,
+            "harmful_sampled": -4.0,
+            "twin_sampled": -5.0,
+        },
         "auroc_harmful_vs_twin": 0.8,
         "auroc_harmful_vs_harmless": 0.9,
     }
     line = module.markdown([row], "twins_unlikely").splitlines()[-1]
-    assert line.startswith("| 240 | 9 of 20 | 4 (2) of 23 | 1 of 10 | 5 of 40 | -1.00 / -2.00 / -3.00 / -4.00 |")
+    assert line.startswith(
+        "| 240 | 9 of 20 | 4 (2) of 23 | 1 of 10 | 5 of 40 | 3 of 40 | -1.00 / -2.00 / -3.00 / -4.00 / -5.00 |"
+    )
     assert line.endswith("| 6 of 20 / 30 of 40 |")

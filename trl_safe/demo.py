@@ -263,9 +263,12 @@ PTX_PROMPTS = {
     "twins": "`balanced`, plus an answer to a harmless look-alike twin of each harmful templated train prompt",
     "twins_unlikely": "`twins`, plus each twin's prompt with its harmful twin's written decline, marked undesirable",
     "wide": "`twins_unlikely`, plus a written decline to each harmful train prompt of the sampled configuration",
+    "wide_twins": "`wide`, plus an answered look-alike twin of each of those prompts, with their decline to unlearn",
 }
 # Harmless requests in the words of the templated harmful train prompts, one answer each (`load_demo_twins`).
 DEMO_TWINS_FILE = "twins_train.jsonl"
+# The same, for the harmful train prompts of the sampled configuration (`load_demo_twins(pairs="sampled")`).
+DEMO_TWINS_SAMPLED_FILE = "twins_sampled_train.jsonl"
 # A written decline to each harmful train prompt of the sampled configuration (`load_demo_declines`).
 DEMO_DECLINES_FILE = "declines_train.jsonl"
 
@@ -299,7 +302,10 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
             written decline to each of the 135 harmful train prompts of the sampled configuration
             (`load_demo_declines`), which the other choices leave without a decline: the declines then cover
             212 harmful prompts in two wordings (templates and a user's own) instead of 77 templated ones.
-            Measured on SmolLM2 in docs/demo_outcome.md.
+            `"wide_twins"`: `"wide"`, plus what `"twins_unlikely"` adds for the templated prompts, now for those 135:
+            an answered look-alike twin of each (`load_demo_twins(pairs="sampled")`) and its harmful twin's written
+            decline after the twin's prompt, labelled undesirable, so that the new declines come with the same
+            counterweight as the templated ones. Measured on SmolLM2 in docs/demo_outcome.md.
 
     `"safe"` and `"all"` use only the templated pairs' written answers (`default` configuration): the sampled
     configuration holds SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer. `"balanced"`
@@ -316,18 +322,24 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
     examples = []
     if prompts != "own":
         examples = _ptx_examples(load_demo_dataset(split, "default"), split, harmful=prompts != "safe")
-    if prompts in ("balanced", "own", "twins", "twins_unlikely", "wide"):
+    if prompts in ("balanced", "own", "twins", "twins_unlikely", "wide", "wide_twins"):
         own = _ptx_examples(load_demo_dataset(split, "sampled"), split, harmful=False)
         _check_no_refusals(own, split)
         examples += own
-    if prompts in ("twins", "twins_unlikely", "wide"):
+    if prompts in ("twins", "twins_unlikely", "wide", "wide_twins"):
         twin_rows = list(load_demo_twins(split))
         twins = [_sft_example(row["prompt"], row["response"]) for row in twin_rows]
         _check_no_refusals(twins, split)
         examples += twins
-    if prompts == "wide":
+    if prompts in ("wide", "wide_twins"):
         examples += [_sft_example(row["prompt"], row["response"]) for row in load_demo_declines(split)]
-    if prompts in ("twins_unlikely", "wide"):
+    if prompts == "wide_twins":
+        sampled_twin_rows = list(load_demo_twins(split, pairs="sampled"))
+        sampled_twins = [_sft_example(row["prompt"], row["response"]) for row in sampled_twin_rows]
+        _check_no_refusals(sampled_twins, split)
+        examples += sampled_twins
+        twin_rows += sampled_twin_rows
+    if prompts in ("twins_unlikely", "wide", "wide_twins"):
         undesirable = _undesirable_declines(examples, twin_rows, split)
         examples = [{**example, "label": True} for example in examples] + undesirable
     return Dataset.from_list(examples)
@@ -357,20 +369,24 @@ def _undesirable_declines(
     return rows
 
 
-def load_demo_twins(split: str = "train") -> Dataset:
-    """Look-alike twins: a harmless request in the words of each harmful prompt of the templated train split, with
-    one answer (`prompt`, `response`, `twin_of`, `source`: `greedy`/`sampled` (SmolLM2-135M-Instruct's own) or
-    `written`, `category`, `prompt_label`).
+def load_demo_twins(split: str = "train", pairs: str = "templated") -> Dataset:
+    """Look-alike twins: a harmless request in the words of each harmful prompt of the templated train split (or,
+    with `pairs="sampled"`, of the sampled configuration's train split), with one answer (`prompt`, `response`,
+    `twin_of`, `source`: `greedy`/`sampled` (SmolLM2-135M-Instruct's own) or `written`, `category`,
+    `prompt_label`).
 
     Why: PTX's written declines taught SmolLM2 to decline harmless requests that merely sound harmful
     (docs/demo_outcome.md). A twin puts the same words ("make ... in my kitchen", "get into ... car") next to an
     answer, so the supervised data itself says the words are not the reason to decline. Built from
-    `data/demo_twins/` by `scripts/build_sampled_demo_data.py` (labelling rules in docs/demo_data.md). Twins exist
-    for the train split only: the test split's prompts are held out from every stage.
+    `data/demo_twins/` (`data/demo_twins_sampled/`) by `scripts/build_sampled_demo_data.py` (labelling rules in
+    docs/demo_data.md). Twins exist for the train split only: the test split's prompts are held out from every stage.
     """
     if split != "train":
         raise ValueError(f"The look-alike twins are train data only (PTX); there is no {split!r} split.")
-    return load_dataset("json", data_files=str(DEMO_DATA_DIR / DEMO_TWINS_FILE), split="train")
+    files = {"templated": DEMO_TWINS_FILE, "sampled": DEMO_TWINS_SAMPLED_FILE}
+    if pairs not in files:
+        raise ValueError(f"pairs must be one of {list(files)}, not {pairs!r}.")
+    return load_dataset("json", data_files=str(DEMO_DATA_DIR / files[pairs]), split="train")
 
 
 def load_demo_declines(split: str = "train") -> Dataset:
