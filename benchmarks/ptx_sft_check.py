@@ -24,11 +24,13 @@ The validation prompts are **train** prompts, removed from the PTX rows before t
 (`--validation_share`) of the look-alike twin pairs (a harmful templated train prompt and its twin, both removed
 with every row about them), of the other harmless prompts, and of the harmful prompts of the sampled configuration
 (`harmful_sampled`; worded by hand like a user's request rather than from the templates, as 45 of the 63 harmful
-evaluation prompts are). The held-out evaluation prompts are not read.
+evaluation prompts are), with the look-alike twins of those (`twin_sampled`, removed too where `wide_twins` trains on
+them). The held-out evaluation prompts are not read.
 
     python benchmarks/ptx_sft_check.py --ptx_prompts twins --steps 240 --eval_steps 0 60 120 240
     python benchmarks/ptx_sft_check.py --ptx_prompts twins_unlikely --steps 240 --eval_steps 60 120 240
     python benchmarks/ptx_sft_check.py --ptx_prompts wide --steps 240 --eval_steps 120 240
+    python benchmarks/ptx_sft_check.py --ptx_prompts wide_twins --steps 480 --eval_steps 0 240 480
     python benchmarks/ptx_sft_check.py --model tiny --steps 2 --eval_steps 0 2 --validation_share 0.1   # CI-sized
 
 Prints one line per evaluation and a markdown table; `--output` also writes the rows (with a few declined answers

@@ -439,6 +439,17 @@ def test_wide_ptx_data_add_a_written_decline_to_every_harmful_train_prompt_of_th
         load_demo_declines("test")
 
 
+def test_every_ptx_choice_is_made_of_known_parts_and_each_later_choice_extends_an_earlier_one():
+    import trl_safe.demo as demo
+
+    assert list(demo._PTX_PARTS) == list(demo.PTX_PROMPTS)
+    ladder = [demo._PTX_PARTS[name] for name in ("all", "balanced", "twins", "twins_unlikely", "wide", "wide_twins")]
+    assert all(set(before) < set(after) for before, after in zip(ladder, ladder[1:]))
+    assert {part for parts in demo._PTX_PARTS.values() for part in parts} == {
+        "written_safe", "written", "own", "twins", "declines", "twins_sampled", "unlikely",
+    }  # fmt: skip
+
+
 def test_wide_twins_ptx_data_add_an_answered_twin_and_its_undesirable_decline_per_sampled_harmful_prompt():
     """`wide_twins` = `wide`'s desirable rows, one answer per look-alike twin of each sampled harmful train prompt,
     then the undesirable rows: `wide`'s 77 and, per new twin, its harmful twin's written decline after the twin."""

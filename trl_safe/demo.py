@@ -265,6 +265,20 @@ PTX_PROMPTS = {
     "wide": "`twins_unlikely`, plus a written decline to each harmful train prompt of the sampled configuration",
     "wide_twins": "`wide`, plus an answered look-alike twin of each of those prompts, with their decline to unlearn",
 }
+# What each choice is made of; `load_demo_ptx_dataset` adds the parts in this order (written answers to every train
+# prompt, or to the safe ones only; SmolLM2's own answers to harmless prompts; the templated twins; the sampled pairs'
+# declines; their twins), then the undesirable rows. `all`, `balanced`, `twins`, `twins_unlikely`, `wide` and
+# `wide_twins` each extend the one before.
+_PTX_PARTS = {
+    "safe": ("written_safe",),
+    "all": ("written",),
+    "balanced": ("written", "own"),
+    "own": ("own",),
+    "twins": ("written", "own", "twins"),
+    "twins_unlikely": ("written", "own", "twins", "unlikely"),
+    "wide": ("written", "own", "twins", "declines", "unlikely"),
+    "wide_twins": ("written", "own", "twins", "declines", "twins_sampled", "unlikely"),
+}
 # Harmless requests in the words of the templated harmful train prompts, one answer each (`load_demo_twins`).
 DEMO_TWINS_FILE = "twins_train.jsonl"
 # The same, for the harmful train prompts of the sampled configuration (`load_demo_twins(pairs="sampled")`).
@@ -319,27 +333,22 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
     """
     if prompts not in PTX_PROMPTS:
         raise ValueError(f"prompts must be one of {list(PTX_PROMPTS)}, not {prompts!r}.")
-    examples = []
-    if prompts != "own":
-        examples = _ptx_examples(load_demo_dataset(split, "default"), split, harmful=prompts != "safe")
-    if prompts in ("balanced", "own", "twins", "twins_unlikely", "wide", "wide_twins"):
-        own = _ptx_examples(load_demo_dataset(split, "sampled"), split, harmful=False)
-        _check_no_refusals(own, split)
-        examples += own
-    if prompts in ("twins", "twins_unlikely", "wide", "wide_twins"):
-        twin_rows = list(load_demo_twins(split))
-        twins = [_sft_example(row["prompt"], row["response"]) for row in twin_rows]
-        _check_no_refusals(twins, split)
-        examples += twins
-    if prompts in ("wide", "wide_twins"):
+    parts = _PTX_PARTS[prompts]
+    examples: list[dict[str, Any]] = []
+    twin_rows: list[dict[str, Any]] = []
+    if "written" in parts or "written_safe" in parts:  # to every train prompt, or to the safe ones only
+        examples += _ptx_examples(load_demo_dataset(split, "default"), split, harmful="written" in parts)
+    if "own" in parts:
+        examples += _checked_answers(_ptx_examples(load_demo_dataset(split, "sampled"), split, harmful=False), split)
+    if "twins" in parts:
+        twin_rows += (rows := list(load_demo_twins(split)))
+        examples += _checked_answers([_sft_example(row["prompt"], row["response"]) for row in rows], split)
+    if "declines" in parts:
         examples += [_sft_example(row["prompt"], row["response"]) for row in load_demo_declines(split)]
-    if prompts == "wide_twins":
-        sampled_twin_rows = list(load_demo_twins(split, pairs="sampled"))
-        sampled_twins = [_sft_example(row["prompt"], row["response"]) for row in sampled_twin_rows]
-        _check_no_refusals(sampled_twins, split)
-        examples += sampled_twins
-        twin_rows += sampled_twin_rows
-    if prompts in ("twins_unlikely", "wide", "wide_twins"):
+    if "twins_sampled" in parts:
+        twin_rows += (rows := list(load_demo_twins(split, pairs="sampled")))
+        examples += _checked_answers([_sft_example(row["prompt"], row["response"]) for row in rows], split)
+    if "unlikely" in parts:
         undesirable = _undesirable_declines(examples, twin_rows, split)
         examples = [{**example, "label": True} for example in examples] + undesirable
     return Dataset.from_list(examples)
@@ -434,9 +443,10 @@ def _sft_example(prompt: str, answer: str) -> dict[str, Any]:
     }
 
 
-def _check_no_refusals(examples: list[dict[str, Any]], split: str) -> None:
-    """PTX on harmless prompts is there to keep the policy answering them: a refusal among those answers would teach
-    the opposite. The hand labels say safe, not helpful, so check."""
+def _checked_answers(examples: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
+    """`examples` (answers to harmless prompts), checked to hold no refusal. PTX on harmless prompts is there to keep
+    the policy answering them: a refusal among those answers would teach the opposite. The hand labels say safe, not
+    helpful, so check."""
     from trl_safe.evaluation.refusal import detect_refusals
 
     answers = [example["completion"][0]["content"] for example in examples]
@@ -447,3 +457,4 @@ def _check_no_refusals(examples: list[dict[str, Any]], split: str) -> None:
         raise ValueError(
             f"Demo {split} PTX: the answers to {len(refusals)} harmless prompts are refusals: {refusals[:3]}"
         )
+    return examples
