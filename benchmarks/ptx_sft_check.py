@@ -30,7 +30,7 @@ them). The held-out evaluation prompts are not read.
     python benchmarks/ptx_sft_check.py --ptx_prompts twins --steps 240 --eval_steps 0 60 120 240
     python benchmarks/ptx_sft_check.py --ptx_prompts twins_unlikely --steps 240 --eval_steps 60 120 240
     python benchmarks/ptx_sft_check.py --ptx_prompts wide --steps 240 --eval_steps 120 240
-    python benchmarks/ptx_sft_check.py --ptx_prompts wide_twins --steps 480 --eval_steps 0 240 480
+    python benchmarks/ptx_sft_check.py --ptx_prompts wide_twins --steps 480 --eval_steps 0 240 360 480
     python benchmarks/ptx_sft_check.py --model tiny --steps 2 --eval_steps 0 2 --validation_share 0.1   # CI-sized
 
 Prints one line per evaluation and a markdown table; `--output` also writes the rows (with a few declined answers
@@ -176,6 +176,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--model", default="smollm2", help="smollm2 (embedded), tiny, or a model directory.")
     parser.add_argument("--ptx_prompts", default="twins", choices=list(PTX_PROMPTS), help="The demo PTX data set.")
+    parser.add_argument(
+        "--open_cut_answers",
+        action="store_true",
+        help="Learn SmolLM2's own cut answers without an end of turn (load_demo_ptx_dataset(open_cut_answers=True)).",
+    )
     parser.add_argument("--steps", type=int, default=240, help="Supervised optimizer steps.")
     parser.add_argument("--eval_steps", type=int, nargs="+", default=[0, 60, 120, 240], help="Steps to evaluate at.")
     parser.add_argument("--batch_size", type=int, default=8, help="PTX rows per step (the demo's PPO batch).")
@@ -208,7 +213,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         target = lora_target_modules(model.config.num_hidden_layers, layers)
         config = LoraConfig(r=16, lora_alpha=64, lora_dropout=0.0, target_modules=target, task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
-    split = split_ptx_rows(list(load_demo_ptx_dataset("train", args.ptx_prompts)), args.validation_share, args.seed)
+    rows = list(load_demo_ptx_dataset("train", args.ptx_prompts, open_cut_answers=args.open_cut_answers))
+    split = split_ptx_rows(rows, args.validation_share, args.seed)
     from datasets import Dataset
 
     data = PTXData(Dataset.from_list(split.train_rows), tokenizer, max_length=192, seed=args.seed)

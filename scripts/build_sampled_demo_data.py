@@ -290,16 +290,18 @@ def build_twins(
     of `harmful_train_prompts`, those of `of`, which names them in errors) gets the starting policy's greedy answer
     (`raw_greedy.jsonl`), or, where `labels.jsonl` rejects that answer (a decline, a misreading, unsafe or false
     advice; the reason is recorded), one of its two sampled answers (`raw_samples.jsonl`) or an answer written here
-    (`"answer": "written"`, `text`). Refused: a twin without a choice, a `twin_of` that is not a harmful train prompt,
-    a twin that is a held-out prompt, a chosen answer the refusal detector flags.
+    (`"answer": "written"`, `text`). `finished` says whether the answer is whole (written, or ended by the model)
+    or was cut at the sampling limit (most of SmolLM2's), so that PTX does not teach an end of turn there. Refused:
+    a twin without a choice, a `twin_of` that is not a harmful train prompt, a twin that is a held-out prompt, a
+    chosen answer the refusal detector flags.
     """
     from trl_safe.evaluation.refusal import detect_refusals
 
     twins = {row["id"]: row for row in read_jsonl(twins_dir / "prompts.jsonl")}
-    answers: dict[str, dict[str, str]] = defaultdict(dict)
+    answers: dict[str, dict[str, dict]] = defaultdict(dict)
     for name in ("raw_greedy.jsonl", "raw_samples.jsonl"):
         for row in read_jsonl(twins_dir / name):
-            answers[row["prompt_id"]][row["answer_id"].rsplit(".", 1)[1]] = row["response"]
+            answers[row["prompt_id"]][row["answer_id"].rsplit(".", 1)[1]] = row
     labels = {row["prompt_id"]: row for row in read_jsonl(twins_dir / "labels.jsonl")}
     rows = []
     for twin_id, twin in twins.items():  # file order
@@ -315,9 +317,9 @@ def build_twins(
         if choice not in TWIN_SOURCES:
             raise ValueError(f"{where}: answer must be one of {list(TWIN_SOURCES)}, not {choice!r}.")
         if choice == "written":
-            answer = label["text"]
+            answer, finished = label["text"], True
         elif choice in answers[twin_id]:
-            answer = answers[twin_id][choice]
+            answer, finished = answers[twin_id][choice]["response"], answers[twin_id][choice]["finished"]
         else:
             raise ValueError(f"{where}: no raw answer {choice!r}.")
         if detect_refusals([answer])[0]:
@@ -328,6 +330,7 @@ def build_twins(
                 "response": answer,
                 "twin_of": twin["twin_of"],
                 "source": TWIN_SOURCES[choice],
+                "finished": finished,
                 "category": twin["category"],
                 "prompt_label": "safe",
             }

@@ -240,6 +240,24 @@ def test_sampled_twins_borrow_the_words_of_a_sampled_harmful_train_prompt_each(b
         builder.build_twins(TWINS_SAMPLED_DIR, templated_harmful, held_out, of="the sampled train split")
 
 
+def test_ptx_marks_exactly_the_cut_answers_as_unfinished():
+    """`load_demo_ptx_dataset(open_cut_answers=True)` says which answers SmolLM2 left unfinished: `own`'s rows all
+    (each was cut at the 48-token limit, by the raw samples) and each twin as its raw answer was."""
+    raw = {}
+    for folder in (SOURCE_DIR, TWINS_DIR, TWINS_SAMPLED_DIR):
+        for path in folder.glob("raw_*.jsonl"):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                raw[(row["prompt"], row["response"])] = row["finished"]
+    rows = demo.load_demo_ptx_dataset("train", "wide_twins", open_cut_answers=True)
+    cut = [row for row in rows if not row["finished"]]
+    assert len(cut) == 231 and all(row["label"] for row in cut)
+    for row in rows:
+        key = (row["prompt"][0]["content"], row["completion"][0]["content"])
+        # an answer of SmolLM2's own is marked as its raw sample was; a written one (not in raw) is whole
+        assert row["finished"] == raw.get(key, True), key
+
+
 def test_declines_cover_every_harmful_train_prompt_once_and_refuse_bad_input(builder, tmp_path):
     prompts = builder.read_prompts(SOURCE_DIR)
     test_prompts = set(demo.load_demo_prompts("test", "sampled")["prompt"])

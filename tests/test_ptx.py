@@ -59,6 +59,27 @@ def test_prompt_completion_rows_learn_the_completion_only(tiny_tokenizer):
     assert tiny_tokenizer.decode([t for t in labels if t != IGNORE_INDEX]) == "yo<eos>"
 
 
+def test_unfinished_completions_are_learnt_without_an_end_of_turn(tiny_tokenizer):
+    """A completion cut short (`finished` False) is rendered as the policy left it: the same tokens as the whole
+    completion, without the closing EOS, so PTX does not teach stopping where the cut fell."""
+    prompt = [{"role": "user", "content": "hi"}]
+    rows = [
+        {"prompt": prompt, "completion": [{"role": "assistant", "content": "yo there"}], "finished": True},
+        {"prompt": prompt, "completion": [{"role": "assistant", "content": "yo there"}], "finished": False},
+    ]
+    whole, cut = PTXData(Dataset.from_list(rows), tiny_tokenizer, max_length=None, seed=0).examples
+    plain = {"prompt": "Q: hi\nA: ", "completion": "hello", "finished": False}
+    (text,) = PTXData(Dataset.from_list([plain]), tiny_tokenizer, max_length=None, seed=0).examples
+    assert tiny_tokenizer.decode([t for t in whole[1] if t != IGNORE_INDEX]) == "yo there<eos>"
+    assert tiny_tokenizer.decode([t for t in cut[1] if t != IGNORE_INDEX]) == "yo there"
+    assert cut[0] == whole[0][: len(cut[0])] and len(cut[0]) < len(whole[0])  # a prefix: only the end is gone
+    assert tiny_tokenizer.decode([t for t in text[1] if t != IGNORE_INDEX]) == "hello"
+    with pytest.raises(ValueError, match="row 0: `finished` must be True or False, got 'no'"):
+        PTXData(Dataset.from_list([{**plain, "finished": "no"}]), tiny_tokenizer, max_length=None, seed=0)
+    with pytest.raises(ValueError, match="`finished` column.*form is `text`"):
+        PTXData(Dataset.from_list([{"text": "a", "finished": False}]), tiny_tokenizer, max_length=None, seed=0)
+
+
 def test_bad_ptx_data_is_refused_with_the_row(tiny_tokenizer):
     with pytest.raises(ValueError, match="needs a `text` column"):
         PTXData(Dataset.from_dict({"answer": ["x"]}), tiny_tokenizer, max_length=None, seed=0)

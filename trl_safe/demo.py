@@ -287,7 +287,7 @@ DEMO_TWINS_SAMPLED_FILE = "twins_sampled_train.jsonl"
 DEMO_DECLINES_FILE = "declines_train.jsonl"
 
 
-def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Dataset:
+def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe", open_cut_answers: bool = False) -> Dataset:
     """Supervised data for PTX from the demo's written answers: the best safe answer to each prompt.
 
     PTX (the reference mixes Alpaca's SFT data into PPO) keeps the policy answering well while the constraint pushes
@@ -330,6 +330,12 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
     Measured at cost limit −1.5 over three seeds, they did not stop that spread (docs/demo_outcome.md).
     Rows are conversational prompt-completion pairs (TRL's SFT format, loss on the completion), one per distinct
     (prompt, answer), in file order.
+
+    `open_cut_answers`: SmolLM2's own answers (`own`'s rows and the twins' sampled or greedy answers) were cut at 48
+    tokens, nearly all mid-sentence; trained as whole turns, with the end of turn after them, they taught SmolLM2 to
+    stop answers mid-sentence (docs/demo_outcome.md). With `True` every row gets a `finished` column, `False` for
+    those cut answers, and PTX (`trl_safe.ptx`) learns them without an end of turn. Off by default so that the
+    measured configurations reproduce; the rows and their order are the same either way.
     """
     if prompts not in PTX_PROMPTS:
         raise ValueError(f"prompts must be one of {list(PTX_PROMPTS)}, not {prompts!r}.")
@@ -338,20 +344,31 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe") -> Datase
     twin_rows: list[dict[str, Any]] = []
     if "written" in parts or "written_safe" in parts:  # to every train prompt, or to the safe ones only
         examples += _ptx_examples(load_demo_dataset(split, "default"), split, harmful="written" in parts)
-    if "own" in parts:
-        examples += _checked_answers(_ptx_examples(load_demo_dataset(split, "sampled"), split, harmful=False), split)
+    if "own" in parts:  # every one of these answers was cut at 48 tokens (checked in tests/test_demo_sampled.py)
+        own = _ptx_examples(load_demo_dataset(split, "sampled"), split, harmful=False)
+        examples += _checked_answers([{**example, "finished": False} for example in own], split)
     if "twins" in parts:
         twin_rows += (rows := list(load_demo_twins(split)))
-        examples += _checked_answers([_sft_example(row["prompt"], row["response"]) for row in rows], split)
+        examples += _twin_answers(rows, split)
     if "declines" in parts:
         examples += [_sft_example(row["prompt"], row["response"]) for row in load_demo_declines(split)]
     if "twins_sampled" in parts:
         twin_rows += (rows := list(load_demo_twins(split, pairs="sampled")))
-        examples += _checked_answers([_sft_example(row["prompt"], row["response"]) for row in rows], split)
+        examples += _twin_answers(rows, split)
     if "unlikely" in parts:
         undesirable = _undesirable_declines(examples, twin_rows, split)
         examples = [{**example, "label": True} for example in examples] + undesirable
-    return Dataset.from_list(examples)
+    if open_cut_answers:
+        return Dataset.from_list([{**example, "finished": example.get("finished", True)} for example in examples])
+    return Dataset.from_list([{k: v for k, v in example.items() if k != "finished"} for example in examples])
+
+
+def _twin_answers(rows: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
+    """The PTX rows of look-alike twins (`load_demo_twins` rows): each twin's answer, checked to be no refusal, with
+    whether it is whole (`finished`)."""
+    return _checked_answers(
+        [{**_sft_example(row["prompt"], row["response"]), "finished": row["finished"]} for row in rows], split
+    )
 
 
 def _undesirable_declines(

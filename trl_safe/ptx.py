@@ -19,6 +19,12 @@ Not in the reference. Why: supervised declines of harmful requests spread to har
 (docs/demo_outcome.md); the same decline marked undesirable after a harmless look-alike's prompt is a signal that
 ties the decline to what differs between the two prompts, not to the words they share.
 
+Prompt-completion rows may also carry `finished` (not in TRL): `False` for a completion that was cut short, e.g.
+sampled with a token limit. Such a row is rendered open-ended, as the policy left it (a conversation with
+`continue_final_message=True`, a plain-text example without the closing EOS), so no loss falls on an end of turn the
+completion never had. Why: trained with the end of turn after answers cut at 48 tokens, SmolLM2 learnt to stop
+answers mid-sentence (docs/demo_outcome.md). Rows without the column are whole completions, as in TRL.
+
 The data follow TRL's SFT formats: `{"text": ...}` (language modelling, every token), `{"messages": [...]}` (a whole
 conversation rendered with the chat template, every token, as `SFTTrainer` does by default), or
 `{"prompt": ..., "completion": ...}` in text or conversational form (loss on the completion only, like the reference,
@@ -125,15 +131,24 @@ class PTXData:
                 "ptx_dataset has a `label` column, which marks prompt-completion rows as desirable (True) or "
                 f"undesirable (False) as in TRL's unpaired-preference data; this data set's form is `{form}`."
             )
+        if "finished" in columns and form != "prompt-completion":
+            raise ValueError(
+                "ptx_dataset has a `finished` column, which marks prompt-completion rows whose completion was cut "
+                f"short (False); this data set's form is `{form}`."
+            )
         self.examples: list[tuple[list[int], list[int]]] = []
         self.desirable: list[bool] = []
-        truncated = 0
+        truncated = unfinished = 0
         for index, row in enumerate(dataset):
             label = row.get("label", True)
             if not isinstance(label, bool):
                 raise ValueError(f"ptx_dataset row {index}: `label` must be True or False, got {label!r}.")
+            finished = row.get("finished", True)
+            if not isinstance(finished, bool):
+                raise ValueError(f"ptx_dataset row {index}: `finished` must be True or False, got {finished!r}.")
             self.desirable.append(label)
-            input_ids, labels = _tokenize_row(tokenizer, row, form, index, kwargs)
+            unfinished += not finished
+            input_ids, labels = _tokenize_row(tokenizer, row, form, index, kwargs, finished=finished)
             if max_length is not None and len(input_ids) > max_length:
                 input_ids, labels = input_ids[:max_length], labels[:max_length]
                 truncated += 1
@@ -150,6 +165,10 @@ class PTXData:
         if not any(self.desirable):
             raise ValueError(
                 "Every ptx_dataset row is labelled undesirable (`label` False): PTX needs completions to imitate too."
+            )
+        if unfinished:
+            logger.info(
+                "PTX: %d of %d completions were cut short: trained without an end of turn.", unfinished, len(self)
             )
         undesirable = len(self.desirable) - sum(self.desirable)
         if undesirable:
@@ -205,9 +224,15 @@ class PTXData:
 
 
 def _tokenize_row(
-    tokenizer: PreTrainedTokenizerBase, row: dict[str, Any], form: str, index: int, chat_template_kwargs: dict
+    tokenizer: PreTrainedTokenizerBase,
+    row: dict[str, Any],
+    form: str,
+    index: int,
+    chat_template_kwargs: dict,
+    finished: bool = True,
 ) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) of one PTX row; labels are -100 where no loss is taken."""
+    """(input_ids, labels) of one PTX row; labels are -100 where no loss is taken. An unfinished prompt-completion
+    row (`finished` False) ends where its completion ends, with no end of turn or EOS after it."""
     if form == "text":
         text = row["text"]
         if not isinstance(text, str):
@@ -231,7 +256,19 @@ def _tokenize_row(
         )
     # The whole example is written as a reward model's training example would be (one rule for rendering pairs);
     # the prompt's tokens are the rendered prompt alone (with the generation prompt for conversations).
-    ids = encode_for_scoring(tokenizer, prompt, completion, chat_template_kwargs)
+    if finished:
+        ids = encode_for_scoring(tokenizer, prompt, completion, chat_template_kwargs)
+    elif is_conversation(prompt):
+        turn = list(completion) if is_conversation(completion) else [{"role": "assistant", "content": completion}]
+        ids = tokenizer.apply_chat_template(
+            [*map(dict, prompt), *map(dict, turn)],
+            tokenize=True,
+            return_dict=True,
+            continue_final_message=True,
+            **chat_template_kwargs,
+        )["input_ids"]
+    else:
+        ids = tokenizer(text=prompt + completion)["input_ids"]
     if is_conversation(prompt):
         prompt_ids = tokenizer.apply_chat_template(
             list(prompt), tokenize=True, return_dict=True, add_generation_prompt=True, **chat_template_kwargs

@@ -109,7 +109,10 @@ class PipelineArguments:
         ptx_prompts (`str` or `None`): `safe` (PTX on the helpful answers to benign prompts), `all` (also the best
             safe answer to each harmful prompt), `balanced` (`all`, plus SmolLM2's own answers to the harmless
             prompts of the sampled pairs), `own` (only those own answers) or `twins` (`balanced`, plus an answer to a
-            harmless look-alike twin of each harmful train prompt); default: the preset's.
+            harmless look-alike twin of each harmful train prompt), and the choices after those
+            (`trl_safe.demo.PTX_PROMPTS`); default: the preset's.
+        ptx_open_cut_answers (`bool`): learn SmolLM2's own answers in the demo PTX data, cut at 48 tokens, without
+            an end of turn after them (`load_demo_ptx_dataset(open_cut_answers=True)`). Off by default.
         harmless_prompt_repeats (`int` or `None`): draw each harmless train prompt this many times as often as a
             harmful one in the RL stage's rollouts (demo data only; `trl_safe.pipeline.Budget`); default: the
             preset's.
@@ -178,6 +181,13 @@ class PipelineArguments:
             "harmless ones (`balanced`), or on those own answers only (`own`), or `balanced` plus answers to "
             "harmless look-alike twins of the harmful prompts (`twins`); default: the preset's.",
             "choices": list(PTX_PROMPTS),
+        },
+    )
+    ptx_open_cut_answers: bool = field(
+        default=False,
+        metadata={
+            "help": "Learn SmolLM2's own answers in the demo PTX data, which were cut at 48 tokens, without an end "
+            "of turn after them (a `finished` column; see trl_safe.demo.load_demo_ptx_dataset)."
         },
     )
     harmless_prompt_repeats: int | None = field(
@@ -432,6 +442,7 @@ class Pipeline:
         self.results["cost_dataset_config"] = self.cost_dataset_config
         self.results["harmless_prompt_repeats"] = self.harmless_repeats
         self.results["rollout_twins"] = args.rollout_twins
+        self.results["ptx_open_cut_answers"] = args.ptx_open_cut_answers
         if self.harmless_repeats > 1 or args.rollout_twins:
             path = self.output_dir / "rollout_prompts.jsonl"
             twins = load_demo_twins()["prompt"] if args.rollout_twins else ()
@@ -450,7 +461,9 @@ class Pipeline:
         if (self.ptx_coef > 0 and args.rl_trainer == "ppo_lag" or self.sft_steps > 0) and args.dataset_name is None:
             prompts = self.budget.ptx_prompts if args.ptx_prompts is None else args.ptx_prompts
             path = self.output_dir / "ptx_train.jsonl"
-            self.ptx_data = str(write_demo_ptx_data(args.dataset_train_split, prompts, path))
+            self.ptx_data = str(
+                write_demo_ptx_data(args.dataset_train_split, prompts, path, args.ptx_open_cut_answers)
+            )
             also = " (also the SFT data)" if self.sft_steps else ""
             print(f"PTX data ({PTX_PROMPTS[prompts]}): {self.ptx_data}{also}")
         elif self.ptx_coef > 0 and args.rl_trainer == "ppo_lag":
