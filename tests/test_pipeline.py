@@ -382,7 +382,7 @@ def test_long_preset_commands(tmp_path):
     runner.prepare_inputs()
     written = load_preference_data(runner.ptx_data, split="train").to_list()
     assert written == load_demo_ptx_dataset("train", "balanced").to_list()
-    # --ptx_open_cut_answers writes the `finished` column: SmolLM2's own (cut) answers are learnt without an end of turn
+    # --ptx_open_cut_answers writes the `finished` column: SmolLM2's cut answers are learnt without an end of turn
     args.output_dir, args.ptx_open_cut_answers = str(tmp_path / "open"), True
     runner = pipeline.Pipeline(args)
     runner.prepare_inputs()
