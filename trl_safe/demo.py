@@ -398,8 +398,8 @@ def _undesirable_declines(
 def load_demo_twins(split: str = "train", pairs: str = "templated") -> Dataset:
     """Look-alike twins: a harmless request in the words of each harmful prompt of the templated train split (or,
     with `pairs="sampled"`, of the sampled configuration's train split), with one answer (`prompt`, `response`,
-    `twin_of`, `source`: `greedy`/`sampled` (SmolLM2-135M-Instruct's own) or `written`, `category`,
-    `prompt_label`).
+    `twin_of`, `source`: `greedy`/`sampled` (SmolLM2-135M-Instruct's own) or `written`, `finished`: whether the
+    answer is whole or was cut at the 48-token sampling limit, `category`, `prompt_label`).
 
     Why: PTX's written declines taught SmolLM2 to decline harmless requests that merely sound harmful
     (docs/demo_outcome.md). A twin puts the same words ("make ... in my kitchen", "get into ... car") next to an
