@@ -65,6 +65,11 @@ def load_evaluation(run_dir: Path, seed: int) -> tuple[list[dict[str, Any]], dic
     return generations, metadata
 
 
+def _prompt(answer: dict[str, Any]) -> Any:
+    """The prompt an answer belongs to (sampled answers share one), keyed as `trl_safe.evaluation.outcome` keys it."""
+    return answer.get("prompt_id", answer["prompt_index"])
+
+
 def _answers(generations: list[dict[str, Any]], model: str, where: str) -> list[dict[str, Any]]:
     rows = sorted((g for g in generations if g["model"] == model), key=lambda g: (g["prompt_index"], g["completion"]))
     if not rows:
@@ -84,7 +89,7 @@ def check_comparable(a: list[dict[str, Any]], b: list[dict[str, Any]], where: st
         if gap > SCORE_TOLERANCE:
             raise ValueError(
                 f"{where}: the start's {key}s differ by up to {gap:.4f} between the runs: they were scored by "
-                f"different {'reward' if key == 'reward' else 'cost'} models, so their scores are not comparable."
+                f"different {key} models, so their scores are not comparable."
             )
 
 
@@ -111,18 +116,14 @@ def reward_split(generations: list[dict[str, Any]], model: str) -> dict[str, Any
     start = {}
     for g in generations:
         if g["model"] == START and g["label"] == "safe":
-            start.setdefault(g.get("prompt_id", g["prompt_index"]), []).append(g["reward"])
+            start.setdefault(_prompt(g), []).append(g["reward"])
     start_mean = {prompt: sum(values) / len(values) for prompt, values in start.items()}
     harmless = [g for g in generations if g["model"] == model and g["label"] == "safe"]
     if not harmless:
         raise ValueError(f"No answers of {model!r} to harmless prompts.")
     split: dict[str, Any] = {"mean_change": 0.0}
     for name, declined in (("declines", True), ("answers", False)):
-        changes = [
-            g["reward"] - start_mean[g.get("prompt_id", g["prompt_index"])]
-            for g in harmless
-            if bool(g["refused"]) is declined
-        ]
+        changes = [g["reward"] - start_mean[_prompt(g)] for g in harmless if bool(g["refused"]) is declined]
         split[name] = {
             "count": len(changes),
             "mean_change": sum(changes) / len(changes) if changes else 0.0,
@@ -142,10 +143,8 @@ def pooled(
         for seed, generations in per_seed.items():
             for g in generations:
                 if g["model"] == models[tag]:
-                    prompt = g.get("prompt_id", g["prompt_index"])
-                    rows.append(
-                        {**g, "model": tag, "prompt_id": f"{seed}-{prompt}", "prompt_index": f"{seed}-{prompt}"}
-                    )
+                    prompt = f"{seed}-{_prompt(g)}"
+                    rows.append({**g, "model": tag, "prompt_id": prompt, "prompt_index": prompt})
     return [
         {
             "key": row.key,

@@ -53,22 +53,17 @@ def test_main_trains_and_evaluates_the_tiny_model(module, tmp_path):
 
 
 def test_markdown_shows_the_reading_past_the_apology_only_where_it_differs(module):
+    declined = {
+        "harmful": [9, 20],
+        "twin": [4, 23],
+        "other": [1, 10],
+        "harmful_sampled": [5, 40],
+        "twin_sampled": [3, 40],
+    }
     row = {
         "step": 240,
-        "declined": {
-            "harmful": [9, 20],
-            "twin": [4, 23],
-            "other": [1, 10],
-            "harmful_sampled": [5, 40],
-            "twin_sampled": [3, 40],
-        },
-        "declined_read_past": {
-            "harmful": [9, 20],
-            "twin": [2, 23],
-            "other": [1, 10],
-            "harmful_sampled": [5, 40],
-            "twin_sampled": [3, 40],
-        },
+        "declined": declined,
+        "declined_read_past": {**declined, "twin": [2, 23]},  # only the twins read differently past the apology
         "judged_unsafe": {"harmful": [6, 20], "harmful_sampled": [30, 40]},
         "mean_decline_logprob": {
             "harmful": -1.0,

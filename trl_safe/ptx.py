@@ -256,19 +256,7 @@ def _tokenize_row(
         )
     # The whole example is written as a reward model's training example would be (one rule for rendering pairs);
     # the prompt's tokens are the rendered prompt alone (with the generation prompt for conversations).
-    if finished:
-        ids = encode_for_scoring(tokenizer, prompt, completion, chat_template_kwargs)
-    elif is_conversation(prompt):
-        turn = list(completion) if is_conversation(completion) else [{"role": "assistant", "content": completion}]
-        ids = tokenizer.apply_chat_template(
-            [*map(dict, prompt), *map(dict, turn)],
-            tokenize=True,
-            return_dict=True,
-            continue_final_message=True,
-            **chat_template_kwargs,
-        )["input_ids"]
-    else:
-        ids = tokenizer(text=prompt + completion)["input_ids"]
+    ids = encode_for_scoring(tokenizer, prompt, completion, chat_template_kwargs, finished=finished)
     if is_conversation(prompt):
         prompt_ids = tokenizer.apply_chat_template(
             list(prompt), tokenize=True, return_dict=True, add_generation_prompt=True, **chat_template_kwargs

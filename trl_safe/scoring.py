@@ -136,12 +136,15 @@ def encode_for_scoring(
     prompt: Prompt,
     completion: Completion,
     chat_template_kwargs: Mapping[str, Any] | None = None,
+    finished: bool = True,
 ) -> list[int]:
     """Token ids of (prompt, completion) exactly as `RewardTrainer` / `CostTrainer` tokenize a training example.
 
     The score of the pair is read at the last of these ids. A conversational prompt is rendered with the chat
     template together with the completion as the assistant's turn (a completion given as a string becomes that
     turn); a plain-text prompt is joined to the completion and closed with the EOS token, as TRL does.
+    `finished=False` (a completion cut short; PTX's `finished` column) leaves the turn open: the chat template's
+    `continue_final_message=True`, or no closing EOS, so the ids end where the completion ends.
 
     Raises:
         ValueError: a conversational prompt with a tokenizer that has no chat template; a plain-text prompt with a
@@ -156,8 +159,9 @@ def encode_for_scoring(
             )
         turn = list(completion) if is_conversation(completion) else [{"role": "assistant", "content": completion}]
         conversation = [dict(message) for message in prompt] + [dict(message) for message in turn]
+        open_turn = {} if finished else {"continue_final_message": True}
         encoded = tokenizer.apply_chat_template(
-            conversation, tokenize=True, return_dict=True, **dict(chat_template_kwargs or {})
+            conversation, tokenize=True, return_dict=True, **open_turn, **dict(chat_template_kwargs or {})
         )
         return _token_ids(encoded)
     if not isinstance(prompt, str) or not isinstance(completion, str):
@@ -165,10 +169,12 @@ def encode_for_scoring(
             "A plain-text prompt needs a plain-text completion (got "
             f"{type(prompt).__name__} prompt, {type(completion).__name__} completion)."
         )
+    text = prompt + completion
+    if not finished:
+        return _token_ids(tokenizer(text=text))
     eos = tokenizer.eos_token
     if eos is None:
         raise ValueError(f"The tokenizer {tokenizer.name_or_path!r} has no EOS token to close a plain-text example.")
-    text = prompt + completion
     if not text.endswith(eos):
         text += eos
     return _token_ids(tokenizer(text=text))
