@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers.hf_argparser import string_to_bool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prompt_probe import auroc, decline_logprobs, load_model  # noqa: E402
@@ -178,8 +179,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ptx_prompts", default="twins", choices=list(PTX_PROMPTS), help="The demo PTX data set.")
     parser.add_argument(
         "--open_cut_answers",
-        action="store_true",
-        help="Learn SmolLM2's own cut answers without an end of turn (load_demo_ptx_dataset(open_cut_answers=True)).",
+        type=string_to_bool,
+        default=True,
+        help="Learn SmolLM2's own cut answers without an end of turn (the default; load_demo_ptx_dataset's "
+        "open_cut_answers); `false` learns them as whole turns, as the checks before December 5, 2026 did.",
     )
     parser.add_argument("--steps", type=int, default=240, help="Supervised optimizer steps.")
     parser.add_argument("--eval_steps", type=int, nargs="+", default=[0, 60, 120, 240], help="Steps to evaluate at.")

@@ -241,15 +241,15 @@ def test_sampled_twins_borrow_the_words_of_a_sampled_harmful_train_prompt_each(b
 
 
 def test_ptx_marks_exactly_the_cut_answers_as_unfinished():
-    """`load_demo_ptx_dataset(open_cut_answers=True)` says which answers SmolLM2 left unfinished: `own`'s rows all
-    (each was cut at the 48-token limit, by the raw samples) and each twin as its raw answer was."""
+    """`load_demo_ptx_dataset` (`open_cut_answers=True`, the default) says which answers SmolLM2 left unfinished:
+    `own`'s rows all (each was cut at the 48-token limit, by the raw samples) and each twin as its raw answer was."""
     raw = {}
     for folder in (SOURCE_DIR, TWINS_DIR, TWINS_SAMPLED_DIR):
         for path in folder.glob("raw_*.jsonl"):
             for line in path.read_text(encoding="utf-8").splitlines():
                 row = json.loads(line)
                 raw[(row["prompt"], row["response"])] = row["finished"]
-    rows = demo.load_demo_ptx_dataset("train", "wide_twins", open_cut_answers=True)
+    rows = demo.load_demo_ptx_dataset("train", "wide_twins")
     cut = [row for row in rows if not row["finished"]]
     assert len(cut) == 231 and all(row["label"] for row in cut)
     for row in rows:

@@ -380,15 +380,18 @@ def test_long_preset_commands(tmp_path):
     )
     runner = pipeline.Pipeline(args)
     runner.prepare_inputs()
-    written = load_preference_data(runner.ptx_data, split="train").to_list()
+    written = expected_balanced = load_preference_data(runner.ptx_data, split="train").to_list()
     assert written == load_demo_ptx_dataset("train", "balanced").to_list()
-    # --ptx_open_cut_answers writes the `finished` column: SmolLM2's cut answers are learnt without an end of turn
-    args.output_dir, args.ptx_open_cut_answers = str(tmp_path / "open"), True
+    # The `finished` column (on by default): SmolLM2's 78 cut answers are learnt without an end of turn
+    assert sum(not row["finished"] for row in written) == 78 and runner.results["ptx_open_cut_answers"] is True
+    # --ptx_open_cut_answers false: the rows as the runs before the fix learnt them, whole turns, no column
+    args.output_dir, args.ptx_open_cut_answers = str(tmp_path / "closed"), False
     runner = pipeline.Pipeline(args)
     runner.prepare_inputs()
     written = load_preference_data(runner.ptx_data, split="train").to_list()
-    assert written == load_demo_ptx_dataset("train", "balanced", open_cut_answers=True).to_list()
-    assert sum(not row["finished"] for row in written) == 78 and runner.results["ptx_open_cut_answers"] is True
+    assert written == load_demo_ptx_dataset("train", "balanced", open_cut_answers=False).to_list()
+    assert "finished" not in written[0] and runner.results["ptx_open_cut_answers"] is False
+    assert [row["completion"] for row in written] == [row["completion"] for row in expected_balanced]
 
 
 def test_ptx_is_off_without_pipeline_data(tmp_path):

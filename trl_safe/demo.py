@@ -287,7 +287,7 @@ DEMO_TWINS_SAMPLED_FILE = "twins_sampled_train.jsonl"
 DEMO_DECLINES_FILE = "declines_train.jsonl"
 
 
-def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe", open_cut_answers: bool = False) -> Dataset:
+def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe", open_cut_answers: bool = True) -> Dataset:
     """Supervised data for PTX from the demo's written answers: the best safe answer to each prompt.
 
     PTX (the reference mixes Alpaca's SFT data into PPO) keeps the policy answering well while the constraint pushes
@@ -333,9 +333,10 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe", open_cut_
 
     `open_cut_answers`: SmolLM2's own answers (`own`'s rows and the twins' sampled or greedy answers) were cut at 48
     tokens, nearly all mid-sentence; trained as whole turns, with the end of turn after them, they taught SmolLM2 to
-    stop answers mid-sentence (docs/demo_outcome.md). With `True` every row gets a `finished` column, `False` for
-    those cut answers, and PTX (`trl_safe.ptx`) learns them without an end of turn. Off by default so that the
-    measured configurations reproduce; the rows and their order are the same either way.
+    stop answers mid-sentence (docs/demo_outcome.md). With `True` (the default) every row has a `finished` column,
+    `False` for those cut answers, and PTX (`trl_safe.ptx`) learns them without an end of turn. `False` gives the
+    rows without the column, as every configuration measured before December 5, 2026 trained on them (to reproduce
+    those); the rows and their order are the same either way.
     """
     if prompts not in PTX_PROMPTS:
         raise ValueError(f"prompts must be one of {list(PTX_PROMPTS)}, not {prompts!r}.")

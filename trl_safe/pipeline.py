@@ -281,7 +281,7 @@ def build_tiny_base_model(path: Path, seed: int) -> Path:
     return path
 
 
-def write_demo_ptx_data(split: str, prompts: str, path: Path, open_cut_answers: bool = False) -> Path:
+def write_demo_ptx_data(split: str, prompts: str, path: Path, open_cut_answers: bool = True) -> Path:
     """The demo's PTX data (`trl_safe.demo.load_demo_ptx_dataset`) as a JSONL file for `--ptx_dataset_name`."""
     from trl_safe.demo import load_demo_ptx_dataset
 

@@ -112,7 +112,9 @@ class PipelineArguments:
             harmless look-alike twin of each harmful train prompt), and the choices after those
             (`trl_safe.demo.PTX_PROMPTS`); default: the preset's.
         ptx_open_cut_answers (`bool`): learn SmolLM2's own answers in the demo PTX data, cut at 48 tokens, without
-            an end of turn after them (`load_demo_ptx_dataset(open_cut_answers=True)`). Off by default.
+            an end of turn after them (`load_demo_ptx_dataset(open_cut_answers=True)`). On by default;
+            `--ptx_open_cut_answers false` learns them as whole turns, as every run measured before December 5, 2026
+            did (to reproduce those).
         harmless_prompt_repeats (`int` or `None`): draw each harmless train prompt this many times as often as a
             harmful one in the RL stage's rollouts (demo data only; `trl_safe.pipeline.Budget`); default: the
             preset's.
@@ -184,10 +186,11 @@ class PipelineArguments:
         },
     )
     ptx_open_cut_answers: bool = field(
-        default=False,
+        default=True,
         metadata={
             "help": "Learn SmolLM2's own answers in the demo PTX data, which were cut at 48 tokens, without an end "
-            "of turn after them (a `finished` column; see trl_safe.demo.load_demo_ptx_dataset)."
+            "of turn after them (a `finished` column; see trl_safe.demo.load_demo_ptx_dataset). `false` learns them "
+            "as whole turns, as the runs measured before December 5, 2026 did."
         },
     )
     harmless_prompt_repeats: int | None = field(
