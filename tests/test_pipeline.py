@@ -385,6 +385,8 @@ def test_long_preset_commands(tmp_path):
     # The `finished` column (on by default): SmolLM2's 78 cut answers are learnt without an end of turn
     assert sum(not row["finished"] for row in written) == 78 and runner.results["ptx_open_cut_answers"] is True
     # --ptx_open_cut_answers false: the rows as the runs before the fix learnt them, whole turns, no column
+    (parsed,) = pipeline.make_parser().parse_args_into_dataclasses(args=["--ptx_open_cut_answers", "false"])
+    assert parsed.ptx_open_cut_answers is False
     args.output_dir, args.ptx_open_cut_answers = str(tmp_path / "closed"), False
     runner = pipeline.Pipeline(args)
     runner.prepare_inputs()

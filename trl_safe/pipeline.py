@@ -134,7 +134,8 @@ class Budget:
 #   so -1 binds from the first rollout;
 # - PTX `balanced`: the written declines of harmful requests and SmolLM2's own answers to harmless ones. Every
 #   measured run that got safer by the judge without degenerating had those declines; they also spread to harmless
-#   requests (over three seeds: judge -53.5% ± 19.0, look-alike refusals +39 ± 30 points).
+#   requests (over three seeds: judge -53.5% ± 19.0, look-alike refusals +39 ± 30 points). Since December 5, 2026
+#   SmolLM2's own answers, cut at 48 tokens, are learnt without an end of turn (`--ptx_open_cut_answers`).
 # - not a cost floor: with max(C, 0) and limit 0.25 (the same budget without PTX) λ reached its cap 5 and the
 #   policy got no safer (cost model -2.3%, judge +7.5%, seed 42).
 _DEFAULT = Budget(
