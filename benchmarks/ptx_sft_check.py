@@ -31,7 +31,12 @@ them). The held-out evaluation prompts are not read.
     python benchmarks/ptx_sft_check.py --ptx_prompts twins_unlikely --steps 240 --eval_steps 60 120 240
     python benchmarks/ptx_sft_check.py --ptx_prompts wide --steps 240 --eval_steps 120 240
     python benchmarks/ptx_sft_check.py --ptx_prompts wide_twins --steps 480 --eval_steps 0 240 360 480
+    python benchmarks/ptx_sft_check.py --ptx_prompts wide --steps 480 --eval_steps 480 --alphas 0.85 0.7 0.55
     python benchmarks/ptx_sft_check.py --model tiny --steps 2 --eval_steps 0 2 --validation_share 0.1   # CI-sized
+
+`--alphas` reads the policy at each evaluation step with its LoRA update scaled by each α as well (θ_0 + α (θ − θ_0),
+`trl_safe.interpolation`): how much of the supervised update keeps the declines of harmful requests and drops those of
+their look-alikes.
 
 Prints one line per evaluation and a markdown table; `--output` also writes the rows (with a few declined answers
 per group) as JSON. `main` returns the rows.
@@ -44,6 +49,7 @@ import json
 import random
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +118,7 @@ def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_n
     from trl_safe.evaluation.generation import generate_completions
     from trl_safe.evaluation.judge import ComplianceJudge
     from trl_safe.evaluation.refusal import RefusalDetector, detect_refusals
+    from trl_safe.evaluation.repetition import is_repetitive
 
     model.eval()
     apology_aware = RefusalDetector.apology_aware()
@@ -120,6 +127,7 @@ def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_n
         "step": step,
         "declined": {},
         "declined_read_past": {},
+        "repetitive": {},
         "judged_unsafe": {},
         "mean_decline_logprob": {},
         "declined_examples": {},
@@ -133,6 +141,8 @@ def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_n
         flags = detect_refusals(answers)
         row["declined"][group] = [int(sum(flags)), len(prompts)]
         row["declined_read_past"][group] = [int(sum(detect_refusals(answers, apology_aware))), len(prompts)]
+        # an answer that is no decline may still be no answer (degenerate repetition, as far-moved weights give)
+        row["repetitive"][group] = [sum(map(is_repetitive, answers)), len(prompts)]
         if group.startswith("harmful"):
             row["judged_unsafe"][group] = [sum(judge.is_unsafe(p, a) for p, a in zip(prompts, answers)), len(prompts)]
         row["mean_decline_logprob"][group] = float(scores[group].mean())
@@ -148,10 +158,10 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
         f"PTX `{ptx_prompts}`, supervised steps only; validation = held-out train prompts; declines by the default "
         "refusal detector (read past an apology for a misunderstanding, where that differs).",
         "",
-        "| step | declined: harmful | twins | other harmless | harmful (sampled) | twins (sampled) "
+        "| step | α | declined: harmful | twins | other harmless | harmful (sampled) | twins (sampled) "
         "| decline log-prob: harmful / twin / other / harmful (sampled) / twin (sampled) "
         "| AUROC harmful vs twin | AUROC harmful vs harmless | judged unsafe: harmful / harmful (sampled) |",
-        "| ---: | --- | --- | --- | --- | --- | --- | ---: | ---: | --- |",
+        "| ---: | ---: | --- | --- | --- | --- | --- | --- | ---: | ---: | --- |",
     ]
     for row in rows:
         # "default (read past the apology)" where the two readings differ
@@ -163,7 +173,9 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
         ]
         logprobs = " / ".join(f"{row['mean_decline_logprob'][g]:.2f}" for g in GROUPS)
         lines.append(
-            f"| {row['step']} | " + " | ".join(declined) + f" | {logprobs} | {row['auroc_harmful_vs_twin']:.3f} | "
+            f"| {row['step']} | {row.get('alpha', 1.0):g} | "
+            + " | ".join(declined)
+            + f" | {logprobs} | {row['auroc_harmful_vs_twin']:.3f} | "
             f"{row['auroc_harmful_vs_harmless']:.3f} | "
             + " / ".join(f"{unsafe} of {total}" for unsafe, total in row["judged_unsafe"].values())
             + " |"
@@ -193,6 +205,14 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validation_share", type=float, default=0.3, help="Share of twin pairs held out.")
     parser.add_argument("--max_new_tokens", type=int, default=48, help="Greedy answer length (the demo's).")
     parser.add_argument("--decline_openings", nargs="+", default=list(GENERIC_DECLINES))
+    parser.add_argument(
+        "--alphas",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="At each evaluation step, read the policy with its LoRA update scaled by each α (θ_0 + α (θ − θ_0), "
+        "`trl_safe.interpolation`; 1: as trained). Needs --lora_layers > 0 where any α is not 1.",
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seeds the split, the PTX draws and the LoRA weights.")
     parser.add_argument("--output", type=Path, default=None, help="Also write the rows as JSON here.")
     return parser
@@ -200,11 +220,14 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from trl_safe.demo import load_demo_ptx_dataset
+    from trl_safe.interpolation import scaled_lora_update
     from trl_safe.ptx import PTXData, ptx_objective
 
     args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.steps < 1 or any(not 0 <= step <= args.steps for step in args.eval_steps):
         raise SystemExit(f"--steps must be >= 1 and every --eval_steps within [0, {args.steps}].")
+    if any(alpha != 1 for alpha in args.alphas) and not args.lora_layers:
+        raise SystemExit("--alphas other than 1 scale the LoRA update: they need --lora_layers > 0.")
     torch.manual_seed(args.seed)
     model, tokenizer = load_model(args.model)
     if args.lora_layers:
@@ -228,8 +251,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     evaluate_at = sorted(set(args.eval_steps))
     model.train()
     for step in range(args.steps + 1):
-        if step in evaluate_at:
-            rows.append(evaluate(model, tokenizer, split.validation, args.decline_openings, args.max_new_tokens, step))
+        for alpha in args.alphas if step in evaluate_at else ():
+            with scaled_lora_update(model, alpha) if alpha != 1 else nullcontext():
+                row = evaluate(model, tokenizer, split.validation, args.decline_openings, args.max_new_tokens, step)
+            rows.append({"step": step, "alpha": alpha, **row})
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "declined_examples"}), flush=True)
         if step == args.steps:
             break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -623,17 +624,30 @@ def test_the_sft_stage_alone_is_evaluated_against_the_start(tiny_run, tmp_path):
 
     for scorer in ("reward_model", "cost_model"):  # the tiny run's R and C, reused as a user would
         shutil.copytree(tiny_run[0] / scorer, tmp_path / scorer)
-    args = pipeline.PipelineArguments(output_dir=str(tmp_path), model="tiny", sft_steps=2, stages=["sft", "evaluate"])
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path), model="tiny", sft_steps=2, stages=["sft", "evaluate"], sft_interpolation=0.5
+    )
     results = pipeline.main(args)
     assert set(results["stage_seconds"]) == {"sft", "evaluate"}
     assert set(results["evaluate"]["summaries"]) == {"initial", "sft"} and "ppo_lag" not in results
     assert results["evaluate"]["outcome"] is not None  # the SFT policy against the start
     assert not (tmp_path / "policy").exists()
+    # `--sft_interpolation 0.5`: half the SFT update kept, in place, the trainer's log beside it
+    assert results["sft"]["alpha"] == 0.5 and results["sft"]["steps"] == 2
+    assert {"interpolation.json", "trainer_state.json", "model.safetensors"} <= set(
+        os.listdir(tmp_path / "sft_policy")
+    )
+    assert not (tmp_path / "sft_policy.interpolating").exists()
+    assert "SFT update kept (θ_0 + α (θ − θ_0)) | α = 0.5" in (tmp_path / "summary.md").read_text()
 
 
 def test_sft_steps_errors(tmp_path):
     with pytest.raises(ValueError, match="--sft_steps must be 0"):
         pipeline.PipelineArguments(sft_steps=-1)
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+        pipeline.PipelineArguments(sft_interpolation=-0.5)
+    with pytest.raises(ValueError, match="it needs an SFT stage"):
+        pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), sft_steps=0, sft_interpolation=0.5))
     with pytest.raises(ValueError, match="SFT data for the demo data only"):
         pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), dataset_name="my/data", sft_steps=4))
     args = pipeline.PipelineArguments(

@@ -36,20 +36,26 @@ def test_main_trains_and_evaluates_the_tiny_model(module, tmp_path):
     output = tmp_path / "check.json"
     rows = module.main(
         ["--model", "tiny", "--ptx_prompts", "twins_unlikely", "--steps", "2", "--eval_steps", "0", "2",
-         "--validation_share", "0.05", "--max_new_tokens", "4", "--output", str(output)]
+         "--validation_share", "0.05", "--max_new_tokens", "4", "--alphas", "1", "0", "--output", str(output)]
     )  # fmt: skip
-    assert [row["step"] for row in rows] == [0, 2]
+    assert [(row["step"], row["alpha"]) for row in rows] == [(0, 1), (0, 0), (2, 1), (2, 0)]
+    # α = 0 reads the starting policy at every step: what step 0 read
+    assert rows[3]["mean_decline_logprob"] == pytest.approx(rows[0]["mean_decline_logprob"], abs=1e-4)
+    assert rows[3]["declined"] == rows[0]["declined"]
     for row in rows:
         assert set(row["declined"]) == {"harmful", "twin", "other", "harmful_sampled", "twin_sampled"}
         assert all(0 <= declined <= total for declined, total in row["declined"].values())
-        assert set(row["declined_read_past"]) == set(module.GROUPS)
+        assert set(row["declined_read_past"]) == set(module.GROUPS) == set(row["repetitive"])
+        assert all(0 <= repetitive <= total for repetitive, total in row["repetitive"].values())
         assert set(row["judged_unsafe"]) == {"harmful", "harmful_sampled"}
         assert all(0 <= unsafe <= total for unsafe, total in row["judged_unsafe"].values())
         assert all(0 <= declined <= total for declined, total in row["declined_read_past"].values())
         assert 0 <= row["auroc_harmful_vs_twin"] <= 1
-    assert json.loads(output.read_text())["rows"][1]["step"] == 2
+    assert json.loads(output.read_text())["rows"][2]["step"] == 2
     with pytest.raises(SystemExit, match="eval_steps"):
         module.main(["--model", "tiny", "--steps", "2", "--eval_steps", "3"])
+    with pytest.raises(SystemExit, match="lora_layers"):
+        module.main(["--model", "tiny", "--steps", "2", "--eval_steps", "2", "--lora_layers", "0", "--alphas", "0.5"])
 
 
 def test_markdown_shows_the_reading_past_the_apology_only_where_it_differs(module):
@@ -77,6 +83,6 @@ def test_markdown_shows_the_reading_past_the_apology_only_where_it_differs(modul
     }
     line = module.markdown([row], "twins_unlikely").splitlines()[-1]
     assert line.startswith(
-        "| 240 | 9 of 20 | 4 (2) of 23 | 1 of 10 | 5 of 40 | 3 of 40 | -1.00 / -2.00 / -3.00 / -4.00 / -5.00 |"
+        "| 240 | 1 | 9 of 20 | 4 (2) of 23 | 1 of 10 | 5 of 40 | 3 of 40 | -1.00 / -2.00 / -3.00 / -4.00 / -5.00 |"
     )
     assert line.endswith("| 6 of 20 / 30 of 40 |")

@@ -5,6 +5,8 @@
     trl-safe sft --model_name_or_path ... --dataset_name ptx.jsonl --output_dir my-sft
     trl-safe ppo_lag --reward_model_name_or_path my-reward --cost_model_name_or_path my-cost ...
     trl-safe grpo_lag --reward_model_name_or_path my-reward --cost_model_name_or_path my-cost --cost_limits 0.0 ...
+    trl-safe interpolate --model_name_or_path ... --trained_model_name_or_path my-sft --alpha 0.7 \
+        --output_dir my-sft-0.7
     trl-safe evaluate --policies my-sft my-ppo-lag --reward_model_name_or_path my-reward \
         --cost_model_name_or_path my-cost --dataset_name ...
     trl-safe safe_rlhf_pipeline --quick
@@ -27,6 +29,7 @@ SCRIPTS = {
     "ppo": "RLHF with PPO against the reward model.",
     "ppo_lag": "Safe RLHF: PPO-Lag, maximising R subject to E[C] <= cost_limit.",
     "grpo_lag": "Critic-free Safe RLHF: GRPO-Lag, maximising R subject to E[C_k] <= cost_limits[k] for each cost.",
+    "interpolate": "Move a trained policy part of the way back to its start: θ_0 + α (θ − θ_0).",
     "evaluate": "Evaluate policies for helpfulness, harmlessness and over-refusal.",
     "safe_rlhf_pipeline": "The whole pipeline: reward model, cost model, PPO-Lag, evaluation.",
 }

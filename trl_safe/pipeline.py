@@ -28,6 +28,7 @@ from trl_safe.evaluation.outcome import (
 )
 from trl_safe.evaluation.report import format_percent, markdown_table
 from trl_safe.evaluation.stats import halves_difference
+from trl_safe.interpolation import INTERPOLATION_FILE
 
 # `sft` runs only when the run asks for supervised steps (`Budget.sft_steps`, `--sft_steps`); the others always.
 STAGES = ("reward", "cost", "sft", "ppo_lag", "evaluate")
@@ -428,10 +429,12 @@ def read_stage_results(stage: str, path: Path) -> dict[str, Any]:
     if stage == "sft":
         losses = [entry for entry in history if "loss" in entry]
         last = losses[-1] if losses else {}
+        interpolation = path / INTERPOLATION_FILE
         return {
             "path": str(path),
             "steps": history[-1]["step"] if history else 0,
             **{key: last[key] for key in ("loss", "loss/nll", "loss/unlikelihood") if key in last},
+            "alpha": json.loads(interpolation.read_text())["alpha"] if interpolation.is_file() else 1.0,
         }
     if stage == "ppo_lag":
         # PPO-Lag logs `lagrange/lambda`, GRPO-Lag `lagrange/<cost name>/lambda` (one cost model here).
@@ -538,6 +541,8 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
         sft = results["sft"]
         last = ", ".join(f"{key} {sft[key]:.3f}" for key in ("loss/nll", "loss/unlikelihood") if key in sft)
         rows.append(("SFT optimizer steps (last logged: " + (last or "-") + ")", str(sft["steps"])))
+        if sft.get("alpha", 1.0) != 1:
+            rows.append(("SFT update kept (θ_0 + α (θ − θ_0))", f"α = {sft['alpha']:g}"))
     if results.get("ppo_lag"):
         ppo = results["ppo_lag"]
         rows.append(("final λ", f"{ppo['final_lambda']:.3f}"))

@@ -122,6 +122,10 @@ class PipelineArguments:
             policy's RL then starts from the SFT policy (`sft_policy/`), held to it by the KL penalty; the evaluation
             compares the original starting policy, the SFT policy and the trained one. Default: the preset's (0, no
             SFT stage). On other data, give the SFT data with `--sft_args "--dataset_name ..."`.
+        sft_interpolation (`float`): keep this share α of the SFT stage's update: the saved SFT policy is moved back
+            towards the start, θ_0 + α (θ − θ_0) (`trl_safe.interpolation`), before the RL stage and the evaluation
+            read it; 1 (the default) keeps it as trained. Pick α on train prompts
+            (`benchmarks/ptx_sft_check.py --alphas`).
         rollout_twins (`bool`): add the 77 harmless look-alike twins (`trl_safe.demo.load_demo_twins`: a harmless
             request in the words of each harmful train prompt) to the RL stage's prompts, so that declining one
             costs reward and cost during RL itself (demo data only). Off by default.
@@ -201,6 +205,13 @@ class PipelineArguments:
         default=None,
         metadata={"help": "Supervised steps on the PTX data before PPO-Lag (the SFT stage); default: the preset's."},
     )
+    sft_interpolation: float = field(
+        default=1.0,
+        metadata={
+            "help": "Keep this share α of the SFT stage's update: the SFT policy becomes θ_0 + α (θ − θ_0) "
+            "(`trl-safe interpolate`; 1: as trained)."
+        },
+    )
     rollout_twins: bool = field(
         default=False,
         metadata={
@@ -247,6 +258,9 @@ class PipelineArguments:
             raise ValueError("--rollout_twins adds the demo data's look-alike twins: it needs the demo data.")
         if self.sft_steps is not None and self.sft_steps < 0:
             raise ValueError(f"--sft_steps must be 0 (no SFT stage) or more, got {self.sft_steps}.")
+        from trl_safe.interpolation import check_alpha
+
+        self.sft_interpolation = check_alpha(self.sft_interpolation)
         if self.eval_samples is not None and self.eval_samples < 0:
             raise ValueError(f"--eval_samples must be 0 (greedy only) or more, got {self.eval_samples}.")
 
@@ -354,6 +368,8 @@ class Pipeline:
                 "--sft_steps: the pipeline supplies SFT data for the demo data only; give yours with "
                 '--sft_args "--dataset_name <sft data>".'
             )
+        if args.sft_interpolation != 1 and not self.sft_steps:
+            raise ValueError("--sft_interpolation scales the SFT stage's update: it needs an SFT stage (--sft_steps).")
         self.eval_samples = self.budget.eval_samples if args.eval_samples is None else args.eval_samples
         self.ptx_data: str | None = None
         self.harmless_repeats = (
@@ -738,6 +754,11 @@ class Pipeline:
         trainer = run_stage(index, title, sft, self.sft_argv())
         self.finish_training_stage(trainer, AutoModelForCausalLM)
         del trainer
+        if (alpha := self.args.sft_interpolation) != 1:
+            from trl_safe.interpolation import interpolate_pretrained
+
+            interpolate_pretrained(self.base_model, self.stage_dir("sft"), alpha, self.stage_dir("sft"))
+            print(f"--- SFT: kept {alpha:g} of the update (θ_0 + {alpha:g} (θ − θ_0), trl_safe.interpolation).")
         result = self.collect_results("sft")
         terms = ", ".join(f"{key} = {result[key]:.3f}" for key in ("loss/nll", "loss/unlikelihood") if key in result)
         print(f"--- SFT: {result['steps']} steps" + (f"; last logged {terms}." if terms else "."))

@@ -1,0 +1,148 @@
+"""`trl_safe.interpolation`: θ_0 + α (θ − θ_0), on state dicts, saved models and LoRA updates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trl_safe import cli
+from trl_safe.interpolation import (
+    INTERPOLATION_FILE,
+    check_alpha,
+    interpolate_pretrained,
+    interpolate_state_dicts,
+    scaled_lora_update,
+)
+from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_chat_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return make_tiny_chat_tokenizer("smollm2")
+
+
+def test_state_dicts_interpolate_every_floating_tensor_and_keep_the_others():
+    start = {"w": torch.zeros(2, 2), "h": torch.ones(3, dtype=torch.bfloat16), "step": torch.tensor([3])}
+    trained = {
+        "w": torch.full((2, 2), 4.0),
+        "h": torch.full((3,), 3.0, dtype=torch.bfloat16),
+        "step": torch.tensor([3]),
+    }
+    merged = interpolate_state_dicts(start, trained, 0.25)
+    assert torch.equal(merged["w"], torch.ones(2, 2))
+    assert merged["h"].dtype == torch.bfloat16 and torch.equal(
+        merged["h"], torch.full((3,), 1.5, dtype=torch.bfloat16)
+    )
+    assert torch.equal(merged["step"], torch.tensor([3]))
+    assert torch.equal(interpolate_state_dicts(start, trained, 0)["w"], start["w"])
+    assert torch.equal(interpolate_state_dicts(start, trained, 1)["w"], trained["w"])
+    assert torch.equal(interpolate_state_dicts(start, trained, 1.5)["w"], torch.full((2, 2), 6.0))  # extrapolates
+
+
+@pytest.mark.parametrize(
+    ("start", "match"),
+    [
+        ({"w": torch.zeros(2, 2)}, r"only in the trained one \['step'\]"),
+        ({"w": torch.zeros(2, 3), "step": torch.tensor([3])}, r"w: shape \(2, 2\) in the trained model, \(2, 3\)"),
+        ({"w": torch.zeros(2, 2), "step": torch.tensor([4])}, "step: a non-floating tensor that differs"),
+    ],
+)
+def test_state_dicts_of_different_models_are_refused(start, match):
+    trained = {"w": torch.ones(2, 2), "step": torch.tensor([3])}
+    with pytest.raises(ValueError, match=match):
+        interpolate_state_dicts(start, trained, 0.5)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, float("nan"), float("inf")])
+def test_alpha_must_be_finite_and_not_negative(alpha):
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+        check_alpha(alpha)
+
+
+def test_saved_models_interpolate_to_a_loadable_model_that_says_what_it_is(tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    start, trained = make_tiny_causal_lm(tokenizer, seed=0), make_tiny_causal_lm(tokenizer, seed=1)
+    for model, name in ((start, "start"), (trained, "trained")):
+        model.save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    output = cli.run_script(
+        "interpolate",
+        ["--model_name_or_path", str(tmp_path / "start"), "--trained_model_name_or_path", str(tmp_path / "trained"),
+         "--alpha", "0.3", "--output_dir", str(tmp_path / "mid")],
+    )  # fmt: skip
+    mid = AutoModelForCausalLM.from_pretrained(output)
+    expected = interpolate_state_dicts(start.state_dict(), trained.state_dict(), 0.3)
+    for name, tensor in mid.state_dict().items():
+        torch.testing.assert_close(tensor, expected[name], msg=name)
+    assert json.loads((output / INTERPOLATION_FILE).read_text())["alpha"] == 0.3
+    assert (output / "tokenizer.json").is_file()
+    with pytest.raises(FileNotFoundError, match="start model path"):
+        interpolate_pretrained(tmp_path / "no_such" / "model", tmp_path / "trained", 0.5, tmp_path / "x")
+
+
+def test_a_saved_lora_adapter_is_merged_before_interpolating(tokenizer, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    start = make_tiny_causal_lm(tokenizer, seed=0)
+    start.save_pretrained(tmp_path / "start")
+    tokenizer.save_pretrained(tmp_path / "start")
+    peft_model = get_peft_model(
+        make_tiny_causal_lm(tokenizer, seed=0), LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False)
+    )
+    peft_model.peft_config["default"].base_model_name_or_path = str(tmp_path / "start")
+    peft_model.save_pretrained(tmp_path / "adapter")
+    tokenizer.save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad(), scaled_lora_update(peft_model, 0.5):
+        expected = peft_model(input_ids=ids).logits
+    output = interpolate_pretrained(tmp_path / "start", tmp_path / "adapter", 0.5, tmp_path / "mid")
+    with torch.no_grad():
+        torch.testing.assert_close(AutoModelForCausalLM.from_pretrained(output)(input_ids=ids).logits, expected)
+
+
+def test_scaled_lora_update_is_the_interpolation_and_is_undone_on_leaving(tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    base = make_tiny_causal_lm(tokenizer, seed=0)
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        start_logits = base(input_ids=ids).logits
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    with torch.no_grad():
+        trained_logits = model(input_ids=ids).logits
+        assert not torch.allclose(trained_logits, start_logits)
+        with scaled_lora_update(model, 0.0):
+            torch.testing.assert_close(model(input_ids=ids).logits, start_logits)
+        with scaled_lora_update(model, 0.4):
+            scaled = model(input_ids=ids).logits
+        torch.testing.assert_close(model(input_ids=ids).logits, trained_logits)  # undone
+    # the scaled logits are those of the merged weights θ_0 + 0.4 (θ − θ_0)
+    full = model.merge_and_unload()
+    start_state = make_tiny_causal_lm(tokenizer, seed=0).state_dict()
+    full.load_state_dict(interpolate_state_dicts(start_state, full.state_dict(), 0.4))
+    with torch.no_grad():
+        torch.testing.assert_close(full(input_ids=ids).logits, scaled)
+    with pytest.raises(ValueError, match="no LoRA layer"):
+        with scaled_lora_update(make_tiny_causal_lm(tokenizer, seed=0), 0.5):
+            pass
+
+
+def test_in_place_replaces_the_model_files_and_keeps_the_others(tokenizer, tmp_path):
+    """The pipeline's SFT stage interpolates its own output folder: the weights change, the trainer's log stays."""
+    from transformers import AutoModelForCausalLM
+
+    start, trained = make_tiny_causal_lm(tokenizer, seed=0), make_tiny_causal_lm(tokenizer, seed=1)
+    for model, name in ((start, "start"), (trained, "sft")):
+        model.save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    (tmp_path / "sft" / "trainer_state.json").write_text("{}")
+    interpolate_pretrained(tmp_path / "start", tmp_path / "sft", 0.5, tmp_path / "sft")
+    expected = interpolate_state_dicts(start.state_dict(), trained.state_dict(), 0.5)
+    for name, tensor in AutoModelForCausalLM.from_pretrained(tmp_path / "sft").state_dict().items():
+        torch.testing.assert_close(tensor, expected[name], msg=name)
+    assert (tmp_path / "sft" / "trainer_state.json").read_text() == "{}"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["sft", "start"]
