@@ -32,11 +32,14 @@ them). The held-out evaluation prompts are not read.
     python benchmarks/ptx_sft_check.py --ptx_prompts wide --steps 240 --eval_steps 120 240
     python benchmarks/ptx_sft_check.py --ptx_prompts wide_twins --steps 480 --eval_steps 0 240 360 480
     python benchmarks/ptx_sft_check.py --ptx_prompts wide --steps 480 --eval_steps 480 --alphas 0.85 0.7 0.55
+    python benchmarks/ptx_sft_check.py --ptx_prompts wide --steps 480 --eval_steps 480 --save_adapter wide480
+    python benchmarks/ptx_sft_check.py --ptx_prompts wide --adapter wide480 --steps 0 --eval_steps 0 --alphas 1.15
     python benchmarks/ptx_sft_check.py --model tiny --steps 2 --eval_steps 0 2 --validation_share 0.1   # CI-sized
 
 `--alphas` reads the policy at each evaluation step with its LoRA update scaled by each α as well (θ_0 + α (θ − θ_0),
 `trl_safe.interpolation`): how much of the supervised update keeps the declines of harmful requests and drops those of
-their look-alikes.
+their look-alikes. `--save_adapter` keeps the trained LoRA adapter (and the split it was trained on), and `--adapter`
+reads it again with `--steps 0` (the readings above took a fresh 480-step training each).
 
 Prints one line per evaluation and a markdown table; `--output` also writes the rows (with a few declined answers
 per group) as JSON. `main` returns the rows.
@@ -63,6 +66,9 @@ from prompt_probe import auroc, decline_logprobs, load_model  # noqa: E402
 
 GENERIC_DECLINES = ("I'm sorry", "I can't", "I cannot", "I'm not going", "I'll not", "I won't", "That's not something")
 GROUPS = ("harmful", "twin", "other", "harmful_sampled", "twin_sampled")
+# `--save_adapter` writes this beside the adapter; `--adapter` refuses a run whose split (these arguments) differs.
+ADAPTER_ARGS_FILE = "check_args.json"
+SPLIT_ARGS = ("ptx_prompts", "open_cut_answers", "validation_share", "seed")
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,19 @@ def make_parser() -> argparse.ArgumentParser:
         "`trl_safe.interpolation`; 1: as trained). Needs --lora_layers > 0 where any α is not 1.",
     )
     parser.add_argument("--seed", type=int, default=0, help="Seeds the split, the PTX draws and the LoRA weights.")
+    parser.add_argument(
+        "--save_adapter",
+        type=Path,
+        default=None,
+        help="Save the LoRA adapter after the last step (with the split it was trained on), to read again later.",
+    )
+    parser.add_argument(
+        "--adapter",
+        type=Path,
+        default=None,
+        help="Read an adapter saved by --save_adapter instead of training one (with --steps 0 --eval_steps 0); "
+        "its split must be this run's.",
+    )
     parser.add_argument("--output", type=Path, default=None, help="Also write the rows as JSON here.")
     return parser
 
@@ -224,13 +243,26 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from trl_safe.ptx import PTXData, ptx_objective
 
     args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    if args.steps < 1 or any(not 0 <= step <= args.steps for step in args.eval_steps):
+    if args.adapter is not None and args.steps != 0:
+        raise SystemExit(
+            "--adapter reads a saved adapter (no optimizer state, no PTX draws to resume): use --steps 0."
+        )
+    if args.steps < (0 if args.adapter else 1) or any(not 0 <= step <= args.steps for step in args.eval_steps):
         raise SystemExit(f"--steps must be >= 1 and every --eval_steps within [0, {args.steps}].")
     if any(alpha != 1 for alpha in args.alphas) and not args.lora_layers:
         raise SystemExit("--alphas other than 1 scale the LoRA update: they need --lora_layers > 0.")
     torch.manual_seed(args.seed)
     model, tokenizer = load_model(args.model)
-    if args.lora_layers:
+    trained_steps = 0
+    if args.adapter is not None:
+        from peft import PeftModel
+
+        saved = json.loads((args.adapter / ADAPTER_ARGS_FILE).read_text())
+        differs = {key: saved[key] for key in SPLIT_ARGS if saved[key] != getattr(args, key)}
+        if differs:  # read on another split, the validation prompts would include prompts it trained on
+            raise SystemExit(f"--adapter {args.adapter} was trained on another split: {differs}; pass those values.")
+        model, trained_steps = PeftModel.from_pretrained(model, args.adapter), saved["steps"]
+    elif args.lora_layers:
         from peft import LoraConfig, get_peft_model
 
         from trl_safe.pipeline import lora_target_modules
@@ -246,7 +278,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     data = PTXData(Dataset.from_list(split.train_rows), tokenizer, max_length=192, seed=args.seed)
     counts = {group: len(prompts) for group, prompts in split.validation.items()}
     print(f"{len(split.train_rows)} PTX rows ({data.desirable.count(False)} undesirable); validation {counts}")
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate) if args.steps else None
     rows, start = [], time.perf_counter()
     evaluate_at = sorted(set(args.eval_steps))
     model.train()
@@ -254,7 +287,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for alpha in args.alphas if step in evaluate_at else ():
             with scaled_lora_update(model, alpha) if alpha != 1 else nullcontext():
                 row = evaluate(model, tokenizer, split.validation, args.decline_openings, args.max_new_tokens, step)
-            rows.append({"step": step, "alpha": alpha, **row})
+            rows.append({**row, "step": trained_steps + step, "alpha": alpha})
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "declined_examples"}), flush=True)
         if step == args.steps:
             break
@@ -264,14 +297,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    if args.save_adapter is not None:
+        if not args.lora_layers and args.adapter is None:
+            raise SystemExit("--save_adapter saves a LoRA adapter: it needs --lora_layers > 0.")
+        model.save_pretrained(args.save_adapter)
+        saved = {**{key: getattr(args, key) for key in SPLIT_ARGS}, "steps": trained_steps + args.steps}
+        saved.update(unlikelihood_coef=args.unlikelihood_coef, learning_rate=args.learning_rate)
+        (args.save_adapter / ADAPTER_ARGS_FILE).write_text(json.dumps(saved, indent=2) + "\n")
     print(
         f"\n{markdown(rows, args.ptx_prompts)}\n\n{args.steps} steps and {len(rows)} evaluations in "
         f"{time.perf_counter() - start:.0f} s"
     )
     if args.output is not None:
-        args.output.write_text(
-            json.dumps({"args": {**vars(args), "output": str(args.output)}, "rows": rows}, indent=2)
-        )
+        args.output.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2, default=str))
     return rows
 
 

@@ -86,3 +86,21 @@ def test_markdown_shows_the_reading_past_the_apology_only_where_it_differs(modul
         "| 240 | 1 | 9 of 20 | 4 (2) of 23 | 1 of 10 | 5 of 40 | 3 of 40 | -1.00 / -2.00 / -3.00 / -4.00 / -5.00 |"
     )
     assert line.endswith("| 6 of 20 / 30 of 40 |")
+
+
+def test_a_saved_adapter_is_read_again_without_training_and_only_on_its_own_split(module, tmp_path):
+    common = ["--model", "tiny", "--ptx_prompts", "twins_unlikely", "--validation_share", "0.05",
+              "--max_new_tokens", "4"]  # fmt: skip
+    (trained,) = module.main([*common, "--steps", "2", "--eval_steps", "2", "--save_adapter", str(tmp_path / "a")])
+    saved = json.loads((tmp_path / "a" / module.ADAPTER_ARGS_FILE).read_text())
+    assert saved["steps"] == 2 and saved["seed"] == 0 and saved["ptx_prompts"] == "twins_unlikely"
+    read, halved = module.main(
+        [*common, "--adapter", str(tmp_path / "a"), "--steps", "0", "--eval_steps", "0", "--alphas", "1", "0.5"]
+    )
+    assert (read["step"], read["alpha"], halved["alpha"]) == (2, 1, 0.5)  # steps counted from the adapter's
+    assert read["mean_decline_logprob"] == pytest.approx(trained["mean_decline_logprob"], abs=1e-4)
+    assert read["declined"] == trained["declined"]
+    with pytest.raises(SystemExit, match="trained on another split"):
+        module.main([*common, "--adapter", str(tmp_path / "a"), "--steps", "0", "--eval_steps", "0", "--seed", "1"])
+    with pytest.raises(SystemExit, match="use --steps 0"):
+        module.main([*common, "--adapter", str(tmp_path / "a"), "--steps", "2", "--eval_steps", "0"])
