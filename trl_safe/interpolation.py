@@ -6,7 +6,9 @@ of the way back to the starting ones (α < 1) shrinks every change the update ma
 new training run; α = 0 is the start, α = 1 the trained policy, α > 1 extrapolates. Which α keeps enough of the
 safety and drops enough of the spread is an empirical question, to be read on train prompts
 (`benchmarks/ptx_sft_check.py --alphas`), never on the evaluation prompts. The same operation is known as WiSE-FT
-(robust fine-tuning) and as WARP's interpolation towards the initialisation.
+(robust fine-tuning) and as WARP's interpolation towards the initialisation. On the demo's 480-step SFT policy it
+was no lever: from α 0.55 to 1.3 the policy moved along the same curve of safety against refusals, and α = 1
+declined the fewest look-alikes (docs/demo_outcome.md); the tools stay for policies where the trade differs.
 
 For a LoRA update (`peft`) the interpolation is exact without touching the weights: the update is B·A·s, so
 scaling s by α gives θ_0 + α (θ − θ_0) (`scaled_lora_update`). For saved models (the pipeline saves merged policies)
@@ -119,7 +121,9 @@ def interpolate_pretrained(start: str | Path, trained: str | Path, alpha: float,
 def scaled_lora_update(model: torch.nn.Module, alpha: float) -> Iterator[torch.nn.Module]:
     """Within the block, every LoRA layer of the `peft` model `model` applies α times its update (θ_0 + α (θ − θ_0)
     for the adapted weights); on leaving, the update is as it was. Raises a ValueError if `model` has no LoRA layer
-    (a fully fine-tuned model needs its starting weights: `interpolate_state_dicts`)."""
+    (a fully fine-tuned model needs its starting weights: `interpolate_state_dicts`). It scales peft's per-adapter
+    `LoraLayer.scaling`, which every LoRA forward multiplies the update by (tests/test_interpolation.py checks that
+    the result equals the merged interpolation, so a peft that changes this fails there)."""
     from peft.tuners.lora import LoraLayer
 
     alpha = check_alpha(alpha)
