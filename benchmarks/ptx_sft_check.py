@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise SystemExit(f"--steps must be >= 1 and every --eval_steps within [0, {args.steps}].")
     if any(alpha != 1 for alpha in args.alphas) and not args.lora_layers:
         raise SystemExit("--alphas other than 1 scale the LoRA update: they need --lora_layers > 0.")
+    if args.save_adapter is not None and not args.lora_layers and args.adapter is None:
+        raise SystemExit("--save_adapter saves a LoRA adapter: it needs --lora_layers > 0.")
     torch.manual_seed(args.seed)
     model, tokenizer = load_model(args.model)
     trained_steps = 0
@@ -298,8 +300,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         loss.backward()
         optimizer.step()
     if args.save_adapter is not None:
-        if not args.lora_layers and args.adapter is None:
-            raise SystemExit("--save_adapter saves a LoRA adapter: it needs --lora_layers > 0.")
         model.save_pretrained(args.save_adapter)
         saved = {**{key: getattr(args, key) for key in SPLIT_ARGS}, "steps": trained_steps + args.steps}
         saved.update(unlikelihood_coef=args.unlikelihood_coef, learning_rate=args.learning_rate)

@@ -102,5 +102,7 @@ def test_a_saved_adapter_is_read_again_without_training_and_only_on_its_own_spli
     assert read["declined"] == trained["declined"]
     with pytest.raises(SystemExit, match="trained on another split"):
         module.main([*common, "--adapter", str(tmp_path / "a"), "--steps", "0", "--eval_steps", "0", "--seed", "1"])
+    with pytest.raises(SystemExit, match="--save_adapter saves a LoRA adapter"):  # refused before any training
+        module.main([*common, "--steps", "2", "--eval_steps", "2", "--lora_layers", "0", "--save_adapter", "x"])
     with pytest.raises(SystemExit, match="use --steps 0"):
         module.main([*common, "--adapter", str(tmp_path / "a"), "--steps", "2", "--eval_steps", "0"])

@@ -88,10 +88,10 @@ def interpolate_pretrained(start: str | Path, trained: str | Path, alpha: float,
     in_place = Path(trained).is_dir() and output_dir.resolve() == Path(trained).resolve()
     if adapter and in_place:
         raise ValueError(f"{trained} is a LoRA adapter: save its interpolation to another folder.")
-    if adapter:  # a saved LoRA adapter: its update merged into its base
-        from peft import AutoPeftModelForCausalLM
+    if adapter:  # a saved LoRA adapter: its update merged into its base, as the pipeline merges its stages'
+        from trl_safe.pipeline import load_merged_lora
 
-        model = AutoPeftModelForCausalLM.from_pretrained(trained, dtype="auto").merge_and_unload()
+        model = load_merged_lora(Path(trained), AutoModelForCausalLM, dtype="auto")
     else:
         model = AutoModelForCausalLM.from_pretrained(trained, dtype="auto")
     start_model = AutoModelForCausalLM.from_pretrained(start, dtype="auto")

@@ -254,19 +254,26 @@ def lora_target_modules(num_layers: int, lora_layers: int) -> str:
     return rf".*\.layers\.({layers})\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
 
+def load_merged_lora(adapter_dir: Path, auto_class: type, **model_kwargs: Any) -> Any:
+    """The LoRA adapter saved in `adapter_dir`, merged into its base model (loaded with `auto_class`), with the pad
+    token of the adapter's tokenizer, as the adapter was trained."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    adapter_config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    base = auto_class.from_pretrained(adapter_config["base_model_name_or_path"], **model_kwargs)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged.config.pad_token_id = AutoTokenizer.from_pretrained(adapter_dir).pad_token_id
+    return merged
+
+
 def merge_lora(output_dir: Path, auto_class: type, **model_kwargs: Any) -> None:
     """Replace the LoRA adapter a stage saved in `output_dir` by the merged model.
 
     The next stages load plain `from_pretrained` directories: PPO copies the reward model into its critic, and the
     evaluation loads the policy like any checkpoint. The model card and the tokenizer stay as the stage wrote them.
     """
-    from peft import PeftModel
-    from transformers import AutoTokenizer
-
-    adapter_config = json.loads((output_dir / "adapter_config.json").read_text())
-    base = auto_class.from_pretrained(adapter_config["base_model_name_or_path"], **model_kwargs)
-    merged = PeftModel.from_pretrained(base, output_dir).merge_and_unload()
-    merged.config.pad_token_id = AutoTokenizer.from_pretrained(output_dir).pad_token_id  # as the stage trained it
+    merged = load_merged_lora(output_dir, auto_class, **model_kwargs)
     for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
         (output_dir / name).unlink(missing_ok=True)
     merged.save_pretrained(output_dir)

@@ -45,6 +45,7 @@ from trl import TrlParser
 
 from trl_safe.demo import PTX_PROMPTS, load_demo_twins
 from trl_safe.evaluation.plots import plot_preference_training, save_figure
+from trl_safe.interpolation import check_alpha, interpolate_pretrained
 from trl_safe.lagrange import check_limit_above_floor
 from trl_safe.pipeline import (
     DEMO_DATA_CONFIG,
@@ -258,8 +259,6 @@ class PipelineArguments:
             raise ValueError("--rollout_twins adds the demo data's look-alike twins: it needs the demo data.")
         if self.sft_steps is not None and self.sft_steps < 0:
             raise ValueError(f"--sft_steps must be 0 (no SFT stage) or more, got {self.sft_steps}.")
-        from trl_safe.interpolation import check_alpha
-
         self.sft_interpolation = check_alpha(self.sft_interpolation)
         if self.eval_samples is not None and self.eval_samples < 0:
             raise ValueError(f"--eval_samples must be 0 (greedy only) or more, got {self.eval_samples}.")
@@ -755,8 +754,6 @@ class Pipeline:
         self.finish_training_stage(trainer, AutoModelForCausalLM)
         del trainer
         if (alpha := self.args.sft_interpolation) != 1:
-            from trl_safe.interpolation import interpolate_pretrained
-
             interpolate_pretrained(self.base_model, self.stage_dir("sft"), alpha, self.stage_dir("sft"))
             print(f"--- SFT: kept {alpha:g} of the update (θ_0 + {alpha:g} (θ − θ_0), trl_safe.interpolation).")
         result = self.collect_results("sft")
