@@ -206,6 +206,18 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval_steps", type=int, nargs="+", default=[0, 60, 120, 240], help="Steps to evaluate at.")
     parser.add_argument("--batch_size", type=int, default=8, help="PTX rows per step (the demo's PPO batch).")
     parser.add_argument("--learning_rate", type=float, default=5e-4, help="The demo preset's PPO learning rate.")
+    parser.add_argument(
+        "--lr_scheduler_type",
+        default="constant",
+        help="The learning-rate schedule over --steps (transformers' `get_scheduler` names; the pipeline's SFT stage "
+        "takes the same through `--sft_args \"--lr_scheduler_type ...\"`): `constant` as the demo trains.",
+    )
+    parser.add_argument(
+        "--lr_scheduler_kwargs",
+        type=json.loads,
+        default={},
+        help='Its own arguments as JSON, e.g. \'{"num_decay_steps": 120}\' for `warmup_stable_decay`.',
+    )
     parser.add_argument("--lora_layers", type=int, default=8, help="LoRA on the top layers (0: full fine-tuning).")
     parser.add_argument("--unlikelihood_coef", type=float, default=1.0, help="`ptx_unlikelihood_coef`.")
     parser.add_argument("--validation_share", type=float, default=0.3, help="Share of twin pairs held out.")
@@ -282,6 +294,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print(f"{len(split.train_rows)} PTX rows ({data.desirable.count(False)} undesirable); validation {counts}")
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate) if args.steps else None
+    if optimizer is not None:
+        from transformers import get_scheduler
+
+        schedule = get_scheduler(
+            args.lr_scheduler_type, optimizer, num_warmup_steps=0, num_training_steps=args.steps,
+            scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+        )  # fmt: skip
     rows, start = [], time.perf_counter()
     evaluate_at = sorted(set(args.eval_steps))
     model.train()
@@ -289,7 +308,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for alpha in args.alphas if step in evaluate_at else ():
             with scaled_lora_update(model, alpha) if alpha != 1 else nullcontext():
                 row = evaluate(model, tokenizer, split.validation, args.decline_openings, args.max_new_tokens, step)
-            rows.append({**row, "step": trained_steps + step, "alpha": alpha})
+            learning_rate = optimizer.param_groups[0]["lr"] if optimizer is not None else None  # the next step's
+            rows.append({**row, "step": trained_steps + step, "alpha": alpha, "learning_rate": learning_rate})
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "declined_examples"}), flush=True)
         if step == args.steps:
             break
@@ -299,10 +319,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
     if args.save_adapter is not None:
         model.save_pretrained(args.save_adapter)
         saved = {**{key: getattr(args, key) for key in SPLIT_ARGS}, "steps": trained_steps + args.steps}
-        saved.update(unlikelihood_coef=args.unlikelihood_coef, learning_rate=args.learning_rate)
+        saved.update(
+            unlikelihood_coef=args.unlikelihood_coef,
+            learning_rate=args.learning_rate,
+            lr_scheduler_type=args.lr_scheduler_type,
+            lr_scheduler_kwargs=args.lr_scheduler_kwargs,
+        )
         (args.save_adapter / ADAPTER_ARGS_FILE).write_text(json.dumps(saved, indent=2) + "\n")
     print(
         f"\n{markdown(rows, args.ptx_prompts)}\n\n{args.steps} steps and {len(rows)} evaluations in "

@@ -52,6 +52,7 @@ def test_main_trains_and_evaluates_the_tiny_model(module, tmp_path):
         assert all(0 <= declined <= total for declined, total in row["declined_read_past"].values())
         assert 0 <= row["auroc_harmful_vs_twin"] <= 1
     assert json.loads(output.read_text())["rows"][2]["step"] == 2
+    assert rows[0]["learning_rate"] == rows[2]["learning_rate"] == 5e-4  # constant, as the demo trains
     with pytest.raises(SystemExit, match="eval_steps"):
         module.main(["--model", "tiny", "--steps", "2", "--eval_steps", "3"])
     with pytest.raises(SystemExit, match="lora_layers"):
@@ -106,3 +107,13 @@ def test_a_saved_adapter_is_read_again_without_training_and_only_on_its_own_spli
         module.main([*common, "--steps", "2", "--eval_steps", "2", "--lora_layers", "0", "--save_adapter", "x"])
     with pytest.raises(SystemExit, match="use --steps 0"):
         module.main([*common, "--adapter", str(tmp_path / "a"), "--steps", "2", "--eval_steps", "0"])
+
+
+def test_the_learning_rate_follows_the_schedule_asked_for(module):
+    """`warmup_stable_decay` with one decay step of three: the rate holds for two steps, then falls to 0."""
+    rows = module.main(
+        ["--model", "tiny", "--ptx_prompts", "twins_unlikely", "--steps", "3", "--eval_steps", "0", "2", "3",
+         "--validation_share", "0.05", "--max_new_tokens", "2", "--learning_rate", "1e-3",
+         "--lr_scheduler_type", "warmup_stable_decay", "--lr_scheduler_kwargs", '{"num_decay_steps": 1}']
+    )  # fmt: skip
+    assert [row["learning_rate"] for row in rows] == [1e-3, 1e-3, 0.0]
