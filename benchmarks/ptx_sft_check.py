@@ -210,13 +210,13 @@ def make_parser() -> argparse.ArgumentParser:
         "--lr_scheduler_type",
         default="constant",
         help="The learning-rate schedule over --steps (transformers' `get_scheduler` names; the pipeline's SFT stage "
-        "takes the same through `--sft_args \"--lr_scheduler_type ...\"`): `constant` as the demo trains.",
+        'takes the same through `--sft_args "--lr_scheduler_type ..."`): `constant` as the demo trains.',
     )
     parser.add_argument(
         "--lr_scheduler_kwargs",
         type=json.loads,
         default={},
-        help='Its own arguments as JSON, e.g. \'{"num_decay_steps": 120}\' for `warmup_stable_decay`.',
+        help="Its own arguments as JSON, e.g. '{\"num_decay_steps\": 120}' for `warmup_stable_decay`.",
     )
     parser.add_argument("--lora_layers", type=int, default=8, help="LoRA on the top layers (0: full fine-tuning).")
     parser.add_argument("--unlikelihood_coef", type=float, default=1.0, help="`ptx_unlikelihood_coef`.")
