@@ -190,6 +190,8 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from transformers.trainer_utils import SchedulerType
+
     from trl_safe.demo import PTX_PROMPTS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
@@ -209,6 +211,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--lr_scheduler_type",
         default="constant",
+        choices=[schedule.value for schedule in SchedulerType],
         help="The learning-rate schedule over --steps (transformers' `get_scheduler` names; the pipeline's SFT stage "
         'takes the same through `--sft_args "--lr_scheduler_type ..."`): `constant` as the demo trains.',
     )

@@ -117,3 +117,5 @@ def test_the_learning_rate_follows_the_schedule_asked_for(module):
          "--lr_scheduler_type", "warmup_stable_decay", "--lr_scheduler_kwargs", '{"num_decay_steps": 1}']
     )  # fmt: skip
     assert [row["learning_rate"] for row in rows] == [1e-3, 1e-3, 0.0]
+    with pytest.raises(SystemExit):  # argparse: not one of transformers' schedules
+        module.make_parser().parse_args(["--lr_scheduler_type", "cosine_decay"])
