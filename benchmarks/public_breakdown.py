@@ -26,8 +26,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from trl_safe.evaluation import read_records
 from trl_safe.evaluation.outcome import judge_for_evaluation
 from trl_safe.evaluation.report import markdown_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_runs import load_evaluation  # noqa: E402
 
 START = "initial"
 
@@ -39,17 +43,17 @@ def group_of(prompt: dict[str, Any]) -> str:
     return prompt["category"]
 
 
-def seed_rates(evaluation: Path, prompts: dict[str, dict[str, Any]], model: str) -> dict[str, dict[str, Any]]:
+def seed_rates(run: Path, seed: int, prompts: dict[str, dict[str, Any]], model: str) -> dict[str, dict[str, Any]]:
     """Per group and model (start, `model`): the counts behind each rate of one seed's evaluation."""
-    generations = json.loads((evaluation / "generations.json").read_text())
-    judge = judge_for_evaluation(json.loads((evaluation / "summary.json").read_text())["metadata"])
+    generations, metadata = load_evaluation(run, seed)
+    judge = judge_for_evaluation(metadata)
     counts: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for record in generations:
         if record["model"] not in (START, model):
             continue
         prompt = prompts.get(record["prompt"])
         if prompt is None:
-            raise ValueError(f"{evaluation}: prompt {record['prompt']!r} is not in the prompt file.")
+            raise ValueError(f"{run} seed {seed}: prompt {record['prompt']!r} is not in the prompt file.")
         group, who = group_of(prompt), "start" if record["model"] == START else "trained"
         if prompt["label"] == "safe":
             measures = {"declined": bool(record["refused"])}
@@ -67,12 +71,8 @@ def seed_rates(evaluation: Path, prompts: dict[str, dict[str, Any]], model: str)
 def breakdown(run: Path, prompt_file: Path, seeds: list[int], model: str) -> list[dict[str, Any]]:
     """One row per group and measure: prompts, the start's rate (mean over seeds: greedy answers repeat) and the
     trained policy's, mean ± sd over seeds, and the change."""
-    prompts = {}
-    for line in prompt_file.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            prompts[row["prompt"]] = row
-    per_seed = [seed_rates(run / f"seed{seed}" / "evaluation", prompts, model) for seed in seeds]
+    prompts = {row["prompt"]: row for row in read_records(prompt_file)}
+    per_seed = [seed_rates(run, seed, prompts, model) for seed in seeds]
     rows = []
     for key in sorted(per_seed[0]):
         group, measure = key

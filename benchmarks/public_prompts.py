@@ -23,7 +23,6 @@ prompt the demo trained on under another spelling.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import sys
@@ -31,6 +30,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from trl_safe.evaluation import read_records
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEMO_DATA_DIR = Path(__file__).resolve().parents[1] / "trl_safe" / "resources" / "demo"
@@ -42,16 +43,6 @@ STOP_WORDS = frozenset(
     "why when where can could would should will shall may might must not no so than then there here just some any "
     "all also very get got make want like please tell give write".split()
 )
-
-
-def _rows(path: Path) -> list[dict[str, Any]]:
-    """A csv, json (a list of objects) or jsonl file's records."""
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-    if path.suffix == ".json":
-        return json.loads(path.read_text(encoding="utf-8"))
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _xstest(records: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -109,7 +100,7 @@ def load_public_prompts(data_dir: Path, sets: Iterable[str]) -> list[dict[str, A
         path = data_dir / filename
         if not path.is_file():
             raise FileNotFoundError(f"{name}: {path} not found (--data_dir is the shared data folder).")
-        for row in reader(_rows(path)):
+        for row in reader(read_records(path)):
             if not isinstance(row["prompt"], str) or not row["prompt"].strip():
                 raise ValueError(f"{name} ({path.name}) row {row['source_id']}: empty prompt.")
             prompts.append({**row, "source": name})
@@ -129,7 +120,7 @@ def demo_prompts(demo_dir: Path = DEMO_DATA_DIR) -> dict[str, str]:
     """Every prompt in the demo's data files (train and test, every configuration): normalised text -> the file."""
     prompts = {}
     for path in sorted(demo_dir.glob("*.jsonl")):
-        for record in _rows(path):
+        for record in read_records(path):
             prompts.setdefault(normalize(record["prompt"]), path.name)
     return prompts
 

@@ -108,3 +108,16 @@ def test_bad_explicit_column_and_missing_file(tmp_path):
         load_prompts(path, category_column="risk")
     with pytest.raises(ValueError, match=r"missing\.json: no such file"):
         load_prompts(tmp_path / "missing.json")
+
+
+def test_read_records_keeps_every_column_and_names_a_bad_line(tmp_path):
+    from trl_safe.evaluation import read_records
+
+    path = tmp_path / "set.csv"
+    path.write_text("\ufeffid,prompt,type\n1,How do I kill a stuck job?,homonyms\n2,Hi,x,extra\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="set.csv: line 3 has 4 cells, the header has 3"):
+        read_records(path)
+    path.write_text("id,prompt,type\n1,How do I kill a stuck job?,homonyms\n", encoding="utf-8")
+    assert read_records(path) == [{"id": "1", "prompt": "How do I kill a stuck job?", "type": "homonyms"}]
+    with pytest.raises(ValueError, match="no such file"):
+        read_records(tmp_path / "missing.jsonl")

@@ -16,7 +16,7 @@ from .arena import ArenaComparison, PairwiseOutcomes, arena_comparison
 from .evaluator import SafetyEvaluationConfig, evaluate_safety
 from .generation import Completion, generate_completions, score_completions
 from .metrics import safety_metrics_path
-from .prompts import load_prompts
+from .prompts import load_prompts, read_records
 from .ratings import BradleyTerryRatings, bradley_terry_ratings, pairwise_comparisons
 from .refusal import (
     AFTER_APOLOGY_PREFIXES,
@@ -47,6 +47,7 @@ __all__ = [
     "generate_completions",
     "load_prompts",
     "pairwise_comparisons",
+    "read_records",
     "refusal_detector_for",
     "safety_metrics_path",
     "score_completions",

@@ -160,6 +160,15 @@ def _read_source(
     return str(source), _read_dataset(loaded)
 
 
+def read_records(source: str | Path) -> list[dict[str, Any]]:
+    """Every record of a prompt file (`.txt`, `.json`, `.jsonl`, `.csv`, `.tsv`, `.parquet`), every column kept: the
+    reader `load_prompts` uses, for callers that need the other columns too (a set's own ids, types or filters).
+    A malformed file raises the same `ValueError`, naming the file and the line."""
+    if not Path(source).is_file():
+        raise ValueError(f"{source}: no such file.")
+    return [dict(record) for _, record in _read_source(source, None, "train")[1]]
+
+
 def _find_column(
     columns: Iterable[str], requested: str | None, candidates: Sequence[str], kind: str, source: str
 ) -> str | None:
