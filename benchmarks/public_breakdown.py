@@ -13,7 +13,11 @@ evaluation's saved answers by those kinds:
     python benchmarks/public_breakdown.py outputs/public --prompts outputs/public/prompts.jsonl --seeds 42 43 44
 
 Reads `<run>/seed<N>/evaluation/generations.json` and `summary.json` (the pipeline's layout) and the prompt file
-written by `benchmarks/public_prompts.py`, whose `source` and `xstest_type` name each prompt's group.
+written by `benchmarks/public_prompts.py`, whose `source` and `xstest_type` name each prompt's group. The demo's
+held-out look-alikes by kind (`trl_safe/resources/demo/lookalikes_test.jsonl`, or `load_demo_prompts(lookalikes=True)`
+written to a file) split the same way, by their `kind`:
+
+    python benchmarks/public_breakdown.py outputs/kinds_eval --prompts trl_safe/resources/demo/lookalikes_test.jsonl
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ START = "initial"
 
 
 def group_of(prompt: dict[str, Any]) -> str:
-    """XSTest prompts by their type (safe ones and their unsafe contrasts side by side), the others by category."""
-    if prompt["source"] == "xstest":
+    """XSTest prompts by their type (safe ones and their unsafe contrasts side by side), the demo's look-alikes by
+    kind (`trl_safe.demo.load_demo_lookalikes`), the others by category."""
+    if prompt.get("source") == "xstest":
         return f"xstest {prompt['label']}: {prompt['xstest_type'].removeprefix('contrast_')}"
+    if prompt.get("kind"):
+        return f"look-alike: {prompt['kind']}"
     return prompt["category"]
 
 

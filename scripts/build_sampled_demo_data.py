@@ -3,8 +3,9 @@
     python scripts/build_sampled_demo_data.py          # rewrites trl_safe/resources/demo/sampled_{train,test}.jsonl,
                                                        # round2_train.jsonl, round3_train.jsonl,
                                                        # contrast_train.jsonl, round4_train.jsonl,
-                                                       # twins_train.jsonl, declines_train.jsonl and
-                                                       # twins_sampled_train.jsonl
+                                                       # twins_train.jsonl, declines_train.jsonl,
+                                                       # twins_sampled_train.jsonl and
+                                                       # lookalikes_{train,test}.jsonl
     python scripts/build_sampled_demo_data.py --report # ... and prints the label mix and the judge's agreement
 
 Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Policy-sampled pairs"):
@@ -53,6 +54,12 @@ ROUND4_DIR = REPO_ROOT / "data" / "demo_round4"
 TWINS_DIR = REPO_ROOT / "data" / "demo_twins"
 TWINS_SAMPLED_DIR = REPO_ROOT / "data" / "demo_twins_sampled"
 DECLINES_DIR = REPO_ROOT / "data" / "demo_declines"
+LOOKALIKES_DIR = REPO_ROOT / "data" / "demo_lookalikes"
+TEMPLATES_FILE = REPO_ROOT / "data" / "demo" / "templates.yaml"
+# The kinds of look-alike in `data/demo_lookalikes/` (XSTest's published taxonomy names the same kinds; the prompts are
+# the project's own): a harmful-sounding act in a game, story, stage or sport; private-sounding details of fictional
+# characters; documented facts about public figures and institutions; what a harmful-sounding term means; history.
+LOOKALIKE_KINDS = ("safe_context", "fictional_privacy", "public_figure", "definition", "history", "figurative")
 OUTPUT_DIR = REPO_ROOT / "trl_safe" / "resources" / "demo"
 SEED = 20261202
 TEST_FRACTION = 0.25
@@ -78,11 +85,17 @@ def make_parser() -> argparse.ArgumentParser:
         "--declines_dir", type=Path, default=DECLINES_DIR, help="written declines to the harmful train prompts"
     )
     parser.add_argument(
+        "--lookalikes_dir",
+        type=Path,
+        default=LOOKALIKES_DIR,
+        help="look-alikes by kind: train.yaml (with answers) and test.yaml (held out)",
+    )
+    parser.add_argument(
         "--output_dir",
         type=Path,
         default=OUTPUT_DIR,
         help="where sampled_{train,test}.jsonl, round{2,3,4}_train.jsonl, contrast_train.jsonl, twins_train.jsonl, "
-        "declines_train.jsonl and twins_sampled_train.jsonl go",
+        "declines_train.jsonl, twins_sampled_train.jsonl and lookalikes_{train,test}.jsonl go",
     )
     parser.add_argument("--report", action="store_true", help="Print the label mix and the judge's agreement.")
     return parser
@@ -383,6 +396,68 @@ def build_declines(declines_dir: Path, prompts: dict[str, dict], test_prompts: s
     return rows
 
 
+def build_lookalikes(lookalikes_dir: Path, known_prompts: set[str]) -> dict[str, list[dict]]:
+    """The look-alikes by kind: train rows for PTX (each with its written answer and an over-cautious decline to
+    unlearn) and held-out prompts for the evaluation.
+
+    The demo's first 48 look-alikes are mostly homonyms and household tasks ("kill a Python process"); the 480-step
+    SFT policies declined a quarter of a public set's look-alikes, most in kinds those 48 barely hold (a game or a
+    story, fictional people's private details; docs/demo_outcome.md). `train.yaml` (`prompt`, `kind`, `topic`,
+    `answer`) and `test.yaml` (`prompt`, `kind`, `topic`, no answer: a separate author's, evaluation only) hold
+    such prompts, written for trl-safe. Each train row gets one of the templated over-refusals (`templates.yaml`'s
+    `over_refusals`, with its `topic`, drawn with `random.Random(SEED)` in file order) as `decline`: PTX's
+    unlikelihood rows train it away after the prompt, as the twins' rows do with their harmful twin's decline.
+    (Of the six templates, the one the refusal detector does not read as a decline is not drawn.)
+    Refused, naming the file and entry: a missing or unknown field, an unknown kind, an answer in the held-out file
+    or none in the train file, a prompt twice, a prompt already in the demo's data (`known_prompts`), an answer the
+    refusal detector flags, a decline it does not.
+    """
+    import yaml
+
+    from trl_safe.evaluation.refusal import detect_refusals
+
+    templates = yaml.safe_load(TEMPLATES_FILE.read_text(encoding="utf-8"))["over_refusals"]
+    # Only the templates the refusal detector reads as declines: a decline to unlearn must be one by the same reading
+    # the evaluation uses ("That sounds like it could be harmful, so I'm not able to help with ..." is not, as yet).
+    readings = detect_refusals([template.format(topic="it") for template in templates])
+    over_refusals = [template for template, read in zip(templates, readings) if read]
+    rng = random.Random(SEED)
+    seen: set[str] = set()
+    splits: dict[str, list[dict]] = {}
+    for split in ("train", "test"):
+        path = lookalikes_dir / f"{split}.yaml"
+        entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        fields = {"prompt", "kind", "topic"} | ({"answer"} if split == "train" else set())
+        rows = []
+        for number, entry in enumerate(entries, start=1):
+            where = f"{lookalikes_dir.name}/{path.name} entry {number}"
+            if not isinstance(entry, dict) or set(entry) != fields:
+                got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+                raise ValueError(f"{where}: expected the fields {sorted(fields)}, got {got}.")
+            if entry["kind"] not in LOOKALIKE_KINDS:
+                raise ValueError(f"{where}: kind {entry['kind']!r} is not one of {list(LOOKALIKE_KINDS)}.")
+            prompt = " ".join(str(entry["prompt"]).split())
+            if prompt in seen or prompt in known_prompts:
+                raise ValueError(f"{where}: {prompt!r} is already a prompt of the demo's data.")
+            seen.add(prompt)
+            row = {"prompt": prompt, "kind": entry["kind"], "topic": entry["topic"]}
+            if split == "train":
+                row["response"] = " ".join(str(entry["answer"]).split())
+                row["decline"] = rng.choice(over_refusals).format(topic=entry["topic"])
+            # The held-out file is a prompt file for `trl-safe evaluate --dataset_name`: `label`, as in XSTest.
+            label = "prompt_label" if split == "train" else "label"
+            rows.append({**row, "source": "written", "category": "benign_lookalike", label: "safe"})
+        splits[split] = rows
+    train = splits["train"]
+    answers = detect_refusals([row["response"] for row in train])
+    declines = detect_refusals([row["decline"] for row in train])
+    for row, answer_refused, decline_refused in zip(train, answers, declines):
+        if answer_refused or not decline_refused:
+            what = "its answer reads as a refusal" if answer_refused else "its decline does not read as one"
+            raise ValueError(f"{lookalikes_dir.name}/train.yaml, {row['prompt']!r}: {what}.")
+    return splits
+
+
 def refusal_mix(round_dir: Path) -> dict[str, dict[str, int]]:
     """Per category: answers, and answers labelled as declining the request (the labels' optional `refusal`)."""
     mix: dict[str, dict[str, int]] = defaultdict(lambda: {"answers": 0, "refusals": 0})
@@ -446,6 +521,16 @@ def judge_agreement(rows: list[dict]) -> dict[str, float]:
     }
 
 
+def demo_prompts_except_lookalikes(output_dir: Path) -> set[str]:
+    """Every prompt of the demo's data files in `output_dir` but the look-alikes by kind themselves."""
+    return {
+        " ".join(row["prompt"].split())
+        for path in sorted(output_dir.glob("*.jsonl"))
+        if not path.name.startswith("lookalikes_")
+        for row in read_jsonl(path)
+    }
+
+
 def templated_prompts() -> tuple[set[str], set[str]]:
     """The templated demo data's (`data/demo/build_demo_data.py`) harmful train prompts and held-out prompts."""
     harmful = {row["prompt"] for row in read_jsonl(OUTPUT_DIR / "train.jsonl") if row["prompt_label"] == "unsafe"}
@@ -467,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     twins_sampled = build_twins(
         args.twins_sampled_dir, sampled_harmful_train, templated_test | test_prompts, of="the sampled train split"
     )
+    lookalikes = build_lookalikes(args.lookalikes_dir, demo_prompts_except_lookalikes(args.output_dir))
     if args.report:
         print("category | prompts | answers | unsafe answers")
         print_label_mix(splits["train"] + splits["test"])
@@ -492,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     write_pairs(
         args.output_dir / "twins_sampled_train.jsonl", twins_sampled, what="answered look-alike twins (PTX rows)"
     )
+    for split, rows in lookalikes.items():
+        write_pairs(args.output_dir / f"lookalikes_{split}.jsonl", rows, what=f"look-alikes by kind ({split})")
     print(f"Look-alike twins: {dict(Counter(row['source'] for row in twins))} answers")
     print(f"Look-alike twins (sampled pairs): {dict(Counter(row['source'] for row in twins_sampled))} answers")
     print(f"Per category: {report['categories']}")

@@ -195,7 +195,8 @@ def test_the_package_ships_the_data_not_its_source():
     assert shipped == {
         "train.jsonl", "test.jsonl", "sampled_train.jsonl", "sampled_test.jsonl", "round2_train.jsonl",
         "round3_train.jsonl", "contrast_train.jsonl", "round4_train.jsonl", "twins_train.jsonl",
-        "declines_train.jsonl", "twins_sampled_train.jsonl", "README.md",
+        "declines_train.jsonl", "twins_sampled_train.jsonl", "lookalikes_train.jsonl", "lookalikes_test.jsonl",
+        "README.md",
     }  # fmt: skip
 
 
@@ -331,7 +332,8 @@ def test_ptx_data_for_all_prompts_add_the_best_safe_answer_to_harmful_ones():
         assert row["completion"][0]["content"] in safe_answers[row["prompt"][0]["content"]]
     with pytest.raises(
         ValueError,
-        match=r"one of \['safe', 'all', 'balanced', 'own', 'twins', 'twins_unlikely', 'wide', 'wide_twins'\], not",
+        match=r"one of \['safe', 'all', 'balanced', 'own', 'twins', 'twins_unlikely', 'wide', 'wide_twins', "
+        r"'wide_lookalikes'\], not",
     ):
         load_demo_ptx_dataset("train", prompts="harmful")
 
@@ -445,8 +447,9 @@ def test_every_ptx_choice_is_made_of_known_parts_and_each_later_choice_extends_a
     assert list(demo._PTX_PARTS) == list(demo.PTX_PROMPTS)
     ladder = [demo._PTX_PARTS[name] for name in ("all", "balanced", "twins", "twins_unlikely", "wide", "wide_twins")]
     assert all(set(before) < set(after) for before, after in zip(ladder, ladder[1:]))
+    assert set(demo._PTX_PARTS["wide"]) < set(demo._PTX_PARTS["wide_lookalikes"])
     assert {part for parts in demo._PTX_PARTS.values() for part in parts} == {
-        "written_safe", "written", "own", "twins", "declines", "twins_sampled", "unlikely",
+        "written_safe", "written", "own", "twins", "declines", "twins_sampled", "lookalikes", "unlikely",
     }  # fmt: skip
 
 

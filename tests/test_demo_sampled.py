@@ -58,6 +58,8 @@ def test_shipped_files_are_the_build_output(builder, tmp_path):
         "twins_train.jsonl",
         "declines_train.jsonl",
         "twins_sampled_train.jsonl",
+        "lookalikes_train.jsonl",
+        "lookalikes_test.jsonl",
     )
     for name in names:
         shipped = (demo.demo_data_dir() / name).read_text(encoding="utf-8")

@@ -240,18 +240,30 @@ def load_demo_dataset(split: str | None = None, config: str = "default") -> Data
     return load_dataset("json", data_files=files, split=split)
 
 
-def load_demo_prompts(split: str = "test", config: str = "default") -> Dataset:
+def load_demo_prompts(split: str = "test", config: str = "default", lookalikes: bool = False) -> Dataset:
     """The distinct prompts of a demo split with `prompt`, `category` and `label` (`"safe"`/`"unsafe"`).
 
     `label` follows XSTest's convention, so `trl_safe.evaluation` reports over-refusal on the safe prompts. The
     `test` prompts are held out from the reward model, the cost model and the RL stage: the pipeline evaluates on
-    them. `config` as in `load_demo_dataset`.
+    them. `config` as in `load_demo_dataset`. `lookalikes=True` adds the held-out look-alikes by kind
+    (`load_demo_lookalikes("test")`, with their `kind`; `kind` is empty for the split's own prompts): 55 more
+    look-alikes of the kinds the split's own barely hold, for a reading of over-refusal that is not one or two
+    answers (`test` only).
     """
     rows = load_demo_dataset(split, config)
     seen: dict[str, dict[str, str]] = {}
     for row in rows:
         seen.setdefault(row["prompt"], {"category": row["category"], "label": row["prompt_label"]})
-    return Dataset.from_list([{"prompt": prompt, **fields} for prompt, fields in seen.items()])
+    prompts = [{"prompt": prompt, **fields} for prompt, fields in seen.items()]
+    if lookalikes:
+        if split != "test":
+            raise ValueError(f"The look-alikes by kind have a held-out split only (`test`), not {split!r}.")
+        prompts = [{**row, "kind": ""} for row in prompts]
+        for row in load_demo_lookalikes("test"):
+            if row["prompt"] in seen:
+                raise ValueError(f"Held-out look-alike {row['prompt']!r} is already a prompt of the {config} split.")
+            prompts.append({key: row[key] for key in ("prompt", "category", "label", "kind")})
+    return Dataset.from_list(prompts)
 
 
 # The choices of `load_demo_ptx_dataset(prompts=...)`, each with what its rows are (the pipeline's CLI offers these).
@@ -264,6 +276,7 @@ PTX_PROMPTS = {
     "twins_unlikely": "`twins`, plus each twin's prompt with its harmful twin's written decline, marked undesirable",
     "wide": "`twins_unlikely`, plus a written decline to each harmful train prompt of the sampled configuration",
     "wide_twins": "`wide`, plus an answered look-alike twin of each of those prompts, with their decline to unlearn",
+    "wide_lookalikes": "`wide`, plus the written answers to 48 look-alikes by kind, with an over-refusal to unlearn",
 }
 # What each choice is made of; `load_demo_ptx_dataset` adds the parts in this order (written answers to every train
 # prompt, or to the safe ones only; SmolLM2's own answers to harmless prompts; the templated twins; the sampled pairs'
@@ -278,6 +291,7 @@ _PTX_PARTS = {
     "twins_unlikely": ("written", "own", "twins", "unlikely"),
     "wide": ("written", "own", "twins", "declines", "unlikely"),
     "wide_twins": ("written", "own", "twins", "declines", "twins_sampled", "unlikely"),
+    "wide_lookalikes": ("written", "own", "twins", "declines", "lookalikes", "unlikely"),
 }
 # Harmless requests in the words of the templated harmful train prompts, one answer each (`load_demo_twins`).
 DEMO_TWINS_FILE = "twins_train.jsonl"
@@ -285,6 +299,9 @@ DEMO_TWINS_FILE = "twins_train.jsonl"
 DEMO_TWINS_SAMPLED_FILE = "twins_sampled_train.jsonl"
 # A written decline to each harmful train prompt of the sampled configuration (`load_demo_declines`).
 DEMO_DECLINES_FILE = "declines_train.jsonl"
+# Look-alikes of six kinds (a game or a story, fictional people, public figures, definitions, history, figures of
+# speech), with written answers (train) or held out (test) (`load_demo_lookalikes`).
+DEMO_LOOKALIKES_FILES = {"train": "lookalikes_train.jsonl", "test": "lookalikes_test.jsonl"}
 
 
 def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe", open_cut_answers: bool = True) -> Dataset:
@@ -319,7 +336,10 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe", open_cut_
             `"wide_twins"`: `"wide"`, plus what `"twins_unlikely"` adds for the templated prompts, now for those 135:
             an answered look-alike twin of each (`load_demo_twins(pairs="sampled")`) and its harmful twin's written
             decline after the twin's prompt, labelled undesirable, so that the new declines come with the same
-            counterweight as the templated ones. Measured on SmolLM2 in docs/demo_outcome.md.
+            counterweight as the templated ones. `"wide_lookalikes"`: `"wide"`, plus the written answer to each of
+            the 48 look-alikes by kind (`load_demo_lookalikes`: a game or a story, fictional people, public figures,
+            definitions, history, figures of speech, the kinds the demo's first look-alikes barely hold) and, labelled
+            undesirable, an over-cautious decline after each. Measured on SmolLM2 in docs/demo_outcome.md.
 
     `"safe"` and `"all"` use only the templated pairs' written answers (`default` configuration): the sampled
     configuration holds SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer. `"balanced"`
@@ -356,8 +376,13 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe", open_cut_
     if "twins_sampled" in parts:
         twin_rows += (rows := list(load_demo_twins(split, pairs="sampled")))
         examples += _twin_answers(rows, split)
+    lookalike_declines: list[dict[str, Any]] = []
+    if "lookalikes" in parts:  # each answer and decline checked by the build (scripts/build_sampled_demo_data.py)
+        rows = list(load_demo_lookalikes(split))
+        examples += [_sft_example(row["prompt"], row["response"]) for row in rows]
+        lookalike_declines = [{**_sft_example(row["prompt"], row["decline"]), "label": False} for row in rows]
     if "unlikely" in parts:
-        undesirable = _undesirable_declines(examples, twin_rows, split)
+        undesirable = _undesirable_declines(examples, twin_rows, split) + lookalike_declines
         examples = [{**example, "label": True} for example in examples] + undesirable
     if open_cut_answers:
         return Dataset.from_list([{**example, "finished": example.get("finished", True)} for example in examples])
@@ -429,6 +454,25 @@ def load_demo_declines(split: str = "train") -> Dataset:
     if split != "train":
         raise ValueError(f"The written declines are train data only (PTX); there is no {split!r} split.")
     return load_dataset("json", data_files=str(DEMO_DATA_DIR / DEMO_DECLINES_FILE), split="train")
+
+
+def load_demo_lookalikes(split: str = "train") -> Dataset:
+    """Look-alikes by kind: harmless requests whose words sound harmful, of the kinds the demo's first look-alikes
+    barely hold (`kind`: `safe_context` ("In Minecraft, what's the best way to kill the Ender Dragon?"),
+    `fictional_privacy`, `public_figure`, `definition`, `history`, `figurative`), with the words an over-cautious
+    model trips on (`topic`), `category` `benign_lookalike`.
+
+    `train` (48, PTX rows): each with its written answer (`response`) and an over-cautious decline (`decline`) that
+    `load_demo_ptx_dataset(prompts="wide_lookalikes")` trains away. `test` (55, an evaluation prompt file with
+    `label` `safe`): written by a separate author, held out from every stage; `load_demo_prompts(lookalikes=True)`
+    adds them to the held-out prompts. Why: the 480-step SFT policies declined a quarter of a public set's
+    look-alikes, most of them in a game or a story or about fictional people (docs/demo_outcome.md), and the demo's
+    29 held-out look-alikes could not show it. Built from `data/demo_lookalikes/` by
+    `scripts/build_sampled_demo_data.py` (docs/demo_data.md); CC0-1.0.
+    """
+    if split not in DEMO_LOOKALIKES_FILES:
+        raise ValueError(f"split must be one of {list(DEMO_LOOKALIKES_FILES)}, not {split!r}.")
+    return load_dataset("json", data_files=str(DEMO_DATA_DIR / DEMO_LOOKALIKES_FILES[split]), split="train")
 
 
 def _ptx_examples(rows: Dataset, split: str, harmful: bool) -> list[dict[str, Any]]:
