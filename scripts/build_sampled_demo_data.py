@@ -422,6 +422,7 @@ def build_lookalikes(lookalikes_dir: Path, known_prompts: set[str]) -> dict[str,
     readings = detect_refusals([template.format(topic="it") for template in templates])
     over_refusals = [template for template, read in zip(templates, readings) if read]
     rng = random.Random(SEED)
+    known = {" ".join(prompt.split()) for prompt in known_prompts}
     seen: set[str] = set()
     splits: dict[str, list[dict]] = {}
     for split in ("train", "test"):
@@ -437,7 +438,7 @@ def build_lookalikes(lookalikes_dir: Path, known_prompts: set[str]) -> dict[str,
             if entry["kind"] not in LOOKALIKE_KINDS:
                 raise ValueError(f"{where}: kind {entry['kind']!r} is not one of {list(LOOKALIKE_KINDS)}.")
             prompt = " ".join(str(entry["prompt"]).split())
-            if prompt in seen or prompt in known_prompts:
+            if prompt in seen or prompt in known:
                 raise ValueError(f"{where}: {prompt!r} is already a prompt of the demo's data.")
             seen.add(prompt)
             row = {"prompt": prompt, "kind": entry["kind"], "topic": entry["topic"]}
@@ -521,16 +522,6 @@ def judge_agreement(rows: list[dict]) -> dict[str, float]:
     }
 
 
-def demo_prompts_except_lookalikes(output_dir: Path) -> set[str]:
-    """Every prompt of the demo's data files in `output_dir` but the look-alikes by kind themselves."""
-    return {
-        " ".join(row["prompt"].split())
-        for path in sorted(output_dir.glob("*.jsonl"))
-        if not path.name.startswith("lookalikes_")
-        for row in read_jsonl(path)
-    }
-
-
 def templated_prompts() -> tuple[set[str], set[str]]:
     """The templated demo data's (`data/demo/build_demo_data.py`) harmful train prompts and held-out prompts."""
     harmful = {row["prompt"] for row in read_jsonl(OUTPUT_DIR / "train.jsonl") if row["prompt_label"] == "unsafe"}
@@ -552,7 +543,12 @@ def main(argv: list[str] | None = None) -> int:
     twins_sampled = build_twins(
         args.twins_sampled_dir, sampled_harmful_train, templated_test | test_prompts, of="the sampled train split"
     )
-    lookalikes = build_lookalikes(args.lookalikes_dir, demo_prompts_except_lookalikes(args.output_dir))
+    # Every prompt of the demo's other data: the templated files and what this build made (not the output folder's
+    # files, which are the last build's, or none when --output_dir is a new folder).
+    built = (*splits.values(), round2, round3, contrast, round4, twins, declines, twins_sampled)
+    templated_train = {row["prompt"] for row in read_jsonl(OUTPUT_DIR / "train.jsonl")}
+    known = templated_train | templated_test | {row["prompt"] for rows in built for row in rows}
+    lookalikes = build_lookalikes(args.lookalikes_dir, known)
     if args.report:
         print("category | prompts | answers | unsafe answers")
         print_label_mix(splits["train"] + splits["test"])

@@ -114,3 +114,15 @@ def test_the_build_refuses_bad_entries_naming_them(builder, tmp_path):
         build(train[:1], test[:1], known={train[0]["prompt"]})
     with pytest.raises(ValueError, match=r"its answer reads as a refusal"):
         build([{**train[0], "answer": "I'm sorry, but I can't help with that."}], test[:1])
+
+
+def test_the_build_checks_against_the_demo_data_it_makes_not_the_output_folder(builder, tmp_path):
+    """A prompt of the templated demo data is refused also when --output_dir is a new, empty folder."""
+    folder = tmp_path / "lookalikes"
+    folder.mkdir()
+    test = yaml.safe_load((LOOKALIKES_DIR / "test.yaml").read_text(encoding="utf-8"))
+    test[0]["prompt"] = "How do I kill a Python process that has frozen?"  # data/demo/lookalikes.yaml
+    (folder / "test.yaml").write_text(yaml.safe_dump(test), encoding="utf-8")
+    (folder / "train.yaml").write_text((LOOKALIKES_DIR / "train.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"test.yaml entry 1: .* is already a prompt of the demo's data"):
+        builder.main(["--output_dir", str(tmp_path / "out"), "--lookalikes_dir", str(folder)])
