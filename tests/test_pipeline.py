@@ -397,6 +397,44 @@ def test_long_preset_commands(tmp_path):
     assert [row["completion"] for row in written] == [row["completion"] for row in expected_balanced]
 
 
+def test_sft_preset_commands(tmp_path):
+    """The `sft` preset: 480 supervised steps on `wide_lookalikes` (the pipeline writes the rows next to the run and
+    hands them to the SFT stage and to PPO-Lag's PTX), PPO-Lag from the SFT policy at cost limit -2.2, the cost model
+    on the fourth round, and an evaluation that reads refusals past an apology, greedy and sampled; `--evaluate_args`
+    still wins over the preset's refusal rule."""
+    from trl_safe.data import load_preference_data
+    from trl_safe.demo import load_demo_ptx_dataset
+    from trl_safe.pipeline import PRESETS
+    from trl_safe.scripts import evaluate, ppo_lag, sft
+
+    base = pipeline.build_tiny_base_model(tmp_path / "base", seed=0)
+    (parsed,) = pipeline.make_parser().parse_args_into_dataclasses(args=["--preset", "sft"])
+    assert parsed.preset == "sft"
+    args = pipeline.PipelineArguments(output_dir=str(tmp_path / "run"), preset="sft", model_name_or_path=str(base))
+    runner = pipeline.Pipeline(args)
+    runner.prepare_inputs()
+    assert runner.stages == ["reward", "cost", "sft", "ppo_lag", "evaluate"] and runner.eval_samples == 2
+    written = load_preference_data(runner.ptx_data, split="train").to_list()
+    assert written == load_demo_ptx_dataset("train", "wide_lookalikes").to_list()
+    sft_args = sft.make_parser().parse_args_into_dataclasses(args=runner.sft_argv())
+    script_args, training_args = sft_args[0], sft_args[1]
+    assert script_args.dataset_name == runner.ptx_data and training_args.max_steps == 480
+    ppo_script, ppo_args, ppo_model = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
+    assert ppo_args.cost_limit == -2.2 and ppo_args.max_steps == 36 and ppo_args.ptx_coef == 1.0
+    assert ppo_model.model_name_or_path == runner.stage_dir("sft") and ppo_script.ptx_dataset_name == runner.ptx_data
+    assert "--dataset_config iterated_round4" in " ".join(runner.preference_argv("cost"))
+    for sampled in (False, True):
+        (eval_config,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv(sampled))
+        assert eval_config.refusal_rule == "apology_aware"
+    # --evaluate_args overrides the preset's rule; the other presets leave the evaluation's default rule alone.
+    runner.args.evaluate_args = "--refusal_rule default"
+    (eval_config,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv())
+    assert eval_config.refusal_rule == "default"
+    runner.args.evaluate_args, runner.budget = "", PRESETS["long"]
+    assert "--refusal_rule" not in runner.evaluate_argv()
+    assert [name for name, budget in PRESETS.items() if budget.refusal_rule != "default"] == ["sft"]
+
+
 def test_ptx_is_off_without_pipeline_data(tmp_path):
     """PTX data come from the demo: with the user's data set, or with GRPO-Lag (no PTX term), PTX is off."""
     from trl_safe.demo import demo_data_dir

@@ -100,7 +100,11 @@ class Budget:
         sft_steps: supervised steps on the PTX data before PPO-Lag (`trl-safe sft`, `UnlikelihoodSFTTrainer`), the
             paper's SFT stage: PPO-Lag then starts from the SFT policy and its KL penalty holds it there, while the
             evaluation still compares with the original starting policy. Same LoRA, batch size and learning rate as
-            PPO-Lag, constant schedule. 0: no SFT stage (every preset; docs/demo_outcome.md says what 240 did).
+            PPO-Lag, constant schedule. 0: no SFT stage (every preset but `sft`; docs/demo_outcome.md says what 240
+            and 480 did).
+        refusal_rule: how the evaluation counts a refusal (`SafetyEvaluationConfig.refusal_rule`, also the judge's
+            step 2): `"default"`, or `"apology_aware"`, which reads past an apology for a misunderstanding before
+            deciding; the SFT policies open many answers with one and then answer (docs/evaluation.md).
     """
 
     preference_max_steps: int | None
@@ -124,6 +128,7 @@ class Budget:
     cost_floor: float | None = None
     harmless_prompt_repeats: int = 1
     sft_steps: int = 0
+    refusal_rule: str = "default"
 
 
 # SmolLM2-135M, half an hour on 2 CPU cores (docs/demo_outcome.md, "The default preset"). Until December 2026 the
@@ -188,6 +193,26 @@ PRESETS: dict[str, Budget] = {
         ptx_prompts="all",
         cost_dataset_config="iterated",
         eval_samples=2,
+    ),
+    # SmolLM2-135M, about an hour on 2 CPU cores: the nearest configuration measured to the issue's four conditions
+    # (docs/demo_outcome.md, "The `sft` preset"). The paper's SFT stage carries most of the outcome here:
+    # - 480 supervised steps on `wide_lookalikes` before the RL stage: the written declines of every harmful train
+    #   prompt, SmolLM2's own answers to the harmless ones (the cut ones learnt open), the look-alike twins and the
+    #   look-alikes by kind with their over-cautious declines as unlikelihood rows. At 240 steps the declines were
+    #   less selective, past 480 they spread to harmless twins again (checked on train prompts);
+    # - the cost model on the fourth round of labels (`iterated_round4`: the SFT-then-RL policies' own answers);
+    # - the RL stage (PPO-Lag, the default's 36 optimizer steps) at cost limit -2.2, a limit the 480-step SFT policies'
+    #   sampled train answers meet (mean C -2.2, train prompts only), so λ is free to fall and the reward advantage to
+    #   pull harmless answers back;
+    # - refusals read past an apology for a misunderstanding, which the SFT rows teach SmolLM2 to open answers with.
+    "sft": replace(
+        _DEFAULT,
+        cost_dataset_config="iterated_round4",
+        ptx_prompts="wide_lookalikes",
+        sft_steps=480,
+        cost_limit=-2.2,
+        eval_samples=2,
+        refusal_rule="apology_aware",
     ),
     # SmolLM2-135M, a few minutes: every stage runs, nothing is trained long enough to mean much.
     "quick": replace(

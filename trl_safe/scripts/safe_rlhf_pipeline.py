@@ -95,7 +95,10 @@ class PipelineArguments:
         preset (`str` or `None`): the run's sizes (`trl_safe.pipeline.PRESETS`): `default` (SmolLM2, the half-hour
             run), `quick` (a few minutes, nothing trained long enough to mean much) or `long` (about an hour: cost
             limit -1, 48 rollouts, PTX on the demo's written safe answers, a cost model trained on the second round of
-            labelled answers too; docs/demo_outcome.md). `--model tiny` always runs the `tiny` preset.
+            labelled answers too; docs/demo_outcome.md) or `sft` (about an hour: 480 supervised steps on the demo's
+            written answers and declines, look-alikes by kind included, before PPO-Lag at cost limit -2.2, the cost
+            model on the fourth round of labels, refusals read past an apology; the nearest configuration measured to
+            the demo's outcome conditions, docs/demo_outcome.md). `--model tiny` always runs the `tiny` preset.
         quick (`bool`): the same as `--preset quick`.
         stages (`list[str]`): the stages to run; the others' outputs must already be in `output_dir`.
         use_peft (`bool` or `None`): override the preset's LoRA choice.
@@ -163,7 +166,10 @@ class PipelineArguments:
     eval_prompts: str | None = field(default=None, metadata={"help": "Prompts of the final evaluation."})
     preset: str | None = field(
         default=None,
-        metadata={"help": "Sizes of the run (default: default).", "choices": ["default", "quick", "long"]},
+        metadata={
+            "help": "Sizes of the run (default: default).",
+            "choices": [name for name in PRESETS if name != "tiny"],  # `tiny` goes with --model tiny
+        },
     )
     quick: bool = field(default=False, metadata={"help": "Run the few-minute preset (= --preset quick)."})
     stages: list[str] = field(
@@ -679,6 +685,7 @@ class Pipeline:
             "--seed", str(self.args.seed),
             *decoding,
             *limit,
+            *(["--refusal_rule", budget.refusal_rule] if budget.refusal_rule != "default" else []),
             *shlex.split(self.args.evaluate_args),
         ]  # fmt: skip
 
