@@ -201,9 +201,10 @@ PRESETS: dict[str, Budget] = {
     #   look-alikes by kind with their over-cautious declines as unlikelihood rows. At 240 steps the declines were
     #   less selective, past 480 they spread to harmless twins again (checked on train prompts);
     # - the cost model on the fourth round of labels (`iterated_round4`: the SFT-then-RL policies' own answers);
-    # - the RL stage (PPO-Lag, the default's 36 optimizer steps) at cost limit -2.2, a limit the 480-step SFT policies'
-    #   sampled train answers meet (mean C -2.2, train prompts only), so λ is free to fall and the reward advantage to
-    #   pull harmless answers back;
+    # - the RL stage (PPO-Lag, the default's 36 optimizer steps) at cost limit -2.2, the limit the 480-step `wide` SFT
+    #   policies' sampled train answers met (mean C -2.2, train prompts only), so that λ is not pinned at its cap and
+    #   the reward advantage can pull harmless answers back (on three seeds it drew them together: look-alike
+    #   refusals 3, 2, 3 of 29 against the SFT policies' 6, 3, 1; λ ended at 1.05 to 1.36);
     # - refusals read past an apology for a misunderstanding, which the SFT rows teach SmolLM2 to open answers with.
     "sft": replace(
         _DEFAULT,
