@@ -55,7 +55,8 @@ demo-seeds: $(STAMP)
 demo-long-seeds: $(STAMP)
 	$(PY) benchmarks/demo_seeds.py --seeds 42 43 44 --output_dir outputs/demo_long_seeds $(DEMO_SEEDS_ARGS) -- --preset long
 
-# The `sft` preset at three seeds, R and C trained per seed: outputs/demo_sft_seeds/outcome.md and outcome_sft.md.
+# The `sft` preset at three seeds, R and C trained per seed: outputs/demo_sft_seeds/outcome.md (the RL policy; the
+# same command with DEMO_SEEDS_ARGS="--trained sft" then writes outcome_sft.md for the SFT policy, rerunning nothing).
 demo-sft-seeds: $(STAMP)
 	$(PY) benchmarks/demo_seeds.py --seeds 42 43 44 --no_share_scorers --output_dir outputs/demo_sft_seeds $(DEMO_SEEDS_ARGS) -- --preset sft
 
