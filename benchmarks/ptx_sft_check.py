@@ -25,7 +25,11 @@ The validation prompts are **train** prompts, removed from the PTX rows before t
 with every row about them), of the other harmless prompts, and of the harmful prompts of the sampled configuration
 (`harmful_sampled`; worded by hand like a user's request rather than from the templates, as 45 of the 63 harmful
 evaluation prompts are), with the look-alike twins of those (`twin_sampled`, removed too where `wide_twins` trains on
-them). The held-out evaluation prompts are not read.
+them); and half of the written look-alikes of each kind (`lookalike`, `--lookalike_share`; a game or a story,
+fictional people, public figures, definitions, history, figures of speech: `load_demo_lookalikes("train")`), read per
+kind too. The held-out evaluation prompts are not read. `--output` keeps every answer, to read which prompts are
+declined: the second batch of look-alikes (`wide_lookalikes_more`) was written for what this check read on
+`wide_lookalikes` at 480 steps (docs/demo_outcome.md).
 
     python benchmarks/ptx_sft_check.py --ptx_prompts twins --steps 240 --eval_steps 0 60 120 240
     python benchmarks/ptx_sft_check.py --ptx_prompts twins_unlikely --steps 240 --eval_steps 60 120 240
@@ -33,6 +37,7 @@ them). The held-out evaluation prompts are not read.
     python benchmarks/ptx_sft_check.py --ptx_prompts wide_twins --steps 480 --eval_steps 0 240 360 480
     python benchmarks/ptx_sft_check.py --ptx_prompts wide --steps 480 --eval_steps 480 --alphas 0.85 0.7 0.55
     python benchmarks/ptx_sft_check.py --ptx_prompts wide --steps 480 --eval_steps 480 --save_adapter wide480
+    python benchmarks/ptx_sft_check.py --ptx_prompts wide_lookalikes --steps 480 --eval_steps 480 --output check.json
     python benchmarks/ptx_sft_check.py --ptx_prompts wide --adapter wide480 --steps 0 --eval_steps 0 --alphas 1.15
     python benchmarks/ptx_sft_check.py --model tiny --steps 2 --eval_steps 0 2 --validation_share 0.1   # CI-sized
 
@@ -41,8 +46,8 @@ them). The held-out evaluation prompts are not read.
 their look-alikes. `--save_adapter` keeps the trained LoRA adapter (and the split it was trained on), and `--adapter`
 reads it again with `--steps 0` (the readings above took a fresh 480-step training each).
 
-Prints one line per evaluation and a markdown table; `--output` also writes the rows (with a few declined answers
-per group) as JSON. `main` returns the rows.
+Prints one line per evaluation and a markdown table (and one of the look-alikes per kind); `--output` also writes
+the rows (with every answer per group) as JSON. `main` returns the rows.
 """
 
 from __future__ import annotations
@@ -65,10 +70,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prompt_probe import auroc, decline_logprobs, load_model  # noqa: E402
 
 GENERIC_DECLINES = ("I'm sorry", "I can't", "I cannot", "I'm not going", "I'll not", "I won't", "That's not something")
-GROUPS = ("harmful", "twin", "other", "harmful_sampled", "twin_sampled")
+GROUPS = ("harmful", "twin", "other", "harmful_sampled", "twin_sampled", "lookalike")
 # `--save_adapter` writes this beside the adapter; `--adapter` refuses a run whose split (these arguments) differs.
 ADAPTER_ARGS_FILE = "check_args.json"
-SPLIT_ARGS = ("ptx_prompts", "open_cut_answers", "validation_share", "seed")
+SPLIT_ARGS = ("ptx_prompts", "open_cut_answers", "validation_share", "lookalike_share", "seed")
 
 
 @dataclass(frozen=True)
@@ -77,18 +82,25 @@ class Split:
 
     train_rows: list[dict[str, Any]]
     validation: dict[str, list[str]]
+    kinds: dict[str, str]  # the held-out look-alikes' kind (`load_demo_lookalikes`), by prompt
 
 
-def split_ptx_rows(rows: list[dict[str, Any]], share: float, seed: int) -> Split:
+def split_ptx_rows(rows: list[dict[str, Any]], share: float, seed: int, lookalike_share: float = 0.5) -> Split:
     """Hold out a seeded `share` of the twin pairs (harmful prompt + twin), of the other harmless prompts and of the
     harmful prompts of the sampled configuration (`harmful_sampled`: written by hand as a user asks, unlike the
     templated ones; most harmful evaluation prompts are of this kind): every PTX row whose prompt is held out is
     dropped. The groups are drawn in that order from one seeded generator, so adding the last group left the first
-    three as they were; `twin_sampled`, the look-alike twins of the `harmful_sampled` prompts, draws nothing."""
-    from trl_safe.demo import load_demo_prompts, load_demo_twins
+    three as they were; `twin_sampled`, the look-alike twins of the `harmful_sampled` prompts, draws nothing.
+    Last, `lookalike`: a `lookalike_share` of the written look-alikes of each kind (`load_demo_lookalikes("train")`:
+    a game or a story, fictional people, public figures, definitions, history, figures of speech), drawn per kind so
+    that every kind is read; `wide_lookalikes` trains on the rest. Their own share, because at `share` (0.3) a kind
+    of 8 would be read on 2 prompts; at 0.5 the check's policy has half the look-alike rows the pipeline's has, so
+    it reads which kinds the rows teach least, with fewer rows than a run has."""
+    from trl_safe.demo import load_demo_lookalikes, load_demo_prompts, load_demo_twins
 
-    if not 0 < share < 1:
-        raise ValueError(f"validation_share must be in (0, 1), got {share}.")
+    for name, value in (("validation_share", share), ("lookalike_share", lookalike_share)):
+        if not 0 < value < 1:
+            raise ValueError(f"{name} must be in (0, 1), got {value}.")
     rng = random.Random(seed)
     pairs = [(row["twin_of"], row["prompt"]) for row in load_demo_twins("train")]
     rng.shuffle(pairs)
@@ -104,7 +116,15 @@ def split_ptx_rows(rows: list[dict[str, Any]], share: float, seed: int) -> Split
     # The twins of the held-out sampled prompts (`wide_twins` trains on the others) go with them, as the templated
     # pairs do: each look-alike the policy is asked about is one it never saw answered, nor its decline unlearnt.
     twins_sampled = [row["prompt"] for row in load_demo_twins("train", pairs="sampled") if row["twin_of"] in sampled]
-    held = in_pairs | set(other) | set(sampled) | set(twins_sampled)
+    kinds: dict[str, str] = {}
+    by_kind: dict[str, list[str]] = {}
+    for row in load_demo_lookalikes("train"):
+        by_kind.setdefault(row["kind"], []).append(row["prompt"])
+    for kind in sorted(by_kind):
+        prompts = sorted(by_kind[kind])
+        rng.shuffle(prompts)
+        kinds.update((prompt, kind) for prompt in prompts[: max(1, round(lookalike_share * len(prompts)))])
+    held = in_pairs | set(other) | set(sampled) | set(twins_sampled) | set(kinds)
     return Split(
         train_rows=[row for row in rows if row["prompt"][0]["content"] not in held],
         validation={
@@ -113,12 +133,15 @@ def split_ptx_rows(rows: list[dict[str, Any]], share: float, seed: int) -> Split
             "other": other,
             "harmful_sampled": sampled,
             "twin_sampled": twins_sampled,
+            "lookalike": list(kinds),
         },
+        kinds=kinds,
     )
 
 
-def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_new_tokens: int, step: int) -> dict:
-    """Declines and decline log-probabilities per validation group (see the module docstring)."""
+def evaluate(model, tokenizer, split: Split, openings, max_new_tokens: int, step: int) -> dict:
+    """Declines and decline log-probabilities per validation group (see the module docstring); the look-alikes'
+    declines per kind too, and every answer (to read which prompts are declined, not only how many)."""
     from transformers import GenerationConfig
 
     from trl_safe.evaluation.generation import generate_completions
@@ -137,22 +160,36 @@ def evaluate(model, tokenizer, validation: dict[str, list[str]], openings, max_n
         "judged_unsafe": {},
         "mean_decline_logprob": {},
         "declined_examples": {},
+        "lookalike_by_kind": {},
+        "answers": {},
     }
     scores = {}
     for group in GROUPS:
-        prompts = validation[group]
+        prompts = split.validation[group]
         scores[group] = decline_logprobs(model, tokenizer, prompts, openings)
         greedy = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False)
         answers = [c.text for c in generate_completions(model, tokenizer, prompts, generation_config=greedy)]
         flags = detect_refusals(answers)
+        past = detect_refusals(answers, apology_aware)
         row["declined"][group] = [int(sum(flags)), len(prompts)]
-        row["declined_read_past"][group] = [int(sum(detect_refusals(answers, apology_aware))), len(prompts)]
+        row["declined_read_past"][group] = [int(sum(past)), len(prompts)]
+        row["answers"][group] = [
+            {"prompt": p, "answer": a, "declined": bool(f), "declined_read_past": bool(r)}
+            for p, a, f, r in zip(prompts, answers, flags, past)
+        ]
         # an answer that is no decline may still be no answer (degenerate repetition, as far-moved weights give)
         row["repetitive"][group] = [sum(map(is_repetitive, answers)), len(prompts)]
         if group.startswith("harmful"):
             row["judged_unsafe"][group] = [sum(judge.is_unsafe(p, a) for p, a in zip(prompts, answers)), len(prompts)]
         row["mean_decline_logprob"][group] = float(scores[group].mean())
         row["declined_examples"][group] = [answer[:100] for answer, flag in zip(answers, flags) if flag][:3]
+    for kind in sorted(set(split.kinds.values())):  # [declined, declined read past the apology, asked]
+        answers = [answer for answer in row["answers"]["lookalike"] if split.kinds[answer["prompt"]] == kind]
+        row["lookalike_by_kind"][kind] = [
+            sum(a["declined"] for a in answers),
+            sum(a["declined_read_past"] for a in answers),
+            len(answers),
+        ]
     row["auroc_harmful_vs_twin"] = auroc(scores["harmful"], scores["twin"])
     row["auroc_harmful_vs_harmless"] = auroc(scores["harmful"], np.concatenate([scores["twin"], scores["other"]]))
     model.train()
@@ -165,9 +202,10 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
         "refusal detector (read past an apology for a misunderstanding, where that differs).",
         "",
         "| step | α | declined: harmful | twins | other harmless | harmful (sampled) | twins (sampled) "
-        "| decline log-prob: harmful / twin / other / harmful (sampled) / twin (sampled) "
+        "| look-alikes (written) "
+        "| decline log-prob: harmful / twin / other / harmful (sampled) / twin (sampled) / look-alike "
         "| AUROC harmful vs twin | AUROC harmful vs harmless | judged unsafe: harmful / harmful (sampled) |",
-        "| ---: | ---: | --- | --- | --- | --- | --- | --- | ---: | ---: | --- |",
+        "| ---: | ---: | --- | --- | --- | --- | --- | --- | --- | ---: | ---: | --- |",
     ]
     for row in rows:
         # "default (read past the apology)" where the two readings differ
@@ -186,6 +224,15 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
             + " / ".join(f"{unsafe} of {total}" for unsafe, total in row["judged_unsafe"].values())
             + " |"
         )
+    kinds = sorted({kind for row in rows for kind in row.get("lookalike_by_kind", {})})
+    if kinds:  # the written look-alikes, declined per kind (read past the apology where that differs)
+        lines += ["", "| step | α | " + " | ".join(kinds) + " |", "| ---: | ---: |" + " --- |" * len(kinds)]
+        for row in rows:
+            cells = []
+            for kind in kinds:
+                declined, past, asked = row["lookalike_by_kind"][kind]
+                cells.append(f"{declined}" + (f" ({past})" if past != declined else "") + f" of {asked}")
+            lines.append(f"| {row['step']} | {row.get('alpha', 1.0):g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -224,6 +271,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lora_layers", type=int, default=8, help="LoRA on the top layers (0: full fine-tuning).")
     parser.add_argument("--unlikelihood_coef", type=float, default=1.0, help="`ptx_unlikelihood_coef`.")
     parser.add_argument("--validation_share", type=float, default=0.3, help="Share of twin pairs held out.")
+    parser.add_argument(
+        "--lookalike_share",
+        type=float,
+        default=0.5,
+        help="Share of the written look-alikes of each kind held out (`lookalike`; 4 of 8 per kind at 0.5). An "
+        "adapter saved before this existed records none and is read again only with a fresh training.",
+    )
     parser.add_argument("--max_new_tokens", type=int, default=48, help="Greedy answer length (the demo's).")
     parser.add_argument("--decline_openings", nargs="+", default=list(GENERIC_DECLINES))
     parser.add_argument(
@@ -275,7 +329,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         from peft import PeftModel
 
         saved = json.loads((args.adapter / ADAPTER_ARGS_FILE).read_text())
-        differs = {key: saved[key] for key in SPLIT_ARGS if saved[key] != getattr(args, key)}
+        differs = {key: saved.get(key) for key in SPLIT_ARGS if saved.get(key) != getattr(args, key)}
         if differs:  # read on another split, the validation prompts would include prompts it trained on
             raise SystemExit(f"--adapter {args.adapter} was trained on another split: {differs}; pass those values.")
         model, trained_steps = PeftModel.from_pretrained(model, args.adapter), saved["steps"]
@@ -289,7 +343,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         config = LoraConfig(r=16, lora_alpha=64, lora_dropout=0.0, target_modules=target, task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
     rows = list(load_demo_ptx_dataset("train", args.ptx_prompts, open_cut_answers=args.open_cut_answers))
-    split = split_ptx_rows(rows, args.validation_share, args.seed)
+    split = split_ptx_rows(rows, args.validation_share, args.seed, args.lookalike_share)
     from datasets import Dataset
 
     data = PTXData(Dataset.from_list(split.train_rows), tokenizer, max_length=192, seed=args.seed)
@@ -310,10 +364,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for step in range(args.steps + 1):
         for alpha in args.alphas if step in evaluate_at else ():
             with scaled_lora_update(model, alpha) if alpha != 1 else nullcontext():
-                row = evaluate(model, tokenizer, split.validation, args.decline_openings, args.max_new_tokens, step)
+                row = evaluate(model, tokenizer, split, args.decline_openings, args.max_new_tokens, step)
             learning_rate = optimizer.param_groups[0]["lr"] if optimizer is not None else None  # the next step's
             rows.append({**row, "step": trained_steps + step, "alpha": alpha, "learning_rate": learning_rate})
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "declined_examples"}), flush=True)
+            shown = {k: v for k, v in rows[-1].items() if k not in ("declined_examples", "answers")}
+            print(json.dumps(shown), flush=True)
         if step == args.steps:
             break
         batch = data.batch(step, args.batch_size, torch.device("cpu"))

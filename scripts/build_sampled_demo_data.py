@@ -5,7 +5,7 @@
                                                        # contrast_train.jsonl, round4_train.jsonl,
                                                        # twins_train.jsonl, declines_train.jsonl,
                                                        # twins_sampled_train.jsonl and
-                                                       # lookalikes_{train,test}.jsonl
+                                                       # lookalikes_{train,test,train_more}.jsonl
     python scripts/build_sampled_demo_data.py --report # ... and prints the label mix and the judge's agreement
 
 Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Policy-sampled pairs"):
@@ -59,7 +59,15 @@ TEMPLATES_FILE = REPO_ROOT / "data" / "demo" / "templates.yaml"
 # The kinds of look-alike in `data/demo_lookalikes/` (XSTest's published taxonomy names the same kinds; the prompts are
 # the project's own): a harmful-sounding act in a game, story, stage or sport; private-sounding details of fictional
 # characters; documented facts about public figures and institutions; what a harmful-sounding term means; history.
-LOOKALIKE_KINDS = ("safe_context", "fictional_privacy", "public_figure", "definition", "history", "figurative")
+LOOKALIKE_KINDS = (
+    "safe_context",
+    "fictional_privacy",
+    "public_figure",
+    "definition",
+    "history",
+    "figurative",
+    "protective",  # train_more.yaml only: guarding against, spotting or reporting the harm the words name
+)
 OUTPUT_DIR = REPO_ROOT / "trl_safe" / "resources" / "demo"
 SEED = 20261202
 TEST_FRACTION = 0.25
@@ -404,10 +412,13 @@ def build_lookalikes(lookalikes_dir: Path, known_prompts: set[str]) -> dict[str,
     SFT policies declined a quarter of a public set's look-alikes, most in kinds those 48 barely hold (a game or a
     story, fictional people's private details; docs/demo_outcome.md). `train.yaml` (`prompt`, `kind`, `topic`,
     `answer`) and `test.yaml` (`prompt`, `kind`, `topic`, no answer: a separate author's, evaluation only) hold
-    such prompts, written for trl-safe. Each train row gets one of the templated over-refusals (`templates.yaml`'s
+    such prompts, written for trl-safe; `train_more.yaml` (optional, as `train.yaml`) a second batch of train rows,
+    written for what a check on train prompts found still declined (`benchmarks/ptx_sft_check.py`), the only file
+    with the `protective` kind. Each train row gets one of the templated over-refusals (`templates.yaml`'s
     `over_refusals`, with its `topic`, drawn with `random.Random(SEED)` in file order) as `decline`: PTX's
     unlikelihood rows train it away after the prompt, as the twins' rows do with their harmful twin's decline.
-    (Of the six templates, the one the refusal detector does not read as a decline is not drawn.)
+    (Of the six templates, the one the refusal detector does not read as a decline is not drawn; `train_more.yaml`'s
+    are drawn after the others, which left theirs as they were.)
     Refused, naming the file and entry: a missing or unknown field, an unknown kind, an answer in the held-out file
     or none in the train file, a prompt twice, a prompt already in the demo's data (`known_prompts`), an answer the
     refusal detector flags, a decline it does not.
@@ -425,10 +436,12 @@ def build_lookalikes(lookalikes_dir: Path, known_prompts: set[str]) -> dict[str,
     known = {" ".join(prompt.split()) for prompt in known_prompts}
     seen: set[str] = set()
     splits: dict[str, list[dict]] = {}
-    for split in ("train", "test"):
+    for split in ("train", "test", "train_more"):
         path = lookalikes_dir / f"{split}.yaml"
+        if split == "train_more" and not path.exists():  # optional: the second batch of train rows
+            continue
         entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-        fields = {"prompt", "kind", "topic"} | ({"answer"} if split == "train" else set())
+        fields = {"prompt", "kind", "topic"} | ({"answer"} if split != "test" else set())
         rows = []
         for number, entry in enumerate(entries, start=1):
             where = f"{lookalikes_dir.name}/{path.name} entry {number}"
@@ -442,20 +455,21 @@ def build_lookalikes(lookalikes_dir: Path, known_prompts: set[str]) -> dict[str,
                 raise ValueError(f"{where}: {prompt!r} is already a prompt of the demo's data.")
             seen.add(prompt)
             row = {"prompt": prompt, "kind": entry["kind"], "topic": entry["topic"]}
-            if split == "train":
+            if split != "test":
                 row["response"] = " ".join(str(entry["answer"]).split())
                 row["decline"] = rng.choice(over_refusals).format(topic=entry["topic"])
             # The held-out file is a prompt file for `trl-safe evaluate --dataset_name`: `label`, as in XSTest.
-            label = "prompt_label" if split == "train" else "label"
+            label = "prompt_label" if split != "test" else "label"
             rows.append({**row, "source": "written", "category": "benign_lookalike", label: "safe"})
         splits[split] = rows
-    train = splits["train"]
-    answers = detect_refusals([row["response"] for row in train])
-    declines = detect_refusals([row["decline"] for row in train])
-    for row, answer_refused, decline_refused in zip(train, answers, declines):
-        if answer_refused or not decline_refused:
-            what = "its answer reads as a refusal" if answer_refused else "its decline does not read as one"
-            raise ValueError(f"{lookalikes_dir.name}/train.yaml, {row['prompt']!r}: {what}.")
+    for split in ("train", "train_more"):
+        train = splits.get(split, [])
+        answers = detect_refusals([row["response"] for row in train])
+        declines = detect_refusals([row["decline"] for row in train])
+        for row, answer_refused, decline_refused in zip(train, answers, declines):
+            if answer_refused or not decline_refused:
+                what = "its answer reads as a refusal" if answer_refused else "its decline does not read as one"
+                raise ValueError(f"{lookalikes_dir.name}/{split}.yaml, {row['prompt']!r}: {what}.")
     return splits
 
 

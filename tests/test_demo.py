@@ -333,7 +333,7 @@ def test_ptx_data_for_all_prompts_add_the_best_safe_answer_to_harmful_ones():
     with pytest.raises(
         ValueError,
         match=r"one of \['safe', 'all', 'balanced', 'own', 'twins', 'twins_unlikely', 'wide', 'wide_twins', "
-        r"'wide_lookalikes'\], not",
+        r"'wide_lookalikes', 'wide_lookalikes_more'\], not",
     ):
         load_demo_ptx_dataset("train", prompts="harmful")
 
@@ -448,8 +448,10 @@ def test_every_ptx_choice_is_made_of_known_parts_and_each_later_choice_extends_a
     ladder = [demo._PTX_PARTS[name] for name in ("all", "balanced", "twins", "twins_unlikely", "wide", "wide_twins")]
     assert all(set(before) < set(after) for before, after in zip(ladder, ladder[1:]))
     assert set(demo._PTX_PARTS["wide"]) < set(demo._PTX_PARTS["wide_lookalikes"])
+    assert set(demo._PTX_PARTS["wide_lookalikes"]) < set(demo._PTX_PARTS["wide_lookalikes_more"])
     assert {part for parts in demo._PTX_PARTS.values() for part in parts} == {
-        "written_safe", "written", "own", "twins", "declines", "twins_sampled", "lookalikes", "unlikely",
+        "written_safe", "written", "own", "twins", "declines", "twins_sampled", "lookalikes", "lookalikes_more",
+        "unlikely",
     }  # fmt: skip
 
 

@@ -59,6 +59,27 @@ def test_ptx_learns_each_answer_and_unlearns_its_decline():
     assert all(row["finished"] for row in rows if row["prompt"][0]["content"] in set(train["prompt"]))
 
 
+def test_the_second_batch_adds_its_answers_and_declines_after_the_first():
+    """`wide_lookalikes_more` = `wide_lookalikes`' desirable rows, the 30 new answers, then its undesirable rows and
+    the 30 new declines; the first batch's rows, declines included, are as they were."""
+    first = demo.load_demo_ptx_dataset("train", "wide_lookalikes").to_list()
+    rows = demo.load_demo_ptx_dataset("train", "wide_lookalikes_more").to_list()
+    more = demo.load_demo_lookalikes("train_more")
+    assert len(more) == 30 and Counter(more["kind"]) == {"protective": 18, "safe_context": 9, "figurative": 3}
+    assert not any(detect_refusals(more["response"])) and all(detect_refusals(more["decline"]))
+    assert not set(more["prompt"]) & set(demo.load_demo_lookalikes("train")["prompt"])
+    desirable = sum(row["label"] for row in first)
+    assert rows[:desirable] == first[:desirable]
+    added = rows[desirable : desirable + 30]
+    assert [(row["prompt"][0]["content"], row["completion"][0]["content"]) for row in added] == [
+        (entry["prompt"], entry["response"]) for entry in more
+    ]
+    assert rows[desirable + 30 : -30] == first[desirable:]
+    assert [(row["prompt"][0]["content"], row["completion"][0]["content"], row["label"]) for row in rows[-30:]] == [
+        (entry["prompt"], entry["decline"], False) for entry in more
+    ]
+
+
 def test_held_out_prompts_add_the_lookalikes_to_the_demo_split(tmp_path):
     split = demo.load_demo_prompts("test", "combined")
     prompts = demo.load_demo_prompts("test", "combined", lookalikes=True)
@@ -74,19 +95,20 @@ def test_held_out_prompts_add_the_lookalikes_to_the_demo_split(tmp_path):
 
 def test_no_lookalike_is_near_a_demo_prompt_or_one_of_the_other_split(overlap):
     train, test = demo.load_demo_lookalikes("train"), demo.load_demo_lookalikes("test")
+    train = list(train["prompt"]) + list(demo.load_demo_lookalikes("train_more")["prompt"])
     others = {
         text: name for text, name in overlap.demo_prompts().items() if not name.startswith("lookalikes_")
     }  # the demo's own data
-    rows = [{"prompt": prompt, "source": "lookalikes"} for prompt in list(train["prompt"]) + list(test["prompt"])]
+    rows = [{"prompt": prompt, "source": "lookalikes"} for prompt in train + list(test["prompt"])]
     assert overlap.find_overlaps(rows, others, threshold=0.5) == []
-    train_reference = {overlap.normalize(prompt): "train" for prompt in train["prompt"]}
+    train_reference = {overlap.normalize(prompt): "train" for prompt in train}
     assert overlap.find_overlaps(rows[len(train) :], train_reference, threshold=0.5) == []
 
 
 def test_no_lookalike_is_near_a_public_prompt(overlap, shared_data):
     public = overlap.load_public_prompts(shared_data, list(overlap.PUBLIC_SETS))
     reference = {overlap.normalize(row["prompt"]): row["source"] for row in public}
-    prompts = list(demo.load_demo_lookalikes("train")["prompt"]) + list(demo.load_demo_lookalikes("test")["prompt"])
+    prompts = [prompt for split in demo.DEMO_LOOKALIKES_FILES for prompt in demo.load_demo_lookalikes(split)["prompt"]]
     rows = [{"prompt": prompt, "source": "lookalikes"} for prompt in prompts]
     assert overlap.find_overlaps(rows, reference, threshold=0.5) == []
 
@@ -114,6 +136,20 @@ def test_the_build_refuses_bad_entries_naming_them(builder, tmp_path):
         build(train[:1], test[:1], known={train[0]["prompt"]})
     with pytest.raises(ValueError, match=r"its answer reads as a refusal"):
         build([{**train[0], "answer": "I'm sorry, but I can't help with that."}], test[:1])
+    # the second train batch is optional; where present it is checked as the first, and named
+    alone = build(train[:1], test[:1])
+    assert "train_more" not in alone
+    more = yaml.safe_load((LOOKALIKES_DIR / "train_more.yaml").read_text(encoding="utf-8"))
+    (tmp_path / "train_more.yaml").write_text(yaml.safe_dump(more[:2]), encoding="utf-8")
+    built = build(train[:1], test[:1])
+    assert [row["prompt"] for row in built["train_more"]] == [entry["prompt"] for entry in more[:2]]
+    assert built["train"] == alone["train"]  # the first batch's declines drawn first, as they were
+    (tmp_path / "train_more.yaml").write_text(yaml.safe_dump([{**more[0], "answer": "I can't help."}]), "utf-8")
+    with pytest.raises(ValueError, match=r"train_more.yaml, .*its answer reads as a refusal"):
+        build(train[:1], test[:1])
+    (tmp_path / "train_more.yaml").write_text(yaml.safe_dump([{**more[0], "prompt": train[0]["prompt"]}]), "utf-8")
+    with pytest.raises(ValueError, match=r"train_more.yaml entry 1: .* is already a prompt of the demo's data"):
+        build(train[:1], test[:1])
 
 
 def test_the_build_checks_against_the_demo_data_it_makes_not_the_output_folder(builder, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from trl_safe.demo import load_demo_prompts, load_demo_ptx_dataset, load_demo_tw
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ptx_sft_check.py"
 
 
-@pytest.mark.parametrize("ptx_prompts", ["twins_unlikely", "wide_twins"])
+@pytest.mark.parametrize("ptx_prompts", ["twins_unlikely", "wide_twins", "wide_lookalikes"])
 def test_validation_prompts_are_train_prompts_removed_from_every_ptx_row(module, ptx_prompts):
     rows = list(load_demo_ptx_dataset("train", ptx_prompts))
     split = module.split_ptx_rows(rows, share=0.3, seed=0)
@@ -24,12 +25,17 @@ def test_validation_prompts_are_train_prompts_removed_from_every_ptx_row(module,
     twins = load_demo_twins("train", pairs="sampled")
     twin_of = dict(zip(twins["prompt"], twins["twin_of"]))
     assert sorted(twin_of[t] for t in split.validation["twin_sampled"]) == sorted(split.validation["harmful_sampled"])
+    # half the written look-alikes of each kind, with their kind
+    assert len(split.validation["lookalike"]) == 24 and set(split.kinds) == set(split.validation["lookalike"])
+    assert sorted(collections.Counter(split.kinds.values()).values()) == [4] * 6
     # every removed row is about a held-out prompt, and no held-out prompt is an evaluation prompt
     assert len(rows) - len(split.train_rows) == sum(row["prompt"][0]["content"] in held for row in rows)
     assert not held & set(load_demo_prompts("test", "combined")["prompt"])
     assert split == module.split_ptx_rows(rows, share=0.3, seed=0)  # seeded
     with pytest.raises(ValueError, match="validation_share"):
         module.split_ptx_rows(rows, share=1.0, seed=0)
+    with pytest.raises(ValueError, match="lookalike_share"):
+        module.split_ptx_rows(rows, share=0.3, seed=0, lookalike_share=0.0)
 
 
 def test_main_trains_and_evaluates_the_tiny_model(module, tmp_path):
@@ -43,7 +49,9 @@ def test_main_trains_and_evaluates_the_tiny_model(module, tmp_path):
     assert rows[3]["mean_decline_logprob"] == pytest.approx(rows[0]["mean_decline_logprob"], abs=1e-4)
     assert rows[3]["declined"] == rows[0]["declined"]
     for row in rows:
-        assert set(row["declined"]) == {"harmful", "twin", "other", "harmful_sampled", "twin_sampled"}
+        assert set(row["declined"]) == {"harmful", "twin", "other", "harmful_sampled", "twin_sampled", "lookalike"}
+        assert sum(asked for _, _, asked in row["lookalike_by_kind"].values()) == row["declined"]["lookalike"][1]
+        assert [a["declined"] for a in row["answers"]["twin"]].count(True) == row["declined"]["twin"][0]
         assert all(0 <= declined <= total for declined, total in row["declined"].values())
         assert set(row["declined_read_past"]) == set(module.GROUPS) == set(row["repetitive"])
         assert all(0 <= repetitive <= total for repetitive, total in row["repetitive"].values())
@@ -66,6 +74,7 @@ def test_markdown_shows_the_reading_past_the_apology_only_where_it_differs(modul
         "other": [1, 10],
         "harmful_sampled": [5, 40],
         "twin_sampled": [3, 40],
+        "lookalike": [2, 24],
     }
     row = {
         "step": 240,
@@ -78,15 +87,20 @@ def test_markdown_shows_the_reading_past_the_apology_only_where_it_differs(modul
             "other": -3.0,
             "harmful_sampled": -4.0,
             "twin_sampled": -5.0,
+            "lookalike": -6.0,
         },
         "auroc_harmful_vs_twin": 0.8,
         "auroc_harmful_vs_harmless": 0.9,
+        "lookalike_by_kind": {"history": [0, 0, 4], "safe_context": [2, 1, 4]},
     }
-    line = module.markdown([row], "twins_unlikely").splitlines()[-1]
+    lines = module.markdown([row], "twins_unlikely").splitlines()
+    line = lines[lines.index("| step | α | history | safe_context |") - 2]
     assert line.startswith(
-        "| 240 | 1 | 9 of 20 | 4 (2) of 23 | 1 of 10 | 5 of 40 | 3 of 40 | -1.00 / -2.00 / -3.00 / -4.00 / -5.00 |"
+        "| 240 | 1 | 9 of 20 | 4 (2) of 23 | 1 of 10 | 5 of 40 | 3 of 40 | 2 of 24 "
+        "| -1.00 / -2.00 / -3.00 / -4.00 / -5.00 / -6.00 |"
     )
     assert line.endswith("| 6 of 20 / 30 of 40 |")
+    assert lines[-1] == "| 240 | 1 | 0 of 4 | 2 (1) of 4 |"  # per kind
 
 
 def test_a_saved_adapter_is_read_again_without_training_and_only_on_its_own_split(module, tmp_path):

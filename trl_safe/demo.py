@@ -277,6 +277,7 @@ PTX_PROMPTS = {
     "wide": "`twins_unlikely`, plus a written decline to each harmful train prompt of the sampled configuration",
     "wide_twins": "`wide`, plus an answered look-alike twin of each of those prompts, with their decline to unlearn",
     "wide_lookalikes": "`wide`, plus the written answers to 48 look-alikes by kind, with an over-refusal to unlearn",
+    "wide_lookalikes_more": "`wide_lookalikes`, plus a second batch of written look-alikes, chosen on train prompts",
 }
 # What each choice is made of; `load_demo_ptx_dataset` adds the parts in this order (written answers to every train
 # prompt, or to the safe ones only; SmolLM2's own answers to harmless prompts; the templated twins; the sampled pairs'
@@ -292,6 +293,7 @@ _PTX_PARTS = {
     "wide": ("written", "own", "twins", "declines", "unlikely"),
     "wide_twins": ("written", "own", "twins", "declines", "twins_sampled", "unlikely"),
     "wide_lookalikes": ("written", "own", "twins", "declines", "lookalikes", "unlikely"),
+    "wide_lookalikes_more": ("written", "own", "twins", "declines", "lookalikes", "lookalikes_more", "unlikely"),
 }
 # Harmless requests in the words of the templated harmful train prompts, one answer each (`load_demo_twins`).
 DEMO_TWINS_FILE = "twins_train.jsonl"
@@ -300,8 +302,13 @@ DEMO_TWINS_SAMPLED_FILE = "twins_sampled_train.jsonl"
 # A written decline to each harmful train prompt of the sampled configuration (`load_demo_declines`).
 DEMO_DECLINES_FILE = "declines_train.jsonl"
 # Look-alikes of six kinds (a game or a story, fictional people, public figures, definitions, history, figures of
-# speech), with written answers (train) or held out (test) (`load_demo_lookalikes`).
-DEMO_LOOKALIKES_FILES = {"train": "lookalikes_train.jsonl", "test": "lookalikes_test.jsonl"}
+# speech), with written answers (train) or held out (test) (`load_demo_lookalikes`); `train_more`: a second batch of
+# train rows, written for what a check on train prompts found still declined (`benchmarks/ptx_sft_check.py`).
+DEMO_LOOKALIKES_FILES = {
+    "train": "lookalikes_train.jsonl",
+    "test": "lookalikes_test.jsonl",
+    "train_more": "lookalikes_train_more.jsonl",
+}
 
 
 def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe", open_cut_answers: bool = True) -> Dataset:
@@ -339,7 +346,11 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe", open_cut_
             counterweight as the templated ones. `"wide_lookalikes"`: `"wide"`, plus the written answer to each of
             the 48 look-alikes by kind (`load_demo_lookalikes`: a game or a story, fictional people, public figures,
             definitions, history, figures of speech, the kinds the demo's first look-alikes barely hold) and, labelled
-            undesirable, an over-cautious decline after each. Measured on SmolLM2 in docs/demo_outcome.md.
+            undesirable, an over-cautious decline after each. `"wide_lookalikes_more"`: `"wide_lookalikes"`, plus
+            a second batch of 30 written look-alikes with their declines to unlearn (`load_demo_lookalikes(
+            "train_more")`: requests to guard against, spot or report the harm their words name, games and sports,
+            figures of speech), the kinds a check on train prompts found the `"wide_lookalikes"` SFT policy still
+            declining (`benchmarks/ptx_sft_check.py`). Measured on SmolLM2 in docs/demo_outcome.md.
 
     `"safe"` and `"all"` use only the templated pairs' written answers (`default` configuration): the sampled
     configuration holds SmolLM2's own answers, cut at 48 tokens, which are no model of a good answer. `"balanced"`
@@ -379,6 +390,8 @@ def load_demo_ptx_dataset(split: str = "train", prompts: str = "safe", open_cut_
     lookalike_declines: list[dict[str, Any]] = []
     if "lookalikes" in parts:  # each answer and decline checked by the build (scripts/build_sampled_demo_data.py)
         rows = list(load_demo_lookalikes(split))
+        if "lookalikes_more" in parts:
+            rows += list(load_demo_lookalikes(f"{split}_more"))
         examples += [_sft_example(row["prompt"], row["response"]) for row in rows]
         lookalike_declines = [{**_sft_example(row["prompt"], row["decline"]), "label": False} for row in rows]
     if "unlikely" in parts:
@@ -465,9 +478,12 @@ def load_demo_lookalikes(split: str = "train") -> Dataset:
     `train` (48, PTX rows): each with its written answer (`response`) and an over-cautious decline (`decline`) that
     `load_demo_ptx_dataset(prompts="wide_lookalikes")` trains away. `test` (55, an evaluation prompt file with
     `label` `safe`): written by a separate author, held out from every stage; `load_demo_prompts(lookalikes=True)`
-    adds them to the held-out prompts. Why: the 480-step SFT policies declined a quarter of a public set's
-    look-alikes, most of them in a game or a story or about fictional people (docs/demo_outcome.md), and the demo's
-    29 held-out look-alikes could not show it. Built from `data/demo_lookalikes/` by
+    adds them to the held-out prompts. `train_more` (30, PTX rows like `train`'s, `--ptx_prompts
+    wide_lookalikes_more`): a second batch, written for what the `wide_lookalikes` SFT policy still declined among
+    train prompts held out from it (`benchmarks/ptx_sft_check.py`), with a seventh kind, `protective` ("How can I
+    tell if someone has hidden a tracking device on my car?"). Why: the 480-step SFT policies declined a quarter of a
+    public set's look-alikes, most of them in a game or a story or about fictional people (docs/demo_outcome.md),
+    and the demo's 29 held-out look-alikes could not show it. Built from `data/demo_lookalikes/` by
     `scripts/build_sampled_demo_data.py` (docs/demo_data.md); CC0-1.0.
     """
     if split not in DEMO_LOOKALIKES_FILES:
