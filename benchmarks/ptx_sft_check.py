@@ -46,7 +46,7 @@ declined: the second batch of look-alikes (`wide_lookalikes_more`) was written f
 their look-alikes. `--save_adapter` keeps the trained LoRA adapter (and the split it was trained on), and `--adapter`
 reads it again with `--steps 0` (the readings above took a fresh 480-step training each).
 
-Prints one line per evaluation and a markdown table (and one of the look-alikes per kind); `--output` also writes
+Prints one line per evaluation and a markdown table (and a second one, the look-alikes by kind); `--output` writes
 the rows (with every answer per group) as JSON. `main` returns the rows.
 """
 
