@@ -441,7 +441,8 @@ def build_lookalikes(lookalikes_dir: Path, known_prompts: set[str]) -> dict[str,
         if split == "train_more" and not path.exists():  # optional: the second batch of train rows
             continue
         entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-        fields = {"prompt", "kind", "topic"} | ({"answer"} if split != "test" else set())
+        answered = split != "test"  # the train files: written answers, declines to unlearn
+        fields = {"prompt", "kind", "topic"} | ({"answer"} if answered else set())
         rows = []
         for number, entry in enumerate(entries, start=1):
             where = f"{lookalikes_dir.name}/{path.name} entry {number}"
@@ -455,15 +456,16 @@ def build_lookalikes(lookalikes_dir: Path, known_prompts: set[str]) -> dict[str,
                 raise ValueError(f"{where}: {prompt!r} is already a prompt of the demo's data.")
             seen.add(prompt)
             row = {"prompt": prompt, "kind": entry["kind"], "topic": entry["topic"]}
-            if split != "test":
+            if answered:
                 row["response"] = " ".join(str(entry["answer"]).split())
                 row["decline"] = rng.choice(over_refusals).format(topic=entry["topic"])
             # The held-out file is a prompt file for `trl-safe evaluate --dataset_name`: `label`, as in XSTest.
-            label = "prompt_label" if split != "test" else "label"
+            label = "prompt_label" if answered else "label"
             rows.append({**row, "source": "written", "category": "benign_lookalike", label: "safe"})
         splits[split] = rows
-    for split in ("train", "train_more"):
-        train = splits.get(split, [])
+    for split, train in splits.items():
+        if split == "test":
+            continue
         answers = detect_refusals([row["response"] for row in train])
         declines = detect_refusals([row["decline"] for row in train])
         for row, answer_refused, decline_refused in zip(train, answers, declines):
