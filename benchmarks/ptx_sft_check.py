@@ -44,7 +44,14 @@ declined: the second batch of look-alikes (`wide_lookalikes_more`) was written f
 `--alphas` reads the policy at each evaluation step with its LoRA update scaled by each α as well (θ_0 + α (θ − θ_0),
 `trl_safe.interpolation`): how much of the supervised update keeps the declines of harmful requests and drops those of
 their look-alikes. `--save_adapter` keeps the trained LoRA adapter (and the split it was trained on), and `--adapter`
-reads it again with `--steps 0` (the readings above took a fresh 480-step training each).
+reads it again with `--steps 0` (the readings above took a fresh 480-step training each). `--split_seed` fixes the
+split while `--seed` varies the LoRA initialisation and the order of the rows, and `--adapter` with several adapters
+of one split reads the average of their updates (a uniform soup of the seeds, `average_updates`):
+
+    for seed in 0 1 2; do python benchmarks/ptx_sft_check.py --ptx_prompts wide_lookalikes --steps 480 \
+        --eval_steps 480 --seed $seed --split_seed 0 --save_adapter check_$seed; done
+    python benchmarks/ptx_sft_check.py --ptx_prompts wide_lookalikes --split_seed 0 --steps 0 --eval_steps 0 \
+        --adapter check_0 check_1 check_2 --output soup.json
 
 Prints one line per evaluation and a markdown table (and a second one, the look-alikes by kind); `--output` writes
 the rows (with every answer per group) as JSON. `main` returns the rows.
@@ -53,10 +60,12 @@ the rows (with every answer per group) as JSON. `main` returns the rows.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +82,7 @@ GENERIC_DECLINES = ("I'm sorry", "I can't", "I cannot", "I'm not going", "I'll n
 GROUPS = ("harmful", "twin", "other", "harmful_sampled", "twin_sampled", "lookalike")
 # `--save_adapter` writes this beside the adapter; `--adapter` refuses a run whose split (these arguments) differs.
 ADAPTER_ARGS_FILE = "check_args.json"
-SPLIT_ARGS = ("ptx_prompts", "open_cut_answers", "validation_share", "lookalike_share", "seed")
+SPLIT_ARGS = ("ptx_prompts", "open_cut_answers", "validation_share", "lookalike_share", "split_seed")
 
 
 @dataclass(frozen=True)
@@ -288,7 +297,14 @@ def make_parser() -> argparse.ArgumentParser:
         help="At each evaluation step, read the policy with its LoRA update scaled by each α (θ_0 + α (θ − θ_0), "
         "`trl_safe.interpolation`; 1: as trained). Needs --lora_layers > 0 where any α is not 1.",
     )
-    parser.add_argument("--seed", type=int, default=0, help="Seeds the split, the PTX draws and the LoRA weights.")
+    parser.add_argument("--seed", type=int, default=0, help="Seeds the PTX draws and the LoRA weights.")
+    parser.add_argument(
+        "--split_seed",
+        type=int,
+        default=None,
+        help="Seeds which train prompts are held out (default: --seed). Fix it and vary --seed to train several "
+        "policies on one split, e.g. to read the average of their updates (--adapter with several adapters).",
+    )
     parser.add_argument(
         "--save_adapter",
         type=Path,
@@ -298,12 +314,45 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--adapter",
         type=Path,
+        nargs="+",
         default=None,
         help="Read an adapter saved by --save_adapter instead of training one (with --steps 0 --eval_steps 0); "
-        "its split must be this run's.",
+        "its split must be this run's. Several adapters (seeds of one split, --split_seed) are read as the average "
+        "of their updates, θ_0 + mean_i (θ_i − θ_0) (`trl_safe.interpolation.average_updates`).",
     )
     parser.add_argument("--output", type=Path, default=None, help="Also write the rows as JSON here.")
     return parser
+
+
+def load_adapters(model: torch.nn.Module, args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
+    """The model with the saved adapter(s) of `args.adapter` and the steps they were trained for. Each adapter must
+    have been trained on this run's split (read on another, the validation prompts would include prompts it trained
+    on) and all for the same steps. One adapter stays a LoRA model (so --alphas can scale it); several are merged
+    one at a time and averaged into the base weights."""
+    from peft import PeftModel
+
+    steps = set()
+    for adapter in args.adapter:
+        saved = json.loads((adapter / ADAPTER_ARGS_FILE).read_text())
+        saved.setdefault("split_seed", saved.get("seed"))  # saved before --split_seed: one seed for both
+        differs = {key: saved.get(key) for key in SPLIT_ARGS if saved.get(key) != getattr(args, key)}
+        if differs:
+            raise SystemExit(f"--adapter {adapter} was trained on another split: {differs}; pass those values.")
+        steps.add(saved["steps"])
+    if len(steps) > 1:
+        raise SystemExit(f"--adapter: the adapters were trained for different steps ({sorted(steps)}).")
+    if len(args.adapter) == 1:
+        return PeftModel.from_pretrained(model, args.adapter[0]), steps.pop()
+    from trl_safe.interpolation import average_updates
+
+    start = {key: tensor.clone() for key, tensor in model.state_dict().items()}
+
+    def merged_states() -> Iterator[dict[str, torch.Tensor]]:
+        for adapter in args.adapter:
+            yield PeftModel.from_pretrained(copy.deepcopy(model), adapter).merge_and_unload().state_dict()
+
+    model.load_state_dict(average_updates(start, merged_states(), names=[str(a) for a in args.adapter]))
+    return model, steps.pop()
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -312,27 +361,28 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from trl_safe.ptx import PTXData, ptx_objective
 
     args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.split_seed is None:
+        args.split_seed = args.seed
     if args.adapter is not None and args.steps != 0:
         raise SystemExit(
             "--adapter reads a saved adapter (no optimizer state, no PTX draws to resume): use --steps 0."
         )
     if args.steps < (0 if args.adapter else 1) or any(not 0 <= step <= args.steps for step in args.eval_steps):
         raise SystemExit(f"--steps must be >= 1 and every --eval_steps within [0, {args.steps}].")
-    if any(alpha != 1 for alpha in args.alphas) and not args.lora_layers:
-        raise SystemExit("--alphas other than 1 scale the LoRA update: they need --lora_layers > 0.")
+    if any(alpha != 1 for alpha in args.alphas) and (not args.lora_layers or len(args.adapter or ()) > 1):
+        raise SystemExit(
+            "--alphas other than 1 scale the LoRA update: they need --lora_layers > 0 and at most one --adapter "
+            "(save other shares of an average with `trl-safe interpolate`)."
+        )
     if args.save_adapter is not None and not args.lora_layers and args.adapter is None:
         raise SystemExit("--save_adapter saves a LoRA adapter: it needs --lora_layers > 0.")
+    if args.save_adapter is not None and len(args.adapter or ()) > 1:
+        raise SystemExit("--save_adapter: an average of adapters is no adapter; save it with `trl-safe interpolate`.")
     torch.manual_seed(args.seed)
     model, tokenizer = load_model(args.model)
     trained_steps = 0
     if args.adapter is not None:
-        from peft import PeftModel
-
-        saved = json.loads((args.adapter / ADAPTER_ARGS_FILE).read_text())
-        differs = {key: saved.get(key) for key in SPLIT_ARGS if saved.get(key) != getattr(args, key)}
-        if differs:  # read on another split, the validation prompts would include prompts it trained on
-            raise SystemExit(f"--adapter {args.adapter} was trained on another split: {differs}; pass those values.")
-        model, trained_steps = PeftModel.from_pretrained(model, args.adapter), saved["steps"]
+        model, trained_steps = load_adapters(model, args)
     elif args.lora_layers:
         from peft import LoraConfig, get_peft_model
 
@@ -343,7 +393,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         config = LoraConfig(r=16, lora_alpha=64, lora_dropout=0.0, target_modules=target, task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
     rows = list(load_demo_ptx_dataset("train", args.ptx_prompts, open_cut_answers=args.open_cut_answers))
-    split = split_ptx_rows(rows, args.validation_share, args.seed, args.lookalike_share)
+    split = split_ptx_rows(rows, args.validation_share, args.split_seed, args.lookalike_share)
     from datasets import Dataset
 
     data = PTXData(Dataset.from_list(split.train_rows), tokenizer, max_length=192, seed=args.seed)
@@ -380,7 +430,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         schedule.step()
     if args.save_adapter is not None:
         model.save_pretrained(args.save_adapter)
-        saved = {**{key: getattr(args, key) for key in SPLIT_ARGS}, "steps": trained_steps + args.steps}
+        saved = {**{key: getattr(args, key) for key in SPLIT_ARGS}, "seed": args.seed}
+        saved["steps"] = trained_steps + args.steps
         saved.update(
             unlikelihood_coef=args.unlikelihood_coef,
             learning_rate=args.learning_rate,

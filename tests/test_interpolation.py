@@ -10,6 +10,7 @@ import torch
 from trl_safe import cli
 from trl_safe.interpolation import (
     INTERPOLATION_FILE,
+    average_updates,
     check_alpha,
     interpolate_pretrained,
     interpolate_state_dicts,
@@ -44,15 +45,57 @@ def test_state_dicts_interpolate_every_floating_tensor_and_keep_the_others():
 @pytest.mark.parametrize(
     ("start", "match"),
     [
-        ({"w": torch.zeros(2, 2)}, r"only in the trained one \['step'\]"),
+        ({"w": torch.zeros(2, 2)}, r"only in the trained model \['step'\]"),
         ({"w": torch.zeros(2, 3), "step": torch.tensor([3])}, r"w: shape \(2, 2\) in the trained model, \(2, 3\)"),
-        ({"w": torch.zeros(2, 2), "step": torch.tensor([4])}, "step: a non-floating tensor that differs"),
+        ({"w": torch.zeros(2, 2), "step": torch.tensor([4])}, "step: a non-floating tensor that differs between the"),
     ],
 )
 def test_state_dicts_of_different_models_are_refused(start, match):
     trained = {"w": torch.ones(2, 2), "step": torch.tensor([3])}
     with pytest.raises(ValueError, match=match):
         interpolate_state_dicts(start, trained, 0.5)
+
+
+def test_several_updates_are_averaged_and_the_odd_one_is_named():
+    start = {"w": torch.zeros(2), "h": torch.ones(2, dtype=torch.bfloat16), "step": torch.tensor([3])}
+    trained = [
+        {"w": torch.tensor([3.0, 0.0]), "h": torch.full((2,), 2.0, dtype=torch.bfloat16), "step": torch.tensor([3])},
+        {"w": torch.tensor([1.0, 6.0]), "h": torch.full((2,), 4.0, dtype=torch.bfloat16), "step": torch.tensor([3])},
+    ]
+    soup = average_updates(start, iter(trained))  # read one at a time
+    assert torch.equal(soup["w"], torch.tensor([2.0, 3.0]))  # θ_0 + mean (θ_i − θ_0)
+    assert soup["h"].dtype == torch.bfloat16 and torch.equal(soup["h"], torch.full((2,), 3.0, dtype=torch.bfloat16))
+    assert torch.equal(soup["step"], torch.tensor([3]))
+    assert torch.equal(average_updates(start, trained, alpha=0.5)["w"], torch.tensor([1.0, 1.5]))
+    assert torch.equal(average_updates(start, trained[:1])["w"], interpolate_state_dicts(start, trained[0], 1)["w"])
+    odd = {"w": torch.zeros(3), "h": torch.ones(2), "step": torch.tensor([3])}
+    with pytest.raises(ValueError, match=r"w: shape \(3,\) in trained model 3, \(2,\) at the start"):
+        average_updates(start, [*trained, odd])
+    with pytest.raises(ValueError, match=r"only in seed-44 \['extra'\]"):
+        average_updates(start, [{**trained[0], "extra": torch.ones(1)}], names=["seed-44"])
+    with pytest.raises(ValueError, match="at least one trained state dict"):
+        average_updates(start, [])
+
+
+def test_saved_models_average_through_the_command_line(tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    models = [make_tiny_causal_lm(tokenizer, seed=seed) for seed in range(4)]
+    paths = [tmp_path / name for name in ("start", "a", "b", "c")]
+    for model, path in zip(models, paths):
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    output = cli.run_script(
+        "interpolate",
+        ["--model_name_or_path", str(paths[0]), "--trained_model_name_or_path", *map(str, paths[1:]),
+         "--alpha", "1", "--output_dir", str(tmp_path / "soup")],
+    )  # fmt: skip
+    expected = average_updates(models[0].state_dict(), [model.state_dict() for model in models[1:]])
+    for name, tensor in AutoModelForCausalLM.from_pretrained(output).state_dict().items():
+        torch.testing.assert_close(tensor, expected[name], msg=name)
+    assert json.loads((output / INTERPOLATION_FILE).read_text())["trained"] == list(map(str, paths[1:]))
+    with pytest.raises(ValueError, match="one of the averaged models"):
+        interpolate_pretrained(paths[0], paths[1:], 1.0, paths[2])
 
 
 @pytest.mark.parametrize("alpha", [-0.1, float("nan"), float("inf")])

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from trl_safe.demo import load_demo_prompts, load_demo_ptx_dataset, load_demo_twins
 
@@ -121,6 +122,57 @@ def test_a_saved_adapter_is_read_again_without_training_and_only_on_its_own_spli
         module.main([*common, "--steps", "2", "--eval_steps", "2", "--lora_layers", "0", "--save_adapter", "x"])
     with pytest.raises(SystemExit, match="use --steps 0"):
         module.main([*common, "--adapter", str(tmp_path / "a"), "--steps", "2", "--eval_steps", "0"])
+
+
+def test_several_adapters_of_one_split_are_read_as_the_average_of_their_updates(module, tmp_path):
+    """Seeds 0 and 1 on split 0: `--adapter a b` is θ_0 + ((θ_a − θ_0) + (θ_b − θ_0)) / 2, the seeds' soup."""
+    from peft import PeftModel
+
+    from trl_safe.interpolation import average_updates
+
+    tiny = ["--model", "tiny", "--ptx_prompts", "twins_unlikely", "--validation_share", "0.05",
+            "--max_new_tokens", "2"]  # fmt: skip
+    adapters = [str(tmp_path / seed) for seed in ("0", "1")]
+    for seed, adapter in enumerate(adapters):
+        module.main([*tiny, "--steps", "2", "--eval_steps", "2", "--seed", str(seed), "--split_seed", "0",
+                     "--save_adapter", adapter])  # fmt: skip
+    saved = [json.loads(Path(adapter, module.ADAPTER_ARGS_FILE).read_text()) for adapter in adapters]
+    assert [(s["seed"], s["split_seed"]) for s in saved] == [(0, 0), (1, 0)]
+    reading = [*tiny, "--split_seed", "0", "--steps", "0", "--eval_steps", "0", "--adapter", *adapters]
+    soup, steps = module.load_adapters(module.load_model("tiny")[0], module.make_parser().parse_args(reading))
+    assert steps == 2 and not isinstance(soup, PeftModel)
+    start = module.load_model("tiny")[0].state_dict()
+    merged = [
+        PeftModel.from_pretrained(module.load_model("tiny")[0], adapter).merge_and_unload().state_dict()
+        for adapter in adapters
+    ]
+    expected = average_updates(start, merged)
+    assert any(not torch.equal(expected[key], start[key]) for key in start)  # the adapters changed something
+    for key, tensor in soup.state_dict().items():
+        torch.testing.assert_close(tensor, expected[key], msg=key)
+    (row,) = module.main(reading)
+    assert row["step"] == 2
+    with pytest.raises(SystemExit, match="at most one --adapter"):
+        module.main([*reading, "--alphas", "0.5"])
+    with pytest.raises(SystemExit, match="an average of adapters is no adapter"):
+        module.main([*reading, "--save_adapter", str(tmp_path / "soup")])
+    with pytest.raises(SystemExit, match="trained on another split"):  # without --split_seed: split 1, not 0
+        module.main([*tiny, "--seed", "1", "--steps", "0", "--eval_steps", "0", "--adapter", adapters[1]])
+
+
+def test_an_adapter_saved_before_split_seed_is_read_on_the_split_of_its_seed(module, tmp_path):
+    tiny = ["--model", "tiny", "--ptx_prompts", "twins_unlikely", "--validation_share", "0.05",
+            "--max_new_tokens", "2"]  # fmt: skip
+    adapter = str(tmp_path / "a")
+    module.main([*tiny, "--steps", "1", "--eval_steps", "1", "--save_adapter", adapter])
+    path = Path(adapter, module.ADAPTER_ARGS_FILE)
+    saved = json.loads(path.read_text())
+    del saved["split_seed"]  # as saved before the option existed
+    path.write_text(json.dumps(saved))
+    (row,) = module.main([*tiny, "--steps", "0", "--eval_steps", "0", "--adapter", adapter])
+    assert row["step"] == 1
+    with pytest.raises(SystemExit, match="trained on another split"):
+        module.main([*tiny, "--steps", "0", "--eval_steps", "0", "--split_seed", "3", "--adapter", adapter])
 
 
 def test_the_learning_rate_follows_the_schedule_asked_for(module):

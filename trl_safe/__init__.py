@@ -40,7 +40,8 @@ _EXPORTS: dict[str, str] = {
     # The SFT stage: PTX-format data, with rows to imitate and rows to avoid (unlikelihood).
     "UnlikelihoodSFTConfig": "trl_safe.sft_config",
     "UnlikelihoodSFTTrainer": "trl_safe.sft_trainer",
-    # A trained policy moved part of the way back to its start: θ_0 + α (θ − θ_0).
+    # A trained policy moved part of the way back to its start, θ_0 + α (θ − θ_0), or several averaged.
+    "average_updates": "trl_safe.interpolation",
     "interpolate_pretrained": "trl_safe.interpolation",
     "interpolate_state_dicts": "trl_safe.interpolation",
     "scaled_lora_update": "trl_safe.interpolation",
@@ -95,7 +96,12 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real imports
         push_evaluation_to_hub,
         push_model_to_hub,
     )
-    from trl_safe.interpolation import interpolate_pretrained, interpolate_state_dicts, scaled_lora_update
+    from trl_safe.interpolation import (
+        average_updates,
+        interpolate_pretrained,
+        interpolate_state_dicts,
+        scaled_lora_update,
+    )
     from trl_safe.lagrange import LagrangeMultiplier
     from trl_safe.ppo.trainer import PPOTrainer
     from trl_safe.ppo_config import PPOConfig

@@ -29,7 +29,7 @@ SCRIPTS = {
     "ppo": "RLHF with PPO against the reward model.",
     "ppo_lag": "Safe RLHF: PPO-Lag, maximising R subject to E[C] <= cost_limit.",
     "grpo_lag": "Critic-free Safe RLHF: GRPO-Lag, maximising R subject to E[C_k] <= cost_limits[k] for each cost.",
-    "interpolate": "Move a trained policy part of the way back to its start: θ_0 + α (θ − θ_0).",
+    "interpolate": "Move a trained policy part of the way back to its start, θ_0 + α (θ − θ_0), or average several.",
     "evaluate": "Evaluate policies for helpfulness, harmlessness and over-refusal.",
     "safe_rlhf_pipeline": "The whole pipeline: reward model, cost model, PPO-Lag, evaluation.",
 }
