@@ -53,6 +53,24 @@ def test_the_loss_is_ptx_objective_on_the_collated_rows(tmp_path, tiny_tokenizer
     assert expected.item() == pytest.approx(nll.item() + 0.5 * unlikely.item(), rel=1e-6)
 
 
+def test_the_seed_decides_the_lora_initialisation_whatever_ran_before(tmp_path, tiny_tokenizer):
+    """`args.seed` seeds the adapter: the same seed gives the same LoRA weights after other random draws in the
+    process (the pipeline's earlier stages), another seed other weights."""
+    from peft import LoraConfig
+
+    def lora_weights(seed: int, draws: int) -> list[torch.Tensor]:
+        torch.rand(draws)  # whatever ran before in the process
+        trainer = UnlikelihoodSFTTrainer(
+            make_tiny_causal_lm(tiny_tokenizer), config(tmp_path, seed=seed), Dataset.from_list(ROWS),
+            processing_class=tiny_tokenizer, peft_config=LoraConfig(r=4, target_modules=["q_proj"]),
+        )  # fmt: skip
+        return [p.detach().clone() for name, p in trainer.model.named_parameters() if "lora_A" in name]
+
+    first, after_other_work, other_seed = lora_weights(7, 1), lora_weights(7, 1000), lora_weights(8, 1)
+    assert first and all(torch.equal(a, b) for a, b in zip(first, after_other_work))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other_seed))
+
+
 def test_training_pushes_the_undesirable_completion_down_and_logs_both_terms(tmp_path, tiny_tokenizer):
     """The same run with and without the unlikelihood term: with it, the undesirable completion ends less likely."""
     data = PTXData(Dataset.from_list(ROWS), tiny_tokenizer, max_length=None, seed=0)

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset, IterableDataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 from transformers.trainer_callback import TrainerCallback
 from trl.trainer.base_trainer import _BaseTrainer
 from trl.trainer.utils import get_config_model_id
@@ -110,6 +110,10 @@ class UnlikelihoodSFTTrainer(_BaseTrainer):
         if peft_config is not None:
             from peft import get_peft_model
 
+            # The adapter is initialised randomly: seed first, or `args.seed` would not decide it (the Trainer seeds
+            # only later, in its own __init__) and the same seed would give another adapter after other work in the
+            # process (a pipeline's earlier stages), as it did on the demo before this line.
+            set_seed(args.seed)
             model = get_peft_model(model, peft_config)
         model.add_model_tags(self._tag_names)
         super().__init__(
