@@ -345,7 +345,7 @@ def load_adapters(model: torch.nn.Module, args: argparse.Namespace) -> tuple[tor
         return PeftModel.from_pretrained(model, args.adapter[0]), steps.pop()
     from trl_safe.interpolation import average_updates
 
-    start = {key: tensor.clone() for key, tensor in model.state_dict().items()}
+    start = model.state_dict()  # the merges work on copies: these weights stay the start until the average is loaded
 
     def merged_states() -> Iterator[dict[str, torch.Tensor]]:
         for adapter in args.adapter:
