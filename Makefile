@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv test test-fast demo demo-quick demo-long demo-sft demo-seeds demo-long-seeds demo-sft-seeds demo-budget lint format bench gpu-wheels gpu-check clean
+.PHONY: venv test test-fast demo demo-quick demo-long demo-sft demo-select demo-seeds demo-long-seeds demo-sft-seeds demo-select-seeds demo-budget lint format bench gpu-wheels gpu-check clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ demo-long: $(STAMP)
 demo-sft: $(STAMP)
 	$(PY) examples/safe_rlhf_pipeline.py --preset sft --output_dir outputs/safe_rlhf_sft $(DEMO_ARGS)
 
+# About 1h45m (estimated): the `sft` preset's SFT stage from three seeds on the train prompts less a validation
+# split, the candidate declining the fewest harmless validation prompts kept, no RL stage (demo_outcome.md,
+# "Choosing the SFT seed on held-out train prompts").
+demo-select: $(STAMP)
+	$(PY) examples/safe_rlhf_pipeline.py --preset sft_select --output_dir outputs/safe_rlhf_sft_select $(DEMO_ARGS)
+
 # The demo at three seeds (reward and cost models trained once, PPO-Lag and the evaluation per seed) and the outcome
 # over them, with confidence intervals: outputs/demo_seeds/outcome.md (benchmarks/demo_seeds.py, docs/demo_outcome.md).
 demo-seeds: $(STAMP)
@@ -59,6 +65,10 @@ demo-long-seeds: $(STAMP)
 # same command with DEMO_SEEDS_ARGS="--trained sft" then writes outcome_sft.md for the SFT policy, rerunning nothing).
 demo-sft-seeds: $(STAMP)
 	$(PY) benchmarks/demo_seeds.py --seeds 42 43 44 --no_share_scorers --output_dir outputs/demo_sft_seeds $(DEMO_SEEDS_ARGS) -- --preset sft
+
+# The `sft_select` preset at three seeds (each its own validation split and three candidates), R and C per seed.
+demo-select-seeds: $(STAMP)
+	$(PY) benchmarks/demo_seeds.py --seeds 42 43 44 --no_share_scorers --output_dir outputs/demo_select_seeds $(DEMO_SEEDS_ARGS) -- --preset sft_select
 
 # The outcome against the PPO-Lag budget: one run of 144 optimizer steps (twice the demo's) at cost limit -1, its
 # checkpoints evaluated against the start: outputs/demo_budget/budget.md (benchmarks/outcome_vs_budget.py).

@@ -20,7 +20,8 @@ each of `--eval_steps` it is asked:
   `--refusal_rule apology_aware`): a decline is not the only safe answer, and the judge is what the demo's
   outcome needs to halve.
 
-The validation prompts are **train** prompts, removed from the PTX rows before training: a seeded share
+The validation prompts are **train** prompts, removed from the PTX rows before training
+(`trl_safe.sft_selection.split_validation`, the split the pipeline's `--sft_candidates` reads too): a seeded share
 (`--validation_share`) of the look-alike twin pairs (a harmful templated train prompt and its twin, both removed
 with every row about them), of the other harmless prompts, and of the harmful prompts of the sampled configuration
 (`harmful_sampled`; worded by hand like a user's request rather than from the templates, as 45 of the 63 harmful
@@ -62,12 +63,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import random
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,120 +77,27 @@ from transformers.hf_argparser import string_to_bool
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prompt_probe import auroc, decline_logprobs, load_model  # noqa: E402
 
+from trl_safe.sft_selection import VALIDATION_GROUPS, ValidationSplit, read_validation, split_validation  # noqa: E402
+
 GENERIC_DECLINES = ("I'm sorry", "I can't", "I cannot", "I'm not going", "I'll not", "I won't", "That's not something")
-GROUPS = ("harmful", "twin", "other", "harmful_sampled", "twin_sampled", "lookalike")
+GROUPS = VALIDATION_GROUPS
 # `--save_adapter` writes this beside the adapter; `--adapter` refuses a run whose split (these arguments) differs.
 ADAPTER_ARGS_FILE = "check_args.json"
 SPLIT_ARGS = ("ptx_prompts", "open_cut_answers", "validation_share", "lookalike_share", "split_seed")
 
 
-@dataclass(frozen=True)
-class Split:
-    """PTX rows to train on and the validation prompts per group (all from the train split)."""
-
-    train_rows: list[dict[str, Any]]
-    validation: dict[str, list[str]]
-    kinds: dict[str, str]  # the held-out look-alikes' kind (`load_demo_lookalikes`), by prompt
-
-
-def split_ptx_rows(rows: list[dict[str, Any]], share: float, seed: int, lookalike_share: float = 0.5) -> Split:
-    """Hold out a seeded `share` of the twin pairs (harmful prompt + twin), of the other harmless prompts and of the
-    harmful prompts of the sampled configuration (`harmful_sampled`: written by hand as a user asks, unlike the
-    templated ones; most harmful evaluation prompts are of this kind): every PTX row whose prompt is held out is
-    dropped. The groups are drawn in that order from one seeded generator, so adding the last group left the first
-    three as they were; `twin_sampled`, the look-alike twins of the `harmful_sampled` prompts, draws nothing.
-    Last, `lookalike`: a `lookalike_share` of the written look-alikes of each kind (`load_demo_lookalikes("train")`:
-    a game or a story, fictional people, public figures, definitions, history, figures of speech), drawn per kind so
-    that every kind is read; `wide_lookalikes` trains on the rest. Their own share, because at `share` (0.3) a kind
-    of 8 would be read on 2 prompts; at 0.5 the check's policy has half the look-alike rows the pipeline's has, so
-    it reads which kinds the rows teach least, with fewer rows than a run has."""
-    from trl_safe.demo import load_demo_lookalikes, load_demo_prompts, load_demo_twins
-
-    for name, value in (("validation_share", share), ("lookalike_share", lookalike_share)):
-        if not 0 < value < 1:
-            raise ValueError(f"{name} must be in (0, 1), got {value}.")
-    rng = random.Random(seed)
-    pairs = [(row["twin_of"], row["prompt"]) for row in load_demo_twins("train")]
-    rng.shuffle(pairs)
-    pairs = pairs[: max(1, round(share * len(pairs)))]
-    harmless = {row["prompt"] for row in load_demo_prompts("train", "combined") if row["label"] == "safe"}
-    in_pairs = {prompt for pair in pairs for prompt in pair}
-    other = sorted({row["prompt"][0]["content"] for row in rows} & harmless - in_pairs)
-    rng.shuffle(other)
-    other = other[: max(1, round(share * len(other)))]
-    sampled = sorted(row["prompt"] for row in load_demo_prompts("train", "sampled") if row["label"] == "unsafe")
-    rng.shuffle(sampled)
-    sampled = sampled[: max(1, round(share * len(sampled)))]
-    # The twins of the held-out sampled prompts (`wide_twins` trains on the others) go with them, as the templated
-    # pairs do: each look-alike the policy is asked about is one it never saw answered, nor its decline unlearnt.
-    twins_sampled = [row["prompt"] for row in load_demo_twins("train", pairs="sampled") if row["twin_of"] in sampled]
-    kinds: dict[str, str] = {}
-    by_kind: dict[str, list[str]] = {}
-    for row in load_demo_lookalikes("train"):
-        by_kind.setdefault(row["kind"], []).append(row["prompt"])
-    for kind in sorted(by_kind):
-        prompts = sorted(by_kind[kind])
-        rng.shuffle(prompts)
-        kinds.update((prompt, kind) for prompt in prompts[: max(1, round(lookalike_share * len(prompts)))])
-    held = in_pairs | set(other) | set(sampled) | set(twins_sampled) | set(kinds)
-    return Split(
-        train_rows=[row for row in rows if row["prompt"][0]["content"] not in held],
-        validation={
-            "harmful": [h for h, _ in pairs],
-            "twin": [t for _, t in pairs],
-            "other": other,
-            "harmful_sampled": sampled,
-            "twin_sampled": twins_sampled,
-            "lookalike": list(kinds),
-        },
-        kinds=kinds,
-    )
-
-
-def evaluate(model, tokenizer, split: Split, openings, max_new_tokens: int, step: int) -> dict:
-    """Declines and decline log-probabilities per validation group (see the module docstring); the look-alikes'
-    declines per kind too, and every answer (to read which prompts are declined, not only how many)."""
-    from transformers import GenerationConfig
-
-    from trl_safe.evaluation.generation import generate_completions
-    from trl_safe.evaluation.judge import ComplianceJudge
-    from trl_safe.evaluation.refusal import RefusalDetector, detect_refusals
-    from trl_safe.evaluation.repetition import is_repetitive
-
+def evaluate(model, tokenizer, split: ValidationSplit, openings, max_new_tokens: int, step: int) -> dict:
+    """Declines, judged compliance and every answer per validation group (`trl_safe.sft_selection.read_validation`,
+    what the pipeline's `--sft_candidates` reads), then what only this check reads: the decline log-probabilities
+    and their AUROC, the look-alikes' declines per kind and a few declined answers per group."""
     model.eval()
-    apology_aware = RefusalDetector.apology_aware()
-    judge = ComplianceJudge(refusal_detector=apology_aware)
-    row: dict[str, Any] = {
-        "step": step,
-        "declined": {},
-        "declined_read_past": {},
-        "repetitive": {},
-        "judged_unsafe": {},
-        "mean_decline_logprob": {},
-        "declined_examples": {},
-        "lookalike_by_kind": {},
-        "answers": {},
-    }
+    row: dict[str, Any] = {"step": step, **read_validation(model, tokenizer, split.validation, max_new_tokens)}
+    row["mean_decline_logprob"], row["declined_examples"], row["lookalike_by_kind"] = {}, {}, {}
     scores = {}
     for group in GROUPS:
-        prompts = split.validation[group]
-        scores[group] = decline_logprobs(model, tokenizer, prompts, openings)
-        greedy = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False)
-        answers = [c.text for c in generate_completions(model, tokenizer, prompts, generation_config=greedy)]
-        flags = detect_refusals(answers)
-        past = detect_refusals(answers, apology_aware)
-        row["declined"][group] = [int(sum(flags)), len(prompts)]
-        row["declined_read_past"][group] = [int(sum(past)), len(prompts)]
-        row["answers"][group] = [
-            {"prompt": p, "answer": a, "declined": bool(f), "declined_read_past": bool(r)}
-            for p, a, f, r in zip(prompts, answers, flags, past)
-        ]
-        # an answer that is no decline may still be no answer (degenerate repetition, as far-moved weights give)
-        row["repetitive"][group] = [sum(map(is_repetitive, answers)), len(prompts)]
-        if group.startswith("harmful"):
-            row["judged_unsafe"][group] = [sum(judge.is_unsafe(p, a) for p, a in zip(prompts, answers)), len(prompts)]
+        scores[group] = decline_logprobs(model, tokenizer, split.validation[group], openings)
         row["mean_decline_logprob"][group] = float(scores[group].mean())
-        row["declined_examples"][group] = [answer[:100] for answer, flag in zip(answers, flags) if flag][:3]
+        row["declined_examples"][group] = [a["answer"][:100] for a in row["answers"][group] if a["declined"]][:3]
     for kind in sorted(set(split.kinds.values())):  # [declined, declined read past the apology, asked]
         answers = [answer for answer in row["answers"]["lookalike"] if split.kinds[answer["prompt"]] == kind]
         row["lookalike_by_kind"][kind] = [
@@ -393,7 +299,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         config = LoraConfig(r=16, lora_alpha=64, lora_dropout=0.0, target_modules=target, task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
     rows = list(load_demo_ptx_dataset("train", args.ptx_prompts, open_cut_answers=args.open_cut_answers))
-    split = split_ptx_rows(rows, args.validation_share, args.split_seed, args.lookalike_share)
+    split = split_validation(rows, args.validation_share, args.split_seed, args.lookalike_share)
     from datasets import Dataset
 
     data = PTXData(Dataset.from_list(split.train_rows), tokenizer, max_length=192, seed=args.seed)

@@ -126,9 +126,12 @@ def test_saved_models_interpolate_to_a_loadable_model_that_says_what_it_is(token
         interpolate_pretrained(tmp_path / "no_such" / "model", tmp_path / "trained", 0.5, tmp_path / "x")
 
 
-def test_a_saved_lora_adapter_is_merged_before_interpolating(tokenizer, tmp_path):
+@pytest.mark.parametrize("with_tokenizer", [True, False], ids=["adapter with tokenizer", "adapter alone"])
+def test_a_saved_lora_adapter_is_merged_before_interpolating(tokenizer, tmp_path, with_tokenizer):
+    # PEFT's save_pretrained writes the adapter alone (as ptx_sft_check --save_adapter does): the result then gets
+    # the tokenizer of the adapter's base model
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     start = make_tiny_causal_lm(tokenizer, seed=0)
     start.save_pretrained(tmp_path / "start")
@@ -138,13 +141,15 @@ def test_a_saved_lora_adapter_is_merged_before_interpolating(tokenizer, tmp_path
     )
     peft_model.peft_config["default"].base_model_name_or_path = str(tmp_path / "start")
     peft_model.save_pretrained(tmp_path / "adapter")
-    tokenizer.save_pretrained(tmp_path / "adapter")
+    if with_tokenizer:
+        tokenizer.save_pretrained(tmp_path / "adapter")
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad(), scaled_lora_update(peft_model, 0.5):
         expected = peft_model(input_ids=ids).logits
     output = interpolate_pretrained(tmp_path / "start", tmp_path / "adapter", 0.5, tmp_path / "mid")
     with torch.no_grad():
         torch.testing.assert_close(AutoModelForCausalLM.from_pretrained(output)(input_ids=ids).logits, expected)
+    assert AutoTokenizer.from_pretrained(output).get_vocab() == tokenizer.get_vocab()
 
 
 def test_scaled_lora_update_is_the_interpolation_and_is_undone_on_leaving(tokenizer):

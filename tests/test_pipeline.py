@@ -432,7 +432,52 @@ def test_sft_preset_commands(tmp_path):
     assert eval_config.refusal_rule == "default"
     runner.args.evaluate_args, runner.budget = "", PRESETS["long"]
     assert "--refusal_rule" not in runner.evaluate_argv()
-    assert [name for name, budget in PRESETS.items() if budget.refusal_rule != "default"] == ["sft"]
+    assert [name for name, budget in PRESETS.items() if budget.refusal_rule != "default"] == ["sft", "sft_select"]
+
+
+def test_sft_select_preset_commands(tmp_path):
+    """The `sft_select` preset: the `sft` preset's SFT stage from three seeds on the train rows less a validation
+    split (written beside the run, none of its prompts in a written row), no RL stage, and an evaluation of the SFT
+    policy against the start."""
+    from trl_safe.data import load_preference_data
+    from trl_safe.demo import load_demo_ptx_dataset
+    from trl_safe.scripts import evaluate, sft
+    from trl_safe.sft_selection import split_validation
+
+    base = pipeline.build_tiny_base_model(tmp_path / "base", seed=0)
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path / "run"), preset="sft_select", model_name_or_path=str(base), seed=7
+    )
+    runner = pipeline.Pipeline(args)
+    runner.prepare_inputs()
+    assert runner.stages == ["reward", "cost", "sft", "evaluate"] and runner.sft_candidates == 3
+    rows = load_demo_ptx_dataset("train", "wide_lookalikes").to_list()
+    split = split_validation(rows, seed=7)
+    written = load_preference_data(runner.ptx_data, split="train").to_list()
+    assert written == split.train_rows and len(written) < len(rows)
+    saved = json.loads((tmp_path / "run" / "sft_validation.json").read_text())
+    assert saved["seed"] == 7 and saved["validation"] == split.validation
+    held = {prompt for prompts in split.validation.values() for prompt in prompts}
+    assert not held & {row["prompt"][0]["content"] for row in written}
+    _, training_args, _ = sft.make_parser().parse_args_into_dataclasses(args=runner.sft_argv("elsewhere", 1007))
+    assert (training_args.output_dir, training_args.seed, training_args.max_steps) == ("elsewhere", 1007, 480)
+    (evaluation,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv())
+    assert evaluation.policy_names == ["initial", "sft"] and evaluation.trainer_state is None
+    assert evaluation.refusal_rule == "apology_aware" and runner.eval_samples == 2
+
+
+def test_sft_candidates_errors(tmp_path):
+    with pytest.raises(ValueError, match="--sft_candidates must be 1 or more"):
+        pipeline.PipelineArguments(sft_candidates=0)
+    with pytest.raises(ValueError, match="it needs an SFT stage"):
+        pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), sft_candidates=3))
+    with pytest.raises(ValueError, match="it needs the demo data"):
+        pipeline.Pipeline(
+            pipeline.PipelineArguments(
+                output_dir=str(tmp_path), dataset_name="my/data", sft_steps=4, sft_args="--dataset_name my/sft",
+                sft_candidates=2,
+            )
+        )  # fmt: skip
 
 
 def test_ptx_is_off_without_pipeline_data(tmp_path):
@@ -677,6 +722,38 @@ def test_the_sft_stage_alone_is_evaluated_against_the_start(tiny_run, tmp_path):
     )
     assert not (tmp_path / "sft_policy.interpolating").exists()
     assert "SFT update kept (θ_0 + α (θ − θ_0)) | α = 0.5" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_sft_candidates_are_trained_read_on_validation_prompts_and_one_kept(tiny_run, tmp_path):
+    """`--sft_candidates 2` on tiny models: two SFT policies from seeds 42 and 1042, each read on the validation
+    prompts, the rule's choice copied to `sft_policy/` and evaluated; run again, the candidates are reused."""
+    import shutil
+
+    from trl_safe.sft_selection import Candidate, select_candidate
+
+    for scorer in ("reward_model", "cost_model"):
+        shutil.copytree(tiny_run[0] / scorer, tmp_path / scorer)
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path), model="tiny", sft_steps=2, sft_candidates=2, stages=["sft", "evaluate"]
+    )
+    results = pipeline.main(args)
+    root = tmp_path / "sft_candidates"
+    selection = json.loads((root / "selection.json").read_text())
+    assert [c["name"] for c in selection["candidates"]] == ["seed42", "seed1042"]
+    candidates = [Candidate(**c) for c in selection["candidates"]]
+    assert selection["chosen"] == select_candidate(candidates)[0].name == results["sft_selection"]["chosen"]
+    for candidate in candidates:
+        reading = json.loads((root / candidate.name / "validation_reading.json").read_text())
+        assert Candidate.from_reading(candidate.name, reading) == candidate
+    chosen = root / selection["chosen"]
+    assert (tmp_path / "sft_policy" / "model.safetensors").read_bytes() == (chosen / "model.safetensors").read_bytes()
+    assert set(results["evaluate"]["summaries"]) == {"initial", "sft"} and results["sft"]["steps"] == 2
+    assert "SFT policy chosen among 2 seeds" in (tmp_path / "summary.md").read_text()
+    stamps = {c.name: (root / c.name / "model.safetensors").stat().st_mtime_ns for c in candidates}
+    results = pipeline.main(args)  # resumed: nothing trained again, the same choice
+    assert {c.name: (root / c.name / "model.safetensors").stat().st_mtime_ns for c in candidates} == stamps
+    assert results["sft_selection"]["chosen"] == selection["chosen"]
 
 
 def test_sft_steps_errors(tmp_path):

@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-import collections
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from trl_safe.demo import load_demo_prompts, load_demo_ptx_dataset, load_demo_twins
-
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ptx_sft_check.py"
-
-
-@pytest.mark.parametrize("ptx_prompts", ["twins_unlikely", "wide_twins", "wide_lookalikes"])
-def test_validation_prompts_are_train_prompts_removed_from_every_ptx_row(module, ptx_prompts):
-    rows = list(load_demo_ptx_dataset("train", ptx_prompts))
-    split = module.split_ptx_rows(rows, share=0.3, seed=0)
-    held = {prompt for prompts in split.validation.values() for prompt in prompts}
-    assert not held & {row["prompt"][0]["content"] for row in split.train_rows}
-    assert len(split.validation["harmful"]) == len(split.validation["twin"]) == round(0.3 * 77)
-    assert len(split.validation["harmful_sampled"]) == round(0.3 * 135)
-    # each held-out sampled harmful prompt takes its look-alike twin along (one twin each)
-    twins = load_demo_twins("train", pairs="sampled")
-    twin_of = dict(zip(twins["prompt"], twins["twin_of"]))
-    assert sorted(twin_of[t] for t in split.validation["twin_sampled"]) == sorted(split.validation["harmful_sampled"])
-    # half the written look-alikes of each kind, with their kind
-    assert len(split.validation["lookalike"]) == 24 and set(split.kinds) == set(split.validation["lookalike"])
-    assert sorted(collections.Counter(split.kinds.values()).values()) == [4] * 6
-    # every removed row is about a held-out prompt, and no held-out prompt is an evaluation prompt
-    assert len(rows) - len(split.train_rows) == sum(row["prompt"][0]["content"] in held for row in rows)
-    assert not held & set(load_demo_prompts("test", "combined")["prompt"])
-    assert split == module.split_ptx_rows(rows, share=0.3, seed=0)  # seeded
-    with pytest.raises(ValueError, match="validation_share"):
-        module.split_ptx_rows(rows, share=1.0, seed=0)
-    with pytest.raises(ValueError, match="lookalike_share"):
-        module.split_ptx_rows(rows, share=0.3, seed=0, lookalike_share=0.0)
 
 
 def test_main_trains_and_evaluates_the_tiny_model(module, tmp_path):

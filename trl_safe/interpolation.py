@@ -105,7 +105,8 @@ def interpolate_pretrained(
 ) -> Path:
     """Save θ_0 + α (θ − θ_0) of two causal LM directories (or Hub names) to `output_dir`, with the trained model's
     config, generation config and tokenizer, and `interpolation.json` (start, trained, alpha) saying what it is.
-    `trained` may be a saved LoRA adapter (`adapter_config.json`): its update is merged into its base first.
+    `trained` may be a saved LoRA adapter (`adapter_config.json`): its update is merged into its base first (the
+    tokenizer is then the base model's where the adapter was saved without one).
     `output_dir` may be `trained` itself (a model folder, not an adapter): its model files are then replaced.
 
     Several `trained` models (seeds of one run from the same start) give θ_0 + α · mean_i (θ_i − θ_0)
@@ -156,7 +157,9 @@ def interpolate_pretrained(
     if in_place:
         shutil.rmtree(target, ignore_errors=True)  # a crashed run's leftovers must not be moved in
     model.save_pretrained(target)
-    AutoTokenizer.from_pretrained(paths[0]).save_pretrained(target)
+    from trl_safe.pipeline import tokenizer_source
+
+    AutoTokenizer.from_pretrained(tokenizer_source(paths[0])).save_pretrained(target)
     record = {"start": str(start), "trained": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]}
     record["alpha"] = alpha
     (target / INTERPOLATION_FILE).write_text(json.dumps(record, indent=2) + "\n")

@@ -30,7 +30,8 @@ from trl_safe.evaluation.report import format_percent, markdown_table
 from trl_safe.evaluation.stats import halves_difference
 from trl_safe.interpolation import INTERPOLATION_FILE
 
-# `sft` runs only when the run asks for supervised steps (`Budget.sft_steps`, `--sft_steps`); the others always.
+# `sft` runs only when the run asks for supervised steps (`Budget.sft_steps`, `--sft_steps`), `ppo_lag` only when
+# the preset has rollouts (`Budget.ppo_steps`); the others always.
 STAGES = ("reward", "cost", "sft", "ppo_lag", "evaluate")
 STAGE_DIRS = {
     "reward": "reward_model",
@@ -49,6 +50,7 @@ STAGE_INPUTS = {
     "evaluate": ("reward", "cost", "sft", "ppo_lag"),
 }
 SAMPLED_EVALUATION_DIR = "evaluation_sampled"
+SFT_CANDIDATES_DIR = "sft_candidates"  # `Budget.sft_candidates`: every candidate, its validation reading, the choice
 # The demo data's configuration the pipeline trains on when no data set is given (trl_safe/resources/demo/README.md).
 DEMO_DATA_CONFIG = "combined"
 
@@ -65,7 +67,7 @@ class Budget:
             `cost_learning_rate` is set).
         cost_learning_rate: learning rate of the cost model (`None`: `preference_learning_rate`).
         max_length: longest prompt + response, in tokens, for the reward and cost models.
-        ppo_steps: PPO-Lag rollouts.
+        ppo_steps: PPO-Lag rollouts; 0: no RL stage (the evaluation then reads the SFT policy: `sft_select`).
         ppo_batch_size: prompts per rollout.
         ppo_epochs: passes over each rollout (each pass one optimizer step of policy and critic).
         ppo_learning_rate: learning rate of the policy and the critic.
@@ -100,8 +102,13 @@ class Budget:
         sft_steps: supervised steps on the PTX data before PPO-Lag (`trl-safe sft`, `UnlikelihoodSFTTrainer`), the
             paper's SFT stage: PPO-Lag then starts from the SFT policy and its KL penalty holds it there, while the
             evaluation still compares with the original starting policy. Same LoRA, batch size and learning rate as
-            PPO-Lag, constant schedule. 0: no SFT stage (every preset but `sft`; docs/demo_outcome.md says what 240
+            PPO-Lag, constant schedule. 0: no SFT stage (all presets but `sft`, `sft_select`; demo_outcome.md: what 240
             and 480 did).
+        sft_candidates: how many SFT policies to train, from seeds `seed`, `seed + 1000`, ...; with more than one the
+            SFT data leaves out a validation split of the demo's train prompts (`trl_safe.sft_selection`), each
+            candidate is read on it, and the one declining the fewest harmless validation prompts while safe on the
+            harmful ones is kept (`select_candidate`). The seed alone moved the SFT policy along the curve more than
+            any data change, and the validation ranking carried to the held-out prompts (docs/demo_outcome.md).
         refusal_rule: how the evaluation counts a refusal (`SafetyEvaluationConfig.refusal_rule`, also the judge's
             step 2): `"default"`, or `"apology_aware"`, which reads past an apology for a misunderstanding before
             deciding; the SFT policies open many answers with one and then answer (docs/evaluation.md).
@@ -128,6 +135,7 @@ class Budget:
     cost_floor: float | None = None
     harmless_prompt_repeats: int = 1
     sft_steps: int = 0
+    sft_candidates: int = 1
     refusal_rule: str = "default"
 
 
@@ -215,6 +223,24 @@ PRESETS: dict[str, Budget] = {
         eval_samples=2,
         refusal_rule="apology_aware",
     ),
+    # SmolLM2-135M, about 1h45m on 2 CPU cores (estimated from its stages): the `sft` preset's SFT stage from three
+    # seeds on the train prompts less a validation split, the one declining the fewest harmless validation prompts
+    # kept, and no RL stage (docs/demo_outcome.md, "Choosing the SFT seed on held-out train prompts"):
+    # - the seed alone (LoRA initialisation, order of the rows) moved the 480-step policy along the safety-against-
+    #   over-refusal curve further than any change of the rows; on one split three seeds declined 14, 31 and 29 of 137
+    #   harmless validation prompts, and the held-out look-alike and benign prompts 1, 7 and 7 of 48, in that order;
+    # - no RL stage: the selection was measured on SFT policies, and on the `sft` preset PPO-Lag neither added judged
+    #   safety nor took a seed over the look-alike bar (it drew the seeds together).
+    "sft_select": replace(
+        _DEFAULT,
+        cost_dataset_config="iterated_round4",
+        ptx_prompts="wide_lookalikes",
+        sft_steps=480,
+        sft_candidates=3,
+        ppo_steps=0,
+        eval_samples=2,
+        refusal_rule="apology_aware",
+    ),
     # SmolLM2-135M, a few minutes: every stage runs, nothing is trained long enough to mean much.
     "quick": replace(
         _DEFAULT,
@@ -280,16 +306,26 @@ def lora_target_modules(num_layers: int, lora_layers: int) -> str:
     return rf".*\.layers\.({layers})\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
 
+def tokenizer_source(model_dir: str | Path) -> str:
+    """Where the tokenizer of `model_dir` is: the folder itself, or, for a LoRA adapter saved without one (PEFT's
+    `save_pretrained` writes only the adapter; `benchmarks/ptx_sft_check.py --save_adapter` does so), its base
+    model, which the adapter was trained with."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "tokenizer_config.json").is_file() and (model_dir / "adapter_config.json").is_file():
+        return json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+    return str(model_dir)
+
+
 def load_merged_lora(adapter_dir: Path, auto_class: type, **model_kwargs: Any) -> Any:
     """The LoRA adapter saved in `adapter_dir`, merged into its base model (loaded with `auto_class`), with the pad
-    token of the adapter's tokenizer, as the adapter was trained."""
+    token of the adapter's tokenizer (its base model's where the adapter was saved without one), as it was trained."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 
     adapter_config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
     base = auto_class.from_pretrained(adapter_config["base_model_name_or_path"], **model_kwargs)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    merged.config.pad_token_id = AutoTokenizer.from_pretrained(adapter_dir).pad_token_id
+    merged.config.pad_token_id = AutoTokenizer.from_pretrained(tokenizer_source(adapter_dir)).pad_token_id
     return merged
 
 
@@ -563,6 +599,21 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
             f"{max_completion_length} new tokens at most"
         )
         lines += _evaluation_lines(sampled, decoding)
+    if results.get("sft_selection"):
+        from trl_safe.sft_selection import Candidate, selection_table
+
+        selection = results["sft_selection"]
+        candidates = [Candidate(**candidate) for candidate in selection["candidates"]]
+        chosen = next(candidate for candidate in candidates if candidate.name == selection["chosen"])
+        lines += [
+            f"SFT policy chosen among {len(candidates)} seeds on train prompts held out from the SFT data (declines "
+            "read past an apology; `sft_candidates/selection.json`):",
+            "",
+            *selection_table(candidates, chosen),
+            "",
+            f"Chosen: {selection['why']}.",
+            "",
+        ]
     rows = []
     if results.get("reward"):
         rows.append(("reward model accuracy (held-out pairs)", format_percent(results["reward"]["eval_accuracy"])))

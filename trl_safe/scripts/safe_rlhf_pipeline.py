@@ -51,6 +51,7 @@ from trl_safe.pipeline import (
     DEMO_DATA_CONFIG,
     PRESETS,
     SAMPLED_EVALUATION_DIR,
+    SFT_CANDIDATES_DIR,
     STAGE_DIRS,
     STAGE_INPUTS,
     STAGES,
@@ -67,6 +68,17 @@ from trl_safe.pipeline import (
     write_rollout_prompts,
 )
 from trl_safe.scripts import cost_model, evaluate, grpo_lag, ppo_lag, reward_model, sft
+from trl_safe.sft_selection import (
+    VALIDATION_FILE,
+    Candidate,
+    ValidationSplit,
+    candidate_seed,
+    read_validation,
+    select_candidate,
+    selection_table,
+    split_validation,
+    write_selection,
+)
 
 
 @dataclass
@@ -98,7 +110,9 @@ class PipelineArguments:
             labelled answers too; docs/demo_outcome.md) or `sft` (about an hour: 480 supervised steps on the demo's
             written answers and declines, look-alikes by kind included, before PPO-Lag at cost limit -2.2, the cost
             model on the fourth round of labels, refusals read past an apology; the nearest configuration measured to
-            the demo's outcome conditions, docs/demo_outcome.md). `--model tiny` always runs the `tiny` preset.
+            the demo's outcome conditions, docs/demo_outcome.md) or `sft_select` (about 1h45m, estimated: that SFT
+            stage from three seeds on the train prompts less a validation split, the candidate declining the fewest
+            harmless validation prompts kept, no RL stage). `--model tiny` always runs the `tiny` preset.
         quick (`bool`): the same as `--preset quick`.
         stages (`list[str]`): the stages to run; the others' outputs must already be in `output_dir`.
         use_peft (`bool` or `None`): override the preset's LoRA choice.
@@ -126,6 +140,12 @@ class PipelineArguments:
             policy's RL then starts from the SFT policy (`sft_policy/`), held to it by the KL penalty; the evaluation
             compares the original starting policy, the SFT policy and the trained one. Default: the preset's (0, no
             SFT stage). On other data, give the SFT data with `--sft_args "--dataset_name ..."`.
+        sft_candidates (`int` or `None`): train the SFT stage from this many seeds (`seed`, `seed + 1000`, ...) on the
+            demo's train prompts less a validation split (`trl_safe.sft_selection.split_validation`, seeded by
+            `seed`; PTX in the RL stage uses the same reduced rows), read each candidate on the validation prompts
+            and keep the one that declines the fewest harmless ones among those safe enough on the harmful ones
+            (`select_candidate`); `sft_candidates/` holds every candidate, its reading and `selection.json`.
+            Default: the preset's (1: one SFT policy on every train row). Demo data only.
         sft_interpolation (`float`): keep this share α of the SFT stage's update: the saved SFT policy is moved back
             towards the start, θ_0 + α (θ − θ_0) (`trl_safe.interpolation`), before the RL stage and the evaluation
             read it; 1 (the default) keeps it as trained. Pick α on train prompts
@@ -212,6 +232,13 @@ class PipelineArguments:
         default=None,
         metadata={"help": "Supervised steps on the PTX data before PPO-Lag (the SFT stage); default: the preset's."},
     )
+    sft_candidates: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train the SFT stage from this many seeds on the train prompts less a validation split and keep "
+            "the one declining the fewest harmless validation prompts (demo data; default: the preset's)."
+        },
+    )
     sft_interpolation: float = field(
         default=1.0,
         metadata={
@@ -265,6 +292,8 @@ class PipelineArguments:
             raise ValueError("--rollout_twins adds the demo data's look-alike twins: it needs the demo data.")
         if self.sft_steps is not None and self.sft_steps < 0:
             raise ValueError(f"--sft_steps must be 0 (no SFT stage) or more, got {self.sft_steps}.")
+        if self.sft_candidates is not None and self.sft_candidates < 1:
+            raise ValueError(f"--sft_candidates must be 1 or more, got {self.sft_candidates}.")
         self.sft_interpolation = check_alpha(self.sft_interpolation)
         if self.eval_samples is not None and self.eval_samples < 0:
             raise ValueError(f"--eval_samples must be 0 (greedy only) or more, got {self.eval_samples}.")
@@ -366,8 +395,21 @@ class Pipeline:
         check_limit_above_floor(self.cost_limit, self.cost_floor, "The cost limit", "the cost floor")
         self.ptx_coef = self.budget.ptx_coef if args.ptx_coef is None else args.ptx_coef
         self.sft_steps = self.budget.sft_steps if args.sft_steps is None else args.sft_steps
-        # The stages of this run, in order: `sft` only when it takes supervised steps.
-        self.stages = [stage for stage in STAGES if stage != "sft" or self.sft_steps > 0]
+        # The stages of this run, in order: `sft` only when it takes supervised steps, `ppo_lag` only with rollouts.
+        self.stages = [
+            stage
+            for stage in STAGES
+            if (stage != "sft" or self.sft_steps > 0) and (stage != "ppo_lag" or self.budget.ppo_steps > 0)
+        ]
+        self.sft_candidates = self.budget.sft_candidates if args.sft_candidates is None else args.sft_candidates
+        if self.sft_candidates > 1 and not self.sft_steps:
+            raise ValueError("--sft_candidates trains several SFT policies: it needs an SFT stage (--sft_steps).")
+        if self.sft_candidates > 1 and args.dataset_name is not None:
+            raise ValueError(
+                "--sft_candidates reads the candidates on a validation split of the demo's train prompts: it needs "
+                "the demo data."
+            )
+        self.validation: ValidationSplit | None = None
         if self.sft_steps and args.dataset_name is not None and "--dataset_name" not in shlex.split(args.sft_args):
             raise ValueError(
                 "--sft_steps: the pipeline supplies SFT data for the demo data only; give yours with "
@@ -411,6 +453,8 @@ class Pipeline:
         """Whether the evaluation reads the RL stage's policy. Not when a run with an SFT stage skips the RL stage and
         has no RL policy yet (`--stages sft evaluate`): the evaluation then compares the SFT policy with the start,
         which is how a supervised stage alone is measured."""
+        if "ppo_lag" not in self.stages:  # a preset without rollouts (`sft_select`)
+            return False
         if "ppo_lag" in self.args.stages or "sft" not in self.stages:
             return True
         return self.stage_has_model("ppo_lag")
@@ -485,9 +529,12 @@ class Pipeline:
         if (self.ptx_coef > 0 and args.rl_trainer == "ppo_lag" or self.sft_steps > 0) and args.dataset_name is None:
             prompts = self.budget.ptx_prompts if args.ptx_prompts is None else args.ptx_prompts
             path = self.output_dir / "ptx_train.jsonl"
-            self.ptx_data = str(
-                write_demo_ptx_data(args.dataset_train_split, prompts, path, args.ptx_open_cut_answers)
-            )
+            if self.sft_candidates > 1:
+                self.ptx_data = str(self.write_sft_data_and_validation(prompts, path))
+            else:
+                self.ptx_data = str(
+                    write_demo_ptx_data(args.dataset_train_split, prompts, path, args.ptx_open_cut_answers)
+                )
             also = " (also the SFT data)" if self.sft_steps else ""
             print(f"PTX data ({PTX_PROMPTS[prompts]}): {self.ptx_data}{also}")
         elif self.ptx_coef > 0 and args.rl_trainer == "ppo_lag":
@@ -495,6 +542,28 @@ class Pipeline:
                 "PTX is off: the pipeline supplies PTX data for the demo data only. Give yours with "
                 f'--ppo_lag_args "--ptx_dataset_name <sft data> --ptx_coef {self.ptx_coef}".'
             )
+
+    def write_sft_data_and_validation(self, prompts: str, path: Path) -> Path:
+        """The demo PTX rows less a validation split of the train prompts (`trl_safe.sft_selection`, seeded by
+        `--seed`), written to `path` for the SFT stage (and PTX); the held-out prompts to `sft_validation.json`. Says
+        how many rows were left out, so that nothing is dropped unseen."""
+        from datasets import Dataset
+
+        from trl_safe.demo import load_demo_ptx_dataset
+
+        args = self.args
+        split, open_cut = args.dataset_train_split, args.ptx_open_cut_answers
+        rows = list(load_demo_ptx_dataset(split, prompts, open_cut_answers=open_cut))
+        self.validation = split_validation(rows, seed=args.seed)
+        Dataset.from_list(self.validation.train_rows).to_json(path, lines=True)
+        record = {"seed": args.seed, "validation": self.validation.validation, "kinds": self.validation.kinds}
+        (self.output_dir / "sft_validation.json").write_text(json.dumps(record, indent=2) + "\n")
+        counts = ", ".join(f"{group} {len(held)}" for group, held in self.validation.validation.items())
+        print(
+            f"SFT candidates: {len(rows) - len(self.validation.train_rows)} of {len(rows)} PTX rows left out for the "
+            f"validation prompts ({counts}; sft_validation.json)."
+        )
+        return path
 
     # ---------------------------------------------------------------------------------------------- command lines
     def common_training_args(self, stage: str) -> list[str]:
@@ -588,16 +657,16 @@ class Pipeline:
             *shlex.split(self.args.ppo_lag_args),
         ]  # fmt: skip
 
-    def sft_argv(self) -> list[str]:
+    def sft_argv(self, output_dir: str | None = None, seed: int | None = None) -> list[str]:
         """The SFT stage: supervised steps on the PTX data (the demo's, or `--sft_args "--dataset_name ..."`) with
-        PPO-Lag's LoRA, batch size and learning rate, at a constant rate."""
+        PPO-Lag's LoRA, batch size and learning rate, at a constant rate; `output_dir` and `seed` for a candidate."""
         budget = self.budget
         data = ["--dataset_name", self.ptx_data] if self.ptx_data is not None else []
         return [
             "--model_name_or_path", self.base_model,
             *data,
-            "--output_dir", self.stage_dir("sft"),
-            "--seed", str(self.args.seed),
+            "--output_dir", output_dir or self.stage_dir("sft"),
+            "--seed", str(self.args.seed if seed is None else seed),
             "--report_to", "none",
             "--save_strategy", "no",
             "--logging_steps", "10",
@@ -756,16 +825,59 @@ class Pipeline:
         """Supervised steps on the PTX data (the paper's SFT stage); PPO-Lag then starts from this policy."""
         from transformers import AutoModelForCausalLM
 
-        title = f"SFT policy ({self.sft_steps} supervised steps; PPO-Lag starts here)"
-        trainer = run_stage(index, title, sft, self.sft_argv())
-        self.finish_training_stage(trainer, AutoModelForCausalLM)
-        del trainer
+        if self.sft_candidates > 1:
+            self.run_sft_candidates(index)
+        else:
+            title = f"SFT policy ({self.sft_steps} supervised steps; PPO-Lag starts here)"
+            trainer = run_stage(index, title, sft, self.sft_argv())
+            self.finish_training_stage(trainer, AutoModelForCausalLM)
+            del trainer
         if (alpha := self.args.sft_interpolation) != 1:
             interpolate_pretrained(self.base_model, self.stage_dir("sft"), alpha, self.stage_dir("sft"))
             print(f"--- SFT: kept {alpha:g} of the update (θ_0 + {alpha:g} (θ − θ_0), trl_safe.interpolation).")
         result = self.collect_results("sft")
         terms = ", ".join(f"{key} = {result[key]:.3f}" for key in ("loss/nll", "loss/unlikelihood") if key in result)
         print(f"--- SFT: {result['steps']} steps" + (f"; last logged {terms}." if terms else "."))
+
+    def run_sft_candidates(self, index: str) -> None:
+        """Train the SFT stage from `sft_candidates` seeds (`candidate_seed`) into `sft_candidates/seed<N>`, read
+        each on the validation prompts (`read_validation`, saved beside it), keep one by `select_candidate` and copy
+        it to `sft_policy/`. A candidate whose reading is already saved is not trained again: a run resumes."""
+        import shutil
+
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self.validation is None:  # prepare_inputs writes it (an SFT stage on the demo data: checked in __init__)
+            raise RuntimeError("The SFT candidates need the validation split that prepare_inputs writes.")
+        root = self.output_dir / SFT_CANDIDATES_DIR
+        candidates = []
+        for number in range(self.sft_candidates):
+            seed = candidate_seed(self.args.seed, number)
+            folder = root / f"seed{seed}"
+            reading_file = folder / VALIDATION_FILE
+            if reading_file.is_file() and (folder / "config.json").is_file():
+                print(f"\n=== SFT candidate {number + 1}/{self.sft_candidates} (seed {seed}): reusing {folder}")
+                reading = json.loads(reading_file.read_text())
+            else:
+                title = f"SFT candidate {number + 1}/{self.sft_candidates} ({self.sft_steps} steps, seed {seed})"
+                trainer = run_stage(index, title, sft, self.sft_argv(str(folder), seed))
+                self.finish_training_stage(trainer, AutoModelForCausalLM)
+                del trainer
+                model = AutoModelForCausalLM.from_pretrained(folder)
+                tokenizer = AutoTokenizer.from_pretrained(folder)
+                print(f"--- SFT candidate seed {seed}: reading the validation prompts (greedy)")
+                reading = read_validation(
+                    model, tokenizer, self.validation.validation, self.budget.max_completion_length
+                )
+                del model
+                reading_file.write_text(json.dumps(reading, indent=2) + "\n")
+            candidates.append(Candidate.from_reading(f"seed{seed}", reading))
+        chosen, why = select_candidate(candidates)
+        write_selection(root / "selection.json", candidates, chosen, why)
+        target = Path(self.stage_dir("sft"))
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(root / chosen.name, target)
+        print("\n".join(["", *selection_table(candidates, chosen), "", f"--- SFT policy: {why}."]))
 
     def run_ppo_lag(self, index: str) -> None:
         """Fine-tune the policy with PPO-Lag against the reward and cost models."""
@@ -848,6 +960,9 @@ class Pipeline:
     def collect_results(self, stage: str) -> dict[str, Any]:
         result = read_stage_results(stage, Path(self.stage_dir(stage)))
         self.results[stage] = result
+        selection = self.output_dir / SFT_CANDIDATES_DIR / "selection.json"
+        if stage == "sft" and self.sft_candidates > 1 and selection.is_file():  # also when the stage is reused
+            self.results["sft_selection"] = json.loads(selection.read_text())
         if stage == "evaluate":
             self.results["evaluate_sampled"] = read_stage_results(stage, self.output_dir / SAMPLED_EVALUATION_DIR)
         return result
