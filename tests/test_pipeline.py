@@ -467,6 +467,8 @@ def test_sft_select_preset_commands(tmp_path):
 
 
 def test_sft_candidates_errors(tmp_path):
+    with pytest.raises(ValueError, match="no RL stage, and --sft_steps 0 leaves no SFT stage"):
+        pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), preset="sft_select", sft_steps=0))
     with pytest.raises(ValueError, match="--sft_candidates must be 1 or more"):
         pipeline.PipelineArguments(sft_candidates=0)
     with pytest.raises(ValueError, match="it needs an SFT stage"):

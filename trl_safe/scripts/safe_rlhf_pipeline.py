@@ -401,6 +401,11 @@ class Pipeline:
             for stage in STAGES
             if (stage != "sft" or self.sft_steps > 0) and (stage != "ppo_lag" or self.budget.ppo_steps > 0)
         ]
+        if "sft" not in self.stages and "ppo_lag" not in self.stages:
+            raise ValueError(
+                f"The {args.preset} preset has no RL stage, and --sft_steps 0 leaves no SFT stage: nothing would be "
+                "trained or compared with the start."
+            )
         self.sft_candidates = self.budget.sft_candidates if args.sft_candidates is None else args.sft_candidates
         if self.sft_candidates > 1 and not self.sft_steps:
             raise ValueError("--sft_candidates trains several SFT policies: it needs an SFT stage (--sft_steps).")
