@@ -6,7 +6,8 @@ rank reports what it saw with `save_rank_result`, and `run_distributed` returns 
 can compare the ranks with each other and with a single-process computation.
 
 A script under tests/ can `import distributed_utils`: `run_distributed` puts this folder on PYTHONPATH. Scripts
-should call `accelerator.end_training()` (or `trainer.end()`) before exiting; see the config file's header.
+should call `accelerator.end_training()` (or `trainer.end()`) before exiting, then
+`trl_safe.testing_utils.exit_without_finalizing()`; see the config file's header.
 """
 
 from __future__ import annotations

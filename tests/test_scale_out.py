@@ -1,5 +1,7 @@
 import importlib.util
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,22 @@ from trl_safe.testing_utils import make_tiny_causal_lm
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "examples" / "accelerate_configs"
 TRAIN_COST_MODEL = Path(__file__).resolve().parent / "distributed" / "train_cost_model.py"
 TRAIN_PPO_LAG = Path(__file__).resolve().parent / "distributed" / "train_ppo_lag.py"
+
+
+def test_exit_without_finalizing_flushes_output_and_skips_the_finalizers():
+    """The launched scripts' last call: what was printed arrives, the exit code is kept, atexit handlers never run
+    (interpreter finalization is where the gloo group's teardown aborts)."""
+    code = (
+        "import atexit, sys\n"
+        "from trl_safe.testing_utils import exit_without_finalizing\n"
+        "atexit.register(lambda: print('finalized'))\n"
+        "sys.stdout.write('result saved')\n"
+        "exit_without_finalizing(3)\n"
+        "print('unreachable')\n"
+    )
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert process.returncode == 3, process.stderr
+    assert process.stdout == "result saved"
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import torch
 from datasets import Dataset
 
 from trl_safe import CostConfig, CostTrainer
-from trl_safe.testing_utils import make_tiny_scorer, make_tiny_tokenizer
+from trl_safe.testing_utils import exit_without_finalizing, make_tiny_scorer, make_tiny_tokenizer
 
 SAFETY_PAIRS = [
     # (prompt, chosen = safer, rejected, is_chosen_safe, is_rejected_safe)
@@ -89,3 +89,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_without_finalizing()  # the results are saved; see its docstring

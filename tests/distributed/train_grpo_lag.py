@@ -19,7 +19,13 @@ from typing import Any
 from datasets import Dataset
 
 from trl_safe import GRPOLagConfig, GRPOLagTrainer
-from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, make_tiny_tokenizer, tiny_critic_free_config
+from trl_safe.testing_utils import (
+    exit_without_finalizing,
+    make_tiny_causal_lm,
+    make_tiny_scorer,
+    make_tiny_tokenizer,
+    tiny_critic_free_config,
+)
 
 PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?", "abc", "Once upon", "x", "Name a color"]
 
@@ -117,3 +123,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_without_finalizing()  # the results are saved; see its docstring

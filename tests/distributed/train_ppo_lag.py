@@ -35,7 +35,7 @@ from peft import LoraConfig
 
 from trl_safe import PPOConfig, PPOLagConfig, PPOLagTrainer, PPOTrainer
 from trl_safe.ppo.models import gathered
-from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_scorer, make_tiny_tokenizer
+from trl_safe.testing_utils import exit_without_finalizing, make_tiny_causal_lm, make_tiny_scorer, make_tiny_tokenizer
 
 PROMPTS = ["Hello there", "The sky is", "Tell me a story", "Why?", "abc", "Once upon", "x", "Name a color"]
 
@@ -207,3 +207,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_without_finalizing()  # the results are saved; see its docstring
