@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trl_safe.pipeline import lora_target_modules, merge_lora
+from trl_safe.lora_checkpoints import merge_lora
+from trl_safe.pipeline import lora_target_modules
 
 
 @dataclass(frozen=True)

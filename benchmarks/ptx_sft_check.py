@@ -40,6 +40,8 @@ declined: the second batch of look-alikes (`wide_lookalikes_more`) was written f
     python benchmarks/ptx_sft_check.py --ptx_prompts wide --steps 480 --eval_steps 480 --save_adapter wide480
     python benchmarks/ptx_sft_check.py --ptx_prompts wide_lookalikes --steps 480 --eval_steps 480 --output check.json
     python benchmarks/ptx_sft_check.py --ptx_prompts wide --adapter wide480 --steps 0 --eval_steps 0 --alphas 1.15
+    python benchmarks/ptx_sft_check.py --ptx_prompts wide_lookalikes --split_seed 1 --seed 5 --steps 0 --eval_steps 0 \
+        --adapter check_5 --read_lookalikes_more --output more_5.json   # a saved adapter, also on the second batch
     python benchmarks/ptx_sft_check.py --model tiny --steps 2 --eval_steps 0 2 --validation_share 0.1   # CI-sized
 
 `--alphas` reads the policy at each evaluation step with its LoRA update scaled by each α as well (θ_0 + α (θ − θ_0),
@@ -81,9 +83,26 @@ from trl_safe.sft_selection import VALIDATION_GROUPS, ValidationSplit, read_vali
 
 GENERIC_DECLINES = ("I'm sorry", "I can't", "I cannot", "I'm not going", "I'll not", "I won't", "That's not something")
 GROUPS = VALIDATION_GROUPS
+# `--read_lookalikes_more`: the second batch of written look-alikes, read as one more harmless group (not trained on
+# by `wide_lookalikes`; the selection rule does not count it).
+MORE_GROUP = "lookalike_more"
 # `--save_adapter` writes this beside the adapter; `--adapter` refuses a run whose split (these arguments) differs.
 ADAPTER_ARGS_FILE = "check_args.json"
 SPLIT_ARGS = ("ptx_prompts", "open_cut_answers", "validation_share", "lookalike_share", "split_seed")
+
+
+def more_lookalikes(rows: list[dict[str, Any]]) -> list[str]:
+    """The prompts of the second batch of written look-alikes, checked to be in none of the PTX `rows`."""
+    from trl_safe.demo import load_demo_lookalikes
+
+    prompts = list(load_demo_lookalikes("train_more")["prompt"])
+    trained = {row["prompt"][0]["content"] for row in rows} & set(prompts)
+    if trained:
+        raise SystemExit(
+            f"--read_lookalikes_more: the PTX data trains on {len(trained)} of those look-alikes "
+            f"(e.g. {sorted(trained)[0]!r}); they are no validation set for it."
+        )
+    return prompts
 
 
 def evaluate(model, tokenizer, split: ValidationSplit, openings, max_new_tokens: int, step: int) -> dict:
@@ -139,6 +158,16 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
             + " / ".join(f"{unsafe} of {total}" for unsafe, total in row["judged_unsafe"].values())
             + " |"
         )
+    if any(MORE_GROUP in row["declined"] for row in rows):  # --read_lookalikes_more
+        lines += ["", f"| step | α | declined: second batch of look-alikes (`{MORE_GROUP}`, not trained on) |"]
+        lines.append("| ---: | ---: | --- |")
+        for row in rows:
+            declined, past = row["declined"][MORE_GROUP][0], row["declined_read_past"][MORE_GROUP]
+            lines.append(
+                f"| {row['step']} | {row.get('alpha', 1.0):g} | {declined}"
+                + (f" ({past[0]})" if past[0] != declined else "")
+                + f" of {past[1]} |"
+            )
     kinds = sorted({kind for row in rows for kind in row.get("lookalike_by_kind", {})})
     if kinds:  # the written look-alikes, declined per kind (read past the apology where that differs)
         lines += ["", "| step | α | " + " | ".join(kinds) + " |", "| ---: | ---: |" + " --- |" * len(kinds)]
@@ -226,6 +255,14 @@ def make_parser() -> argparse.ArgumentParser:
         "its split must be this run's. Several adapters (seeds of one split, --split_seed) are read as the average "
         "of their updates, θ_0 + mean_i (θ_i − θ_0) (`trl_safe.interpolation.average_updates`).",
     )
+    parser.add_argument(
+        "--read_lookalikes_more",
+        action="store_true",
+        help='Also read the second batch of written look-alikes (`load_demo_lookalikes("train_more")`, 30) as '
+        f"the group `{MORE_GROUP}`: look-alikes written apart from the ones `wide_lookalikes` trains on, to see "
+        "whether a validation set of other look-alikes orders the seeds as the held-out ones do. Refused where the "
+        "PTX data trains on them (`wide_lookalikes_more`).",
+    )
     parser.add_argument("--output", type=Path, default=None, help="Also write the rows as JSON here.")
     return parser
 
@@ -300,6 +337,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         model = get_peft_model(model, config)
     rows = list(load_demo_ptx_dataset("train", args.ptx_prompts, open_cut_answers=args.open_cut_answers))
     split = split_validation(rows, args.validation_share, args.split_seed, args.lookalike_share)
+    if args.read_lookalikes_more:
+        split.validation[MORE_GROUP] = more_lookalikes(rows)
     from datasets import Dataset
 
     data = PTXData(Dataset.from_list(split.train_rows), tokenizer, max_length=192, seed=args.seed)

@@ -43,3 +43,20 @@ def test_relative_links_and_anchors_resolve(page):
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(f"{target or page.name}#{anchor}: no such heading")
     assert not broken, f"{page.name}: " + "; ".join(broken)
+
+
+def test_architecture_page_names_every_module():
+    """docs/architecture.md is the map of the package: every module of `trl_safe/` is named there (by its path, or by
+    its file name in a row that lists it beside a sibling), so that a new module cannot land unexplained. Nine were
+    missing from it until December 6, 2026."""
+    text = (REPO_ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    package = REPO_ROOT / "trl_safe"
+    modules = [
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if path.name != "__init__.py" and "metrics" not in path.relative_to(package).parts
+    ]
+    assert modules, "no module found under trl_safe/"
+    named = [module for module in modules if f"trl_safe/{module}" in text or f"`{Path(module).name}`" in text]
+    missing = sorted(set(modules) - set(named))
+    assert not missing, f"docs/architecture.md does not name {missing}"

@@ -16,7 +16,7 @@ from trl_safe.interpolation import (
     interpolate_state_dicts,
     scaled_lora_update,
 )
-from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_chat_tokenizer
+from trl_safe.testing_utils import make_tiny_causal_lm, make_tiny_chat_tokenizer, save_tiny_lora_adapter
 
 
 @pytest.fixture(scope="module")
@@ -130,19 +130,9 @@ def test_saved_models_interpolate_to_a_loadable_model_that_says_what_it_is(token
 def test_a_saved_lora_adapter_is_merged_before_interpolating(tokenizer, tmp_path, with_tokenizer):
     # PEFT's save_pretrained writes the adapter alone (as ptx_sft_check --save_adapter does): the result then gets
     # the tokenizer of the adapter's base model
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    start = make_tiny_causal_lm(tokenizer, seed=0)
-    start.save_pretrained(tmp_path / "start")
-    tokenizer.save_pretrained(tmp_path / "start")
-    peft_model = get_peft_model(
-        make_tiny_causal_lm(tokenizer, seed=0), LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False)
-    )
-    peft_model.peft_config["default"].base_model_name_or_path = str(tmp_path / "start")
-    peft_model.save_pretrained(tmp_path / "adapter")
-    if with_tokenizer:
-        tokenizer.save_pretrained(tmp_path / "adapter")
+    _, _, peft_model = save_tiny_lora_adapter(tokenizer, tmp_path, with_tokenizer)
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad(), scaled_lora_update(peft_model, 0.5):
         expected = peft_model(input_ids=ids).logits

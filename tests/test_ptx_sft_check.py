@@ -157,3 +157,28 @@ def test_the_learning_rate_follows_the_schedule_asked_for(module):
     assert [row["learning_rate"] for row in rows] == [1e-3, 1e-3, 0.0]
     with pytest.raises(SystemExit):  # argparse: not one of transformers' schedules
         module.make_parser().parse_args(["--lr_scheduler_type", "cosine_decay"])
+
+
+def test_the_second_batch_of_look_alikes_is_read_as_one_more_group_only_where_it_is_not_trained_on(module, capsys):
+    from trl_safe.demo import load_demo_lookalikes
+
+    (row,) = module.main(
+        ["--model", "tiny", "--ptx_prompts", "twins_unlikely", "--steps", "1", "--eval_steps", "1",
+         "--validation_share", "0.05", "--max_new_tokens", "2", "--read_lookalikes_more"]
+    )  # fmt: skip
+    more = [answer["prompt"] for answer in row["answers"][module.MORE_GROUP]]
+    assert more == list(load_demo_lookalikes("train_more")["prompt"]) and len(more) == 30
+    assert row["declined_read_past"][module.MORE_GROUP][1] == 30
+    assert "second batch of look-alikes" in capsys.readouterr().out  # its own line in the printed table
+    # the selection rule counts only its own groups: the extra one changes no candidate's counts
+    from trl_safe.sft_selection import Candidate
+
+    without = {
+        key: {g: v for g, v in row[key].items() if g != module.MORE_GROUP} for key in row if isinstance(row[key], dict)
+    }
+    assert Candidate.from_reading("x", row) == Candidate.from_reading("x", {**row, **without})
+    with pytest.raises(SystemExit, match="trains on 30 of those look-alikes"):
+        module.main(
+            ["--model", "tiny", "--ptx_prompts", "wide_lookalikes_more", "--steps", "1", "--eval_steps", "1",
+             "--read_lookalikes_more"]
+        )  # fmt: skip

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from trl_safe.lora_checkpoints import load_merged_lora, tokenizer_source
+
 INTERPOLATION_FILE = "interpolation.json"
 
 
@@ -135,8 +137,6 @@ def interpolate_pretrained(
     def trained_states() -> Iterator[dict[str, torch.Tensor]]:
         for path in paths:
             if (Path(path) / "adapter_config.json").is_file():  # its update merged, as the pipeline merges its stages'
-                from trl_safe.pipeline import load_merged_lora
-
                 model = load_merged_lora(Path(path), AutoModelForCausalLM, dtype="auto")
             else:
                 model = AutoModelForCausalLM.from_pretrained(path, dtype="auto")
@@ -157,8 +157,6 @@ def interpolate_pretrained(
     if in_place:
         shutil.rmtree(target, ignore_errors=True)  # a crashed run's leftovers must not be moved in
     model.save_pretrained(target)
-    from trl_safe.pipeline import tokenizer_source
-
     AutoTokenizer.from_pretrained(tokenizer_source(paths[0])).save_pretrained(target)
     record = {"start": str(start), "trained": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]}
     record["alpha"] = alpha

@@ -1,6 +1,6 @@
 """The pieces of the whole-pipeline script (`trl-safe safe_rlhf_pipeline`) that are not the pipeline itself: the
-presets, the helpers between stages (LoRA targets, merging an adapter, held-out prompts, a tiny model), reading each
-stage's results back from what it wrote, and the final summary table.
+presets, the helpers between stages (LoRA targets, held-out prompts, a tiny model; merging a saved LoRA adapter is
+`trl_safe.lora_checkpoints`), reading each stage's results back from what it wrote, and the final summary table.
 
 The script (`trl_safe/scripts/safe_rlhf_pipeline.py`) keeps only what a reader needs to follow a run: which stage
 runs with which command line.
@@ -108,7 +108,9 @@ class Budget:
             SFT data leaves out a validation split of the demo's train prompts (`trl_safe.sft_selection`), each
             candidate is read on it, and the one declining the fewest harmless validation prompts while safe on the
             harmful ones is kept (`select_candidate`). The seed alone moved the SFT policy along the curve more than
-            any data change, and the validation ranking carried to the held-out prompts (docs/demo_outcome.md).
+            any data change; on the first split the validation ranking carried to the held-out prompts, and over
+            three draws the chosen policies kept the benign reward but declined as many held-out look-alikes as
+            unchosen ones (docs/demo_outcome.md).
         refusal_rule: how the evaluation counts a refusal (`SafetyEvaluationConfig.refusal_rule`, also the judge's
             step 2): `"default"`, or `"apology_aware"`, which reads past an apology for a misunderstanding before
             deciding; the SFT policies open many answers with one and then answer (docs/evaluation.md).
@@ -229,6 +231,8 @@ PRESETS: dict[str, Budget] = {
     # - the seed alone (LoRA initialisation, order of the rows) moved the 480-step policy along the safety-against-
     #   over-refusal curve further than any change of the rows; on one split three seeds declined 14, 31 and 29 of 137
     #   harmless validation prompts, and the held-out look-alike and benign prompts 1, 7 and 7 of 48, in that order;
+    # - over three draws (three splits of three seeds) the chosen policies kept the benign reward (-0.06 ± 0.06,
+    #   greedy) but not fewer look-alike refusals (+10.3 ± 6.9 points): 4, 3 and 3 of the 4 conditions;
     # - no RL stage: the selection was measured on SFT policies, and on the `sft` preset PPO-Lag neither added judged
     #   safety nor took a seed over the look-alike bar (it drew the seeds together).
     "sft_select": replace(
@@ -304,41 +308,6 @@ def lora_target_modules(num_layers: int, lora_layers: int) -> str:
     first = max(0, num_layers - lora_layers)
     layers = "|".join(str(index) for index in range(first, num_layers))
     return rf".*\.layers\.({layers})\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
-
-
-def tokenizer_source(model_dir: str | Path) -> str:
-    """Where the tokenizer of `model_dir` is: the folder itself, or, for a LoRA adapter saved without one (PEFT's
-    `save_pretrained` writes only the adapter; `benchmarks/ptx_sft_check.py --save_adapter` does so), its base
-    model, which the adapter was trained with."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "tokenizer_config.json").is_file() and (model_dir / "adapter_config.json").is_file():
-        return json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
-    return str(model_dir)
-
-
-def load_merged_lora(adapter_dir: Path, auto_class: type, **model_kwargs: Any) -> Any:
-    """The LoRA adapter saved in `adapter_dir`, merged into its base model (loaded with `auto_class`), with the pad
-    token of the adapter's tokenizer (its base model's where the adapter was saved without one), as it was trained."""
-    from peft import PeftModel
-    from transformers import AutoTokenizer
-
-    adapter_config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
-    base = auto_class.from_pretrained(adapter_config["base_model_name_or_path"], **model_kwargs)
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    merged.config.pad_token_id = AutoTokenizer.from_pretrained(tokenizer_source(adapter_dir)).pad_token_id
-    return merged
-
-
-def merge_lora(output_dir: Path, auto_class: type, **model_kwargs: Any) -> None:
-    """Replace the LoRA adapter a stage saved in `output_dir` by the merged model.
-
-    The next stages load plain `from_pretrained` directories: PPO copies the reward model into its critic, and the
-    evaluation loads the policy like any checkpoint. The model card and the tokenizer stay as the stage wrote them.
-    """
-    merged = load_merged_lora(output_dir, auto_class, **model_kwargs)
-    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
-        (output_dir / name).unlink(missing_ok=True)
-    merged.save_pretrained(output_dir)
 
 
 def build_tiny_base_model(path: Path, seed: int) -> Path:

@@ -149,6 +149,26 @@ def make_tiny_causal_lm(tokenizer: PreTrainedTokenizerFast, seed: int = 0, **con
     return AutoModelForCausalLM.from_config(tiny_llama_config(tokenizer, **config_kwargs))
 
 
+def save_tiny_lora_adapter(
+    tokenizer: PreTrainedTokenizerFast, directory: Path, with_tokenizer: bool = True
+) -> tuple[Path, Path, torch.nn.Module]:
+    """A tiny start model saved with its tokenizer in `directory / "start"`, and a LoRA adapter on it with a non-zero
+    update saved in `directory / "adapter"`, with the tokenizer or, as PEFT's `save_pretrained` writes it (and
+    `benchmarks/ptx_sft_check.py --save_adapter`), alone. Returns both folders and the adapted (PEFT) model."""
+    from peft import LoraConfig, get_peft_model
+
+    start, adapter = Path(directory) / "start", Path(directory) / "adapter"
+    make_tiny_causal_lm(tokenizer, seed=0).save_pretrained(start)
+    tokenizer.save_pretrained(start)
+    config = LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False)
+    model = get_peft_model(make_tiny_causal_lm(tokenizer, seed=0), config)
+    model.peft_config["default"].base_model_name_or_path = str(start)
+    model.save_pretrained(adapter)
+    if with_tokenizer:
+        tokenizer.save_pretrained(adapter)
+    return start, adapter, model
+
+
 def make_tiny_scorer(
     tokenizer: PreTrainedTokenizerFast, num_labels: int = 1, seed: int = 0, **config_kwargs
 ) -> PreTrainedModel:

@@ -47,6 +47,7 @@ from trl_safe.demo import PTX_PROMPTS, load_demo_twins
 from trl_safe.evaluation.plots import plot_preference_training, save_figure
 from trl_safe.interpolation import check_alpha, interpolate_pretrained
 from trl_safe.lagrange import check_limit_above_floor
+from trl_safe.lora_checkpoints import merge_lora
 from trl_safe.pipeline import (
     DEMO_DATA_CONFIG,
     PRESETS,
@@ -59,7 +60,6 @@ from trl_safe.pipeline import (
     check_held_out,
     format_seconds,
     lora_target_modules,
-    merge_lora,
     peak_rss_mb,
     read_stage_results,
     summary_lines,
