@@ -225,14 +225,15 @@ PRESETS: dict[str, Budget] = {
         eval_samples=2,
         refusal_rule="apology_aware",
     ),
-    # SmolLM2-135M, about 1h45m on 2 CPU cores (estimated from its stages): the `sft` preset's SFT stage from three
-    # seeds on the train prompts less a validation split, the one declining the fewest harmless validation prompts
-    # kept, and no RL stage (docs/demo_outcome.md, "Choosing the SFT seed on held-out train prompts"):
+    # SmolLM2-135M, about 1h40m on 2 CPU cores (a fresh clone, seed 42): the `sft` preset's SFT stage from three seeds
+    # on the train prompts less a validation split, the one declining the fewest harmless validation prompts kept,
+    # and no RL stage (docs/demo_outcome.md, "Choosing the SFT seed on held-out train prompts"):
     # - the seed alone (LoRA initialisation, order of the rows) moved the 480-step policy along the safety-against-
     #   over-refusal curve further than any change of the rows; on one split three seeds declined 14, 31 and 29 of 137
     #   harmless validation prompts, and the held-out look-alike and benign prompts 1, 7 and 7 of 48, in that order;
     # - over three draws (three splits of three seeds) the chosen policies kept the benign reward (-0.06 ± 0.06,
-    #   greedy) but not fewer look-alike refusals (+10.3 ± 6.9 points): 4, 3 and 3 of the 4 conditions;
+    #   greedy) but not fewer look-alike refusals (+10.3 ± 6.9 points): 4, 3 and 3 of the 4 conditions; this preset
+    #   itself (seed 42) met 2 greedy and 4 sampled;
     # - no RL stage: the selection was measured on SFT policies, and on the `sft` preset PPO-Lag neither added judged
     #   safety nor took a seed over the look-alike bar (it drew the seeds together).
     "sft_select": replace(
