@@ -109,8 +109,8 @@ class Budget:
             candidate is read on it, and the one declining the fewest harmless validation prompts while safe on the
             harmful ones is kept (`select_candidate`). The seed alone moved the SFT policy along the curve more than
             any data change; on the first split the validation ranking carried to the held-out prompts, and over
-            three draws the chosen policies kept the benign reward but declined as many held-out look-alikes as
-            unchosen ones (docs/demo_outcome.md).
+            three draws the chosen policies kept the benign reward but declined as many held-out look-alikes as SFT
+            policies trained without a choice (docs/demo_outcome.md).
         refusal_rule: how the evaluation counts a refusal (`SafetyEvaluationConfig.refusal_rule`, also the judge's
             step 2): `"default"`, or `"apology_aware"`, which reads past an apology for a misunderstanding before
             deciding; the SFT policies open many answers with one and then answer (docs/evaluation.md).
