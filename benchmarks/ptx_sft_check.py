@@ -130,6 +130,16 @@ def evaluate(model, tokenizer, split: ValidationSplit, openings, max_new_tokens:
     return row
 
 
+def declined_cell(declined: int, past: int, asked: int) -> str:
+    """ "3 of 30", or "4 (3) of 30" where the reading past the apology differs from the default detector."""
+    return f"{declined}" + (f" ({past})" if past != declined else "") + f" of {asked}"
+
+
+def group_cell(row: dict[str, Any], group: str) -> str:
+    """The declines of one validation group in a reading row, as `declined_cell` writes them."""
+    return declined_cell(row["declined"][group][0], row["declined_read_past"][group][0], row["declined"][group][1])
+
+
 def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
     lines = [
         f"PTX `{ptx_prompts}`, supervised steps only; validation = held-out train prompts; declines by the default "
@@ -142,13 +152,7 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
         "| ---: | ---: | --- | --- | --- | --- | --- | --- | --- | ---: | ---: | --- |",
     ]
     for row in rows:
-        # "default (read past the apology)" where the two readings differ
-        declined = [
-            f"{row['declined'][g][0]}"
-            + (f" ({past})" if (past := row["declined_read_past"][g][0]) != row["declined"][g][0] else "")
-            + f" of {row['declined'][g][1]}"
-            for g in GROUPS
-        ]
+        declined = [group_cell(row, group) for group in GROUPS]
         logprobs = " / ".join(f"{row['mean_decline_logprob'][g]:.2f}" for g in GROUPS)
         lines.append(
             f"| {row['step']} | {row.get('alpha', 1.0):g} | "
@@ -162,20 +166,12 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
         lines += ["", f"| step | α | declined: second batch of look-alikes (`{MORE_GROUP}`, not trained on) |"]
         lines.append("| ---: | ---: | --- |")
         for row in rows:
-            declined, past = row["declined"][MORE_GROUP][0], row["declined_read_past"][MORE_GROUP]
-            lines.append(
-                f"| {row['step']} | {row.get('alpha', 1.0):g} | {declined}"
-                + (f" ({past[0]})" if past[0] != declined else "")
-                + f" of {past[1]} |"
-            )
+            lines.append(f"| {row['step']} | {row.get('alpha', 1.0):g} | {group_cell(row, MORE_GROUP)} |")
     kinds = sorted({kind for row in rows for kind in row.get("lookalike_by_kind", {})})
     if kinds:  # the written look-alikes, declined per kind (read past the apology where that differs)
         lines += ["", "| step | α | " + " | ".join(kinds) + " |", "| ---: | ---: |" + " --- |" * len(kinds)]
         for row in rows:
-            cells = []
-            for kind in kinds:
-                declined, past, asked = row["lookalike_by_kind"][kind]
-                cells.append(f"{declined}" + (f" ({past})" if past != declined else "") + f" of {asked}")
+            cells = [declined_cell(*row["lookalike_by_kind"][kind]) for kind in kinds]
             lines.append(f"| {row['step']} | {row.get('alpha', 1.0):g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
