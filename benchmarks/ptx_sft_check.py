@@ -48,7 +48,8 @@ declined: the second batch of look-alikes (`wide_lookalikes_more`) was written f
 `trl_safe.interpolation`): how much of the supervised update keeps the declines of harmful requests and drops those of
 their look-alikes. `--save_adapter` keeps the trained LoRA adapter (and the split it was trained on), and `--adapter`
 reads it again with `--steps 0` (the readings above took a fresh 480-step training each). `--split_seed` fixes the
-split while `--seed` varies the LoRA initialisation and the order of the rows, and `--adapter` with several adapters
+split while `--seed` varies the LoRA initialisation and the order of the rows (`--data_seed` varies the order
+alone: crossed with `--seed`, it tells which of the two moves a policy), and `--adapter` with several adapters
 of one split reads the average of their updates (a uniform soup of the seeds, `average_updates`):
 
     for seed in 0 1 2; do python benchmarks/ptx_sft_check.py --ptx_prompts wide_lookalikes --steps 480 \
@@ -228,7 +229,16 @@ def make_parser() -> argparse.ArgumentParser:
         help="At each evaluation step, read the policy with its LoRA update scaled by each α (θ_0 + α (θ − θ_0), "
         "`trl_safe.interpolation`; 1: as trained). Needs --lora_layers > 0 where any α is not 1.",
     )
-    parser.add_argument("--seed", type=int, default=0, help="Seeds the PTX draws and the LoRA weights.")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="Seeds the LoRA weights and the PTX draws (see --data_seed)."
+    )
+    parser.add_argument(
+        "--data_seed",
+        type=int,
+        default=None,
+        help="Seeds the order of the PTX rows alone (default: --seed). Cross it with --seed (e.g. --seed 0 "
+        "--data_seed 1) to tell what moves a policy between seeds: the LoRA initialisation or the batch order.",
+    )
     parser.add_argument(
         "--split_seed",
         type=int,
@@ -302,6 +312,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.split_seed is None:
         args.split_seed = args.seed
+    if args.data_seed is None:
+        args.data_seed = args.seed
     if args.adapter is not None and args.steps != 0:
         raise SystemExit(
             "--adapter reads a saved adapter (no optimizer state, no PTX draws to resume): use --steps 0."
@@ -317,8 +329,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise SystemExit("--save_adapter saves a LoRA adapter: it needs --lora_layers > 0.")
     if args.save_adapter is not None and len(args.adapter or ()) > 1:
         raise SystemExit("--save_adapter: an average of adapters is no adapter; save it with `trl-safe interpolate`.")
-    torch.manual_seed(args.seed)
     model, tokenizer = load_model(args.model)
+    # Seeded after loading: the tiny model is built from a seeded initialisation of its own, which would otherwise
+    # give every --seed the same LoRA weights (loading SmolLM2 draws nothing: the same weights as seeding before).
+    torch.manual_seed(args.seed)
     trained_steps = 0
     if args.adapter is not None:
         model, trained_steps = load_adapters(model, args)
@@ -337,7 +351,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         split.validation[MORE_GROUP] = more_lookalikes(rows)
     from datasets import Dataset
 
-    data = PTXData(Dataset.from_list(split.train_rows), tokenizer, max_length=192, seed=args.seed)
+    data = PTXData(Dataset.from_list(split.train_rows), tokenizer, max_length=192, seed=args.data_seed)
     counts = {group: len(prompts) for group, prompts in split.validation.items()}
     print(f"{len(split.train_rows)} PTX rows ({data.desirable.count(False)} undesirable); validation {counts}")
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -371,7 +385,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         schedule.step()
     if args.save_adapter is not None:
         model.save_pretrained(args.save_adapter)
-        saved = {**{key: getattr(args, key) for key in SPLIT_ARGS}, "seed": args.seed}
+        saved = {**{key: getattr(args, key) for key in SPLIT_ARGS}, "seed": args.seed, "data_seed": args.data_seed}
         saved["steps"] = trained_steps + args.steps
         saved.update(
             unlikelihood_coef=args.unlikelihood_coef,

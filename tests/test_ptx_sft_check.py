@@ -182,3 +182,36 @@ def test_the_second_batch_of_look_alikes_is_read_as_one_more_group_only_where_it
             ["--model", "tiny", "--ptx_prompts", "wide_lookalikes_more", "--steps", "1", "--eval_steps", "1",
              "--read_lookalikes_more"]
         )  # fmt: skip
+
+
+def test_data_seed_draws_the_row_order_and_seed_the_lora_initialisation(module, tmp_path, monkeypatch):
+    """`--seed a --data_seed b`: the LoRA weights of seed a, the batches of seed b (crossed, to tell them apart)."""
+    from safetensors.torch import load_file
+
+    from trl_safe.ptx import PTXData
+
+    batches: list[torch.Tensor] = []
+    draw = PTXData.batch
+
+    def recorded(self, *args, **kwargs):
+        batch = draw(self, *args, **kwargs)
+        batches.append(batch["input_ids"])
+        return batch
+
+    monkeypatch.setattr(PTXData, "batch", recorded)
+    tiny = ["--model", "tiny", "--ptx_prompts", "twins_unlikely", "--validation_share", "0.05", "--max_new_tokens",
+            "1", "--split_seed", "0", "--steps", "2", "--eval_steps", "2", "--learning_rate", "0"]  # fmt: skip
+    runs = {}
+    for seed, data_seed in ((0, None), (0, 1), (1, 0)):
+        batches.clear()
+        adapter = tmp_path / f"{seed}_{data_seed}"
+        extra = [] if data_seed is None else ["--data_seed", str(data_seed)]
+        module.main([*tiny, "--seed", str(seed), *extra, "--save_adapter", str(adapter)])
+        saved = json.loads((adapter / module.ADAPTER_ARGS_FILE).read_text())
+        assert (saved["seed"], saved["data_seed"]) == (seed, seed if data_seed is None else data_seed)
+        runs[seed, data_seed] = (list(batches), load_file(adapter / "adapter_model.safetensors"))  # rate 0: the init
+    (order_0, init_0), (order_1, init_0b), (order_0b, init_1) = runs.values()
+    assert all(torch.equal(a, b) for a, b in zip(order_0, order_0b)) and len(order_0) == 2  # the order: --data_seed
+    assert not all(torch.equal(a, b) for a, b in zip(order_0, order_1))
+    assert all(torch.equal(init_0[key], init_0b[key]) for key in init_0)  # the initialisation: --seed
+    assert not all(torch.equal(init_0[key], init_1[key]) for key in init_0 if "lora_A" in key)

@@ -44,6 +44,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from trl_safe.scoring import encode_for_scoring, is_conversation
+from trl_safe.seeding import epoch_permutation
 
 logger = logging.getLogger(__name__)
 
@@ -188,13 +189,13 @@ class PTXData:
         return len(self.examples)
 
     def rows(self, draw: int, batch_size: int) -> list[int]:
-        """The example indices of the `draw`-th batch: consecutive slices of seeded per-epoch permutations."""
+        """The example indices of the `draw`-th batch: consecutive slices of seeded per-epoch permutations
+        (`trl_safe.seeding`: no two seeds share an epoch's order)."""
         indices = []
         for position in range(draw * batch_size, (draw + 1) * batch_size):
             epoch, offset = divmod(position, len(self.examples))
             if epoch not in self._permutations:
-                generator = torch.Generator().manual_seed(self.seed + epoch)
-                self._permutations = {epoch: torch.randperm(len(self.examples), generator=generator)}
+                self._permutations = {epoch: epoch_permutation(self.seed, epoch, len(self.examples))}
             indices.append(int(self._permutations[epoch][offset]))
         return indices
 

@@ -35,6 +35,7 @@ from trl_safe.rl_math import (
     masked_whiten,
     selective_logprobs,
 )
+from trl_safe.seeding import epoch_generator
 
 
 @dataclass
@@ -95,13 +96,14 @@ def select_rows(batch: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
 class RolloutSampler(RepeatSampler):
     """Yields each rollout batch of prompt indices once per micro-step that the rollout feeds.
 
-    Seeded by `seed + epoch` (through `set_epoch`, which `Trainer` calls), so a run resumed in a later epoch sees the
-    same prompt order as the uninterrupted run.
+    Each epoch's order is a pure function of (seed, epoch) (`trl_safe.seeding.epoch_generator`, through `set_epoch`,
+    which `Trainer` calls), so a run resumed in a later epoch sees the same prompt order as the uninterrupted run, and
+    no two seeds share an epoch's order.
     """
 
     def set_epoch(self, epoch: int) -> None:
         if self.shuffle:
-            self.generator.manual_seed(self.seed + epoch)
+            self.generator = epoch_generator(self.seed, epoch, self.num_samples)
 
 
 def make_generation_backend(
