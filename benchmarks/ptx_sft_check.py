@@ -57,6 +57,9 @@ of one split reads the average of their updates (a uniform soup of the seeds, `a
     python benchmarks/ptx_sft_check.py --ptx_prompts wide_lookalikes --split_seed 0 --steps 0 --eval_steps 0 \
         --adapter check_0 check_1 check_2 --output soup.json
 
+The rows' order per epoch comes from `trl_safe.seeding` since December 7, 2026 (before, seed s's epoch e + 1 was
+seed s + 1's epoch e: the readings measured before then reproduce at commit fca177e).
+
 Prints one line per evaluation and a markdown table (and a second one, the look-alikes by kind); `--output` writes
 the rows (with every answer per group) as JSON. `main` returns the rows.
 """
