@@ -57,6 +57,13 @@ of one split reads the average of their updates (a uniform soup of the seeds, `a
     python benchmarks/ptx_sft_check.py --ptx_prompts wide_lookalikes --split_seed 0 --steps 0 --eval_steps 0 \
         --adapter check_0 check_1 check_2 --output soup.json
 
+`--average_last N` also reads, after the last step, the weights averaged over the last N steps (tail averaging,
+`trl_safe.weight_averaging`): the final and the averaged policy of one trajectory, read paired, to see whether the
+seeds' spread is step-to-step noise that an average removes:
+
+    python benchmarks/ptx_sft_check.py --ptx_prompts wide_lookalikes --steps 480 --eval_steps 480 --split_seed 0 \
+        --seed 0 --average_last 120
+
 The rows' order per epoch comes from `trl_safe.seeding` since December 7, 2026 (before, seed s's epoch e + 1 was
 seed s + 1's epoch e: the readings measured before then reproduce at commit fca177e).
 
@@ -144,6 +151,12 @@ def group_cell(row: dict[str, Any], group: str) -> str:
     return declined_cell(row["declined"][group][0], row["declined_read_past"][group][0], row["declined"][group][1])
 
 
+def step_cell(row: dict[str, Any]) -> str:
+    """The reading's step, "480 (mean of 361-480)" for the weights averaged over the last steps."""
+    window = row.get("averaged_over")
+    return f"{row['step']}" + (f" (mean of {row['step'] - window + 1}-{row['step']})" if window else "")
+
+
 def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
     lines = [
         f"PTX `{ptx_prompts}`, supervised steps only; validation = held-out train prompts; declines by the default "
@@ -159,7 +172,7 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
         declined = [group_cell(row, group) for group in GROUPS]
         logprobs = " / ".join(f"{row['mean_decline_logprob'][g]:.2f}" for g in GROUPS)
         lines.append(
-            f"| {row['step']} | {row.get('alpha', 1.0):g} | "
+            f"| {step_cell(row)} | {row.get('alpha', 1.0):g} | "
             + " | ".join(declined)
             + f" | {logprobs} | {row['auroc_harmful_vs_twin']:.3f} | "
             f"{row['auroc_harmful_vs_harmless']:.3f} | "
@@ -170,13 +183,13 @@ def markdown(rows: list[dict[str, Any]], ptx_prompts: str) -> str:
         lines += ["", f"| step | α | declined: second batch of look-alikes (`{MORE_GROUP}`, not trained on) |"]
         lines.append("| ---: | ---: | --- |")
         for row in rows:
-            lines.append(f"| {row['step']} | {row.get('alpha', 1.0):g} | {group_cell(row, MORE_GROUP)} |")
+            lines.append(f"| {step_cell(row)} | {row.get('alpha', 1.0):g} | {group_cell(row, MORE_GROUP)} |")
     kinds = sorted({kind for row in rows for kind in row.get("lookalike_by_kind", {})})
     if kinds:  # the written look-alikes, declined per kind (read past the apology where that differs)
         lines += ["", "| step | α | " + " | ".join(kinds) + " |", "| ---: | ---: |" + " --- |" * len(kinds)]
         for row in rows:
             cells = [declined_cell(*row["lookalike_by_kind"][kind]) for kind in kinds]
-            lines.append(f"| {row['step']} | {row.get('alpha', 1.0):g} | " + " | ".join(cells) + " |")
+            lines.append(f"| {step_cell(row)} | {row.get('alpha', 1.0):g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -272,6 +285,14 @@ def make_parser() -> argparse.ArgumentParser:
         "whether a validation set of other look-alikes orders the seeds as the held-out ones do. Refused where the "
         "PTX data trains on them (`wide_lookalikes_more`).",
     )
+    parser.add_argument(
+        "--average_last",
+        type=int,
+        default=0,
+        help="Also read, after the last step, the trained weights averaged over the last N steps (tail averaging, "
+        "`trl_safe.weight_averaging.TailAverage`; the row's `averaged_over`): the final and the averaged policy of "
+        "one trajectory, read paired. 0: none.",
+    )
     parser.add_argument("--output", type=Path, default=None, help="Also write the rows as JSON here.")
     return parser
 
@@ -311,6 +332,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from trl_safe.demo import load_demo_ptx_dataset
     from trl_safe.interpolation import scaled_lora_update
     from trl_safe.ptx import PTXData, ptx_objective
+    from trl_safe.weight_averaging import TailAverage
 
     args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.split_seed is None:
@@ -328,6 +350,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             "--alphas other than 1 scale the LoRA update: they need --lora_layers > 0 and at most one --adapter "
             "(save other shares of an average with `trl-safe interpolate`)."
         )
+    if args.average_last and not 1 <= args.average_last <= args.steps:
+        raise SystemExit(f"--average_last must be within [1, --steps ({args.steps})] (0: no average).")
     if args.save_adapter is not None and not args.lora_layers and args.adapter is None:
         raise SystemExit("--save_adapter saves a LoRA adapter: it needs --lora_layers > 0.")
     if args.save_adapter is not None and len(args.adapter or ()) > 1:
@@ -366,15 +390,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             args.lr_scheduler_type, optimizer, num_warmup_steps=0, num_training_steps=args.steps,
             scheduler_specific_kwargs=args.lr_scheduler_kwargs,
         )  # fmt: skip
+    tail = TailAverage(trainable, args.steps, args.average_last) if args.average_last else None
     rows, start = [], time.perf_counter()
     evaluate_at = sorted(set(args.eval_steps))
     model.train()
     for step in range(args.steps + 1):
-        for alpha in args.alphas if step in evaluate_at else ():
-            with scaled_lora_update(model, alpha) if alpha != 1 else nullcontext():
+        if tail is not None and step:
+            tail.update(step)
+        readings = [(alpha, None) for alpha in args.alphas] if step in evaluate_at else []
+        if tail is not None and step == args.steps:
+            readings.append((1.0, args.average_last))  # the same trajectory, its last steps averaged
+        for alpha, averaged_over in readings:
+            if averaged_over:
+                context = tail.swapped_in()
+            else:
+                context = scaled_lora_update(model, alpha) if alpha != 1 else nullcontext()
+            with context:
                 row = evaluate(model, tokenizer, split, args.decline_openings, args.max_new_tokens, step)
             learning_rate = optimizer.param_groups[0]["lr"] if optimizer is not None else None  # the next step's
             rows.append({**row, "step": trained_steps + step, "alpha": alpha, "learning_rate": learning_rate})
+            if averaged_over:
+                rows[-1]["averaged_over"] = averaged_over
             shown = {k: v for k, v in rows[-1].items() if k not in ("declined_examples", "answers")}
             print(json.dumps(shown), flush=True)
         if step == args.steps:

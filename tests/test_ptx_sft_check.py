@@ -215,3 +215,19 @@ def test_data_seed_draws_the_row_order_and_seed_the_lora_initialisation(module, 
     assert not all(torch.equal(a, b) for a, b in zip(order_0, order_1))
     assert all(torch.equal(init_0[key], init_0b[key]) for key in init_0)  # the initialisation: --seed
     assert not all(torch.equal(init_0[key], init_1[key]) for key in init_0 if "lora_A" in key)
+
+
+def test_average_last_reads_the_final_weights_and_their_tail_average_from_one_trajectory(module, capsys):
+    tiny = ["--model", "tiny", "--ptx_prompts", "twins_unlikely", "--validation_share", "0.05", "--max_new_tokens",
+            "2", "--steps", "3", "--eval_steps", "3", "--learning_rate", "1e-2"]  # fmt: skip
+    final, averaged = module.main([*tiny, "--average_last", "2"])
+    assert (final["step"], averaged["step"]) == (3, 3)
+    assert "averaged_over" not in final and averaged["averaged_over"] == 2
+    assert averaged["mean_decline_logprob"] != final["mean_decline_logprob"]  # the mean of steps 2 and 3
+    assert "| 3 (mean of 2-3) | 1 |" in capsys.readouterr().out
+    # a window of one step is the final weights: the same reading
+    final, last = module.main([*tiny, "--average_last", "1"])
+    assert last["mean_decline_logprob"] == pytest.approx(final["mean_decline_logprob"], abs=1e-6)
+    assert last["declined"] == final["declined"]
+    with pytest.raises(SystemExit, match="--average_last must be within"):
+        module.main([*tiny, "--average_last", "4"])
