@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,9 @@ REPO_ROOT = TESTS_DIR.parent
 CPU_CONFIG = REPO_ROOT / "examples" / "accelerate_configs" / "cpu_2proc.yaml"
 # Where `save_rank_result` writes; set by `run_distributed` for the launched processes.
 OUTPUT_DIR_ENV = "TRL_SAFE_DISTRIBUTED_OUTPUT_DIR"
+# A torch C++-extension build lock older than this is left over from a killed build (a build of DeepSpeed's shm op
+# takes under 2 minutes on 2 cores); see `clear_stale_extension_locks`.
+STALE_LOCK_SECONDS = 600.0
 
 
 @dataclass
@@ -61,6 +66,8 @@ def run_distributed(
     """
     with tempfile.TemporaryDirectory(prefix="trl_safe_dist_") as output_dir:
         cpu_ddp = Path(config_file).resolve() == CPU_CONFIG
+        if not cpu_ddp:  # DeepSpeed builds its shm communication op through torch's extension loader
+            clear_stale_extension_locks()
         process_env = {
             **{k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"},
             **({"ACCELERATE_USE_CPU": "true"} if cpu_ddp else {}),  # every rank on the CPU with gloo (cpu_2proc.yaml)
@@ -93,6 +100,9 @@ def run_distributed(
             _kill_process_tree(process.pid)
             stdout, stderr = process.communicate()
             message = f"{Path(script).name} did not finish within {timeout} s"
+            locks = extension_locks()
+            if locks:  # a rank waiting for a build lock waits forever, silently
+                message += f"; torch extension build locks present: {', '.join(map(str, locks))}"
             raise AssertionError(message + _outputs(stdout, stderr)) from None
         if process.returncode != 0:
             raise AssertionError(f"{Path(script).name} exited with {process.returncode}{_outputs(stdout, stderr)}")
@@ -103,6 +113,37 @@ def run_distributed(
                 raise AssertionError(f"rank {rank} of {Path(script).name} saved no result{_outputs(stdout, stderr)}")
             results.append(json.loads(path.read_text()))
         return DistributedRun(results=results, stdout=stdout, stderr=stderr)
+
+
+def extension_locks() -> list[Path]:
+    """The build locks under torch's C++-extension folder (`TORCH_EXTENSIONS_DIR`, else torch's default root)."""
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if root is not None:
+        return sorted(Path(root).glob("*/lock"))
+    from torch.utils.cpp_extension import get_default_build_root
+
+    return sorted(Path(get_default_build_root()).glob("*/*/lock"))  # <root>/py311_cpu/<extension>/lock
+
+
+def clear_stale_extension_locks(max_age_s: float = STALE_LOCK_SECONDS) -> list[Path]:
+    """Remove torch extension build locks older than `max_age_s`; return what was removed.
+
+    torch's extension loader marks a build with a bare `lock` file and makes every other process wait, without a
+    timeout, until the file is gone. A build killed half-way (a test run cut short while DeepSpeed compiled its shm
+    op) leaves the file behind, and every later DeepSpeed launch from the same home folder then hangs until the test's
+    timeout with nothing in its output. A lock older than any build is such a leftover.
+    """
+    removed = []
+    for lock in extension_locks():
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:  # the build it marked just finished
+            continue
+        if age > max_age_s:
+            lock.unlink(missing_ok=True)
+            removed.append(lock)
+            warnings.warn(f"removed a stale torch extension build lock ({age:.0f} s old): {lock}", stacklevel=2)
+    return removed
 
 
 def save_rank_result(rank: int, result: dict[str, Any]) -> None:

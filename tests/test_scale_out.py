@@ -1,7 +1,9 @@
 import importlib.util
 import math
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import torch
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.utils import DistributedType
 from datasets import Dataset
-from distributed_utils import run_distributed
+from distributed_utils import clear_stale_extension_locks, extension_locks, run_distributed
 
 import trl_safe.ppo.experience
 import trl_safe.ppo.trainer
@@ -163,6 +165,7 @@ def test_a_launch_that_would_train_each_process_alone_is_an_error(tmp_path, scri
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(660)  # above the launcher's 600 s, so a hang reports the ranks' output instead of pytest's stacks
 @pytest.mark.skipif(
     importlib.util.find_spec("deepspeed") is None,
     reason="DeepSpeed is not installed (`pip install trl-safe[deepspeed]`)",
@@ -174,7 +177,8 @@ def test_ppo_lag_under_deepspeed_zero3_on_two_cpu_processes(tmp_path):
     (`zero.Init`), as in a user's script: the reference copy and the critic built from the reward model must still
     start from the right weights. The frozen reference, reward and cost models must be sharded (each rank holds about
     half of their parameters), not replicated. The first launch after installing DeepSpeed compiles its
-    shared-memory communication op (minutes); hence the long timeout.
+    shared-memory communication op (minutes); hence the long timeout. A build lock a killed build left behind would
+    make that launch wait forever: `run_distributed` removes locks older than any build first.
     """
     run = run_distributed(
         TRAIN_PPO_LAG,
@@ -193,6 +197,21 @@ def test_ppo_lag_under_deepspeed_zero3_on_two_cpu_processes(tmp_path):
             assert frozen["full_numel"] // 2 <= frozen["local_numel"], name
             assert frozen["local_numel"] <= frozen["full_numel"] // 2 + frozen["num_parameters"], name
     _check_ppo_lag_run(run.results)
+
+
+def test_stale_extension_build_locks_are_removed_and_fresh_ones_kept(tmp_path, monkeypatch):
+    """A build killed half-way leaves torch's `lock` file, and the next DeepSpeed launch would wait on it forever."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    stale, fresh = tmp_path / "deepspeed_shm_comm" / "lock", tmp_path / "other_op" / "lock"
+    for lock in (stale, fresh):
+        lock.parent.mkdir()
+        lock.touch()
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    with pytest.warns(UserWarning, match="stale torch extension build lock"):
+        assert clear_stale_extension_locks() == [stale]
+    assert not stale.exists() and fresh.exists()  # a lock younger than a build may mark a build under way
+    assert extension_locks() == [fresh]
 
 
 def test_ppo_on_two_cpu_processes_trains_one_policy(tmp_path):
