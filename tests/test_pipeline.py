@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from trl_safe.pipeline import lora_target_modules, peak_rss_mb, read_stage_results, summary_lines
 from trl_safe.scripts import reward_model
@@ -666,10 +667,18 @@ def test_sft_stage_commands(tmp_path):
     (evaluation,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv())
     assert evaluation.policy_names == ["initial", "sft", "ppo_lag"]
     assert evaluation.policies == ["some/model", str(tmp_path / "sft_policy"), str(tmp_path / "policy")]
+    # `--sft_average_last`: the SFT stage averages its last steps and keeps the last one's weights, read first.
+    runner = runner_with(sft_steps=240, sft_average_last=60)
+    _, sft_args, _ = sft.make_parser().parse_args_into_dataclasses(args=runner.sft_argv())
+    assert (sft_args.average_last_steps, sft_args.save_unaveraged) == (60, True)
+    (evaluation,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv())
+    assert evaluation.policy_names == ["initial", "sft_unaveraged", "sft", "ppo_lag"]
+    assert evaluation.policies[1] == str(tmp_path / "sft_policy" / "unaveraged")
     # Extra SFT arguments win.
     runner = runner_with(sft_steps=240, sft_args="--learning_rate 1e-4")
     _, sft_args, _ = sft.make_parser().parse_args_into_dataclasses(args=runner.sft_argv())
     assert sft_args.learning_rate == 1e-4
+    assert sft_args.average_last_steps is None and "--average_last_steps" not in runner.sft_argv()
 
     runner = runner_with()  # every preset: no SFT stage
     assert "sft" not in runner.stages and runner.stage_index("ppo_lag") == "3/4"
@@ -758,6 +767,37 @@ def test_sft_candidates_are_trained_read_on_validation_prompts_and_one_kept(tiny
     assert results["sft_selection"]["chosen"] == selection["chosen"]
 
 
+@pytest.mark.slow
+def test_sft_average_last_evaluates_the_average_beside_the_last_steps_weights(tiny_run, tmp_path):
+    """`--sft_average_last 2` with LoRA: the SFT policy is the mean of its last two steps, the last step's weights are
+    merged into `sft_policy/unaveraged/`, and the evaluation reads both on the same prompts."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    for scorer in ("reward_model", "cost_model"):
+        shutil.copytree(tiny_run[0] / scorer, tmp_path / scorer)
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path), model="tiny", use_peft=True, sft_steps=3, sft_average_last=2,
+        stages=["sft", "evaluate"],
+    )  # fmt: skip
+    results = pipeline.main(args)
+    sft_dir = tmp_path / "sft_policy"
+    for folder in (sft_dir, sft_dir / "unaveraged"):
+        files = {path.name for path in folder.iterdir()}
+        assert {"config.json", "model.safetensors"} <= files and "adapter_config.json" not in files
+    averaged, last = (load_file(folder / "model.safetensors") for folder in (sft_dir, sft_dir / "unaveraged"))
+    assert averaged.keys() == last.keys() and any(not torch.equal(averaged[k], last[k]) for k in averaged)
+    assert list(results["evaluate"]["summaries"]) == ["initial", "sft_unaveraged", "sft"]
+    assert "mean over optimizer steps 2-3" in (sft_dir / "README.md").read_text()
+    assert (results["sft"]["tail_average_first_step"], results["sft"]["tail_average_steps"]) == (2, 2)
+    assert "| SFT weights averaged over steps (tail averaging) | 2-3 |" in (tmp_path / "summary.md").read_text()
+
+    shutil.rmtree(sft_dir / "unaveraged")  # the evaluation alone, on an SFT stage trained without it
+    with pytest.raises(FileNotFoundError, match="holds none"):
+        pipeline.main(pipeline.PipelineArguments(**{**vars(args), "stages": ["evaluate"]}))
+
+
 def test_sft_steps_errors(tmp_path):
     with pytest.raises(ValueError, match="--sft_steps must be 0"):
         pipeline.PipelineArguments(sft_steps=-1)
@@ -771,6 +811,12 @@ def test_sft_steps_errors(tmp_path):
         output_dir=str(tmp_path), dataset_name="my/data", sft_steps=4, sft_args="--dataset_name my/sft"
     )
     assert "sft" in pipeline.Pipeline(args).stages
+    with pytest.raises(ValueError, match="--sft_average_last must be 1 or more"):
+        pipeline.PipelineArguments(sft_average_last=0)
+    with pytest.raises(ValueError, match="use one at a time"):
+        pipeline.PipelineArguments(sft_average_last=2, sft_interpolation=0.5)
+    with pytest.raises(ValueError, match=r"averages more steps than the SFT stage takes \(4; --sft_steps\)"):
+        pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), sft_steps=4, sft_average_last=5))
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from datasets import Dataset, IterableDataset
+from transformers import TrainerCallback
 
 from trl_safe import PPOConfig, UnlikelihoodSFTConfig, UnlikelihoodSFTTrainer
 from trl_safe.ptx import PTXData, ptx_objective
@@ -136,6 +137,18 @@ def test_bad_input_is_refused_clearly(tmp_path, tiny_tokenizer):
         ({"unlikelihood_coef": -1.0}, "`unlikelihood_coef` must be >= 0"),
         ({"unlikelihood_coef": float("nan")}, "unlikelihood_coef must be a finite number"),
         ({"max_length": 1}, "`max_length` must be >= 2 or None"),
+        ({"average_last_steps": 0}, "`average_last_steps` must be >= 1"),
+        ({"average_last_steps": 3}, r"`average_last_steps` \(3\) is more than the run's `max_steps` \(2\)"),
+        ({"save_unaveraged": True}, "`save_unaveraged` saves the weights that `average_last_steps` replaces"),
+        (
+            {
+                "average_last_steps": 1,
+                "load_best_model_at_end": True,
+                "eval_strategy": "steps",
+                "save_strategy": "steps",
+            },
+            "choose one",
+        ),
     ],
 )
 def test_config_errors(tmp_path, overrides, message):
@@ -165,3 +178,100 @@ def test_the_script_trains_saves_a_lora_adapter_and_writes_the_model_card(tmp_pa
     assert "unlikelihood" in card and "using a PEFT adapter" in card
     with pytest.raises(ValueError, match="--dataset_name is required"):
         sft.main(*sft.make_parser().parse_args_into_dataclasses(args=["--output_dir", str(out)]))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Tail averaging (`average_last_steps`): the run ends with the mean of its last steps' weights.
+# ------------------------------------------------------------------------------------------------------------------
+
+
+class _RecordWeights(TrainerCallback):
+    """The model's parameters after every optimizer step, by step."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.after_step = model, {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.after_step[state.global_step] = [p.detach().clone() for p in self.model.parameters()]
+
+
+def _averaging_trainer(tmp_path, tiny_tokenizer, **overrides) -> tuple[UnlikelihoodSFTTrainer, _RecordWeights]:
+    torch.manual_seed(0)
+    model = make_tiny_causal_lm(tiny_tokenizer)
+    record = _RecordWeights(model)
+    args = config(tmp_path, **{"max_steps": 4, "per_device_train_batch_size": 2, "seed": 0, **overrides})
+    trainer = UnlikelihoodSFTTrainer(
+        model, args, Dataset.from_list(ROWS), processing_class=tiny_tokenizer, callbacks=[record]
+    )
+    return trainer, record
+
+
+def test_average_last_steps_ends_with_the_mean_of_the_last_steps_and_can_save_the_last_steps_weights(
+    tmp_path, tiny_tokenizer
+):
+    trainer, record = _averaging_trainer(tmp_path, tiny_tokenizer, average_last_steps=3, save_unaveraged=True)
+    trainer.train()
+    expected = [torch.stack(step).mean(0) for step in zip(*(record.after_step[s] for s in (2, 3, 4)), strict=True)]
+    for parameter, mean in zip(trainer.model.parameters(), expected, strict=True):
+        torch.testing.assert_close(parameter.detach(), mean, rtol=1e-6, atol=1e-7)
+    assert any(not torch.equal(a, b) for a, b in zip(record.after_step[4], expected, strict=True))
+    unaveraged = type(trainer.model).from_pretrained(tmp_path / "unaveraged")
+    for parameter, last in zip(unaveraged.parameters(), record.after_step[4], strict=True):
+        torch.testing.assert_close(parameter.detach(), last, rtol=0, atol=0)
+    trainer.create_model_card()
+    assert "mean over optimizer steps 2-4" in (tmp_path / "README.md").read_text()
+    last_log = trainer.state.log_history[-1]
+    assert (last_log["tail_average/first_step"], last_log["tail_average/steps"], last_log["step"]) == (2, 3, 4)
+
+
+def test_a_resumed_run_ends_with_the_uninterrupted_average(tmp_path, tiny_tokenizer):
+    """Checkpoints carry the running sum: resuming from a checkpoint inside the window gives the same model."""
+    steps = {"average_last_steps": 3, "save_strategy": "steps", "save_steps": 2}
+    whole, _ = _averaging_trainer(tmp_path / "whole", tiny_tokenizer, **steps)
+    whole.train()
+    checkpoint = tmp_path / "whole" / "checkpoint-2"
+    assert (checkpoint / "tail_average.pt").is_file()
+    resumed, _ = _averaging_trainer(tmp_path / "resumed", tiny_tokenizer, **steps)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+    (checkpoint / "tail_average.pt").unlink()  # a checkpoint inside the window without the sum cannot be resumed
+    again, _ = _averaging_trainer(tmp_path / "again", tiny_tokenizer, **steps)
+    with pytest.raises(ValueError, match="inside the window of `average_last_steps`.*holds no tail_average.pt"):
+        again.train(resume_from_checkpoint=str(checkpoint))
+
+
+def test_a_run_stopped_before_the_window_keeps_its_last_weights_and_says_so(tmp_path, tiny_tokenizer):
+    class StopAfterOneStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = True
+
+    trainer, record = _averaging_trainer(tmp_path, tiny_tokenizer, average_last_steps=2)
+    trainer.add_callback(StopAfterOneStep())
+    with pytest.warns(UserWarning, match="before the 2-step window of `average_last_steps` began"):
+        trainer.train()
+    for parameter, last in zip(trainer.model.parameters(), record.after_step[1], strict=True):
+        assert torch.equal(parameter.detach(), last)
+
+
+def test_the_script_averages_a_lora_adapter(tmp_path, tiny_tokenizer):
+    model_dir = tmp_path / "model"
+    make_tiny_causal_lm(tiny_tokenizer).save_pretrained(model_dir)
+    tiny_tokenizer.save_pretrained(model_dir)
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
+    argv = [
+        "--model_name_or_path", str(model_dir), "--dataset_name", str(data), "--output_dir", str(tmp_path / "out"),
+        "--max_steps", "3", "--per_device_train_batch_size", "2", "--learning_rate", "1e-2",
+        "--report_to", "none", "--save_strategy", "no", "--activation_checkpointing", "false",
+        "--use_peft", "--lora_r", "4", "--lora_alpha", "8", "--lora_task_type", "CAUSAL_LM",
+        "--average_last_steps", "2", "--save_unaveraged", "true",
+    ]  # fmt: skip
+    trainer = sft.main(*sft.make_parser().parse_args_into_dataclasses(args=argv))
+    out = tmp_path / "out"
+    assert (out / "adapter_config.json").is_file() and (out / "unaveraged" / "adapter_config.json").is_file()
+    assert "mean over optimizer steps 2-3" in (out / "README.md").read_text()
+    averaged = trainer._tail_average.parameters  # the adapter's weights only: the base model is frozen
+    assert averaged and all("lora_" in name for name, p in trainer.model.named_parameters() if p.requires_grad)
+    assert len(averaged) == sum(p.requires_grad for p in trainer.model.parameters())

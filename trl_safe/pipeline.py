@@ -474,6 +474,12 @@ def read_stage_results(stage: str, path: Path) -> dict[str, Any]:
             "steps": history[-1]["step"] if history else 0,
             **{key: last[key] for key in ("loss", "loss/nll", "loss/unlikelihood") if key in last},
             "alpha": json.loads(interpolation.read_text())["alpha"] if interpolation.is_file() else 1.0,
+            **{
+                key.replace("/", "_"): entry[key]  # `--sft_average_last`: where the mean of the weights starts
+                for entry in history
+                for key in ("tail_average/first_step", "tail_average/steps")
+                if key in entry
+            },
         }
     if stage == "ppo_lag":
         # PPO-Lag logs `lagrange/lambda`, GRPO-Lag `lagrange/<cost name>/lambda` (one cost model here).
@@ -597,6 +603,9 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
         rows.append(("SFT optimizer steps (last logged: " + (last or "-") + ")", str(sft["steps"])))
         if sft.get("alpha", 1.0) != 1:
             rows.append(("SFT update kept (θ_0 + α (θ − θ_0))", f"α = {sft['alpha']:g}"))
+        if "tail_average_steps" in sft:
+            first, count = sft["tail_average_first_step"], sft["tail_average_steps"]
+            rows.append(("SFT weights averaged over steps (tail averaging)", f"{first}-{first + count - 1}"))
     if results.get("ppo_lag"):
         ppo = results["ppo_lag"]
         rows.append(("final λ", f"{ppo['final_lambda']:.3f}"))

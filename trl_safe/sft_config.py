@@ -31,6 +31,14 @@ class UnlikelihoodSFTConfig(HardwareDefaultsMixin, _BaseConfig):
             `ptx_unlikelihood_coef`: L = CE(desirable tokens) + c · UL(undesirable tokens).
         chat_template_kwargs (`dict[str, Any]`, *optional*):
             Extra arguments of `apply_chat_template` for conversational rows.
+        average_last_steps (`int` or `None`, *optional*):
+            Tail averaging: at the end of training, the trainable parameters become their mean over the last N
+            optimizer steps (`trl_safe.weight_averaging.TailAverage`), which damps the step-to-step noise of a
+            constant learning rate; checkpoints carry the running sum, so a resumed run reaches the same average.
+            `None`: the last step's weights.
+        save_unaveraged (`bool`, *optional*, defaults to `False`):
+            With `average_last_steps`, also save the last step's weights to `<output_dir>/unaveraged/`, so both
+            policies of the one trajectory can be read.
     """
 
     _VALID_DICT_FIELDS = _BaseConfig._VALID_DICT_FIELDS + ["model_init_kwargs"]
@@ -63,6 +71,17 @@ class UnlikelihoodSFTConfig(HardwareDefaultsMixin, _BaseConfig):
     chat_template_kwargs: dict[str, Any] | None = field(
         default=None, metadata={"help": "Extra arguments of `apply_chat_template` for conversational rows."}
     )
+    average_last_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Tail averaging: end with the trainable parameters averaged over the last N optimizer steps "
+            "instead of the last step's. None: the last step's weights."
+        },
+    )
+    save_unaveraged: bool = field(
+        default=False,
+        metadata={"help": "With --average_last_steps, also save the last step's weights to <output_dir>/unaveraged."},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,3 +90,18 @@ class UnlikelihoodSFTConfig(HardwareDefaultsMixin, _BaseConfig):
             raise ValueError(f"`unlikelihood_coef` must be >= 0, got {self.unlikelihood_coef}.")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"`max_length` must be >= 2 or None, got {self.max_length}.")
+        if self.average_last_steps is not None:
+            if self.average_last_steps < 1:
+                raise ValueError(f"`average_last_steps` must be >= 1 or None, got {self.average_last_steps}.")
+            if self.max_steps > 0 and self.average_last_steps > self.max_steps:
+                raise ValueError(
+                    f"`average_last_steps` ({self.average_last_steps}) is more than the run's `max_steps` "
+                    f"({self.max_steps})."
+                )
+            if self.load_best_model_at_end:
+                raise ValueError(
+                    "`average_last_steps` ends with the average of the last steps, `load_best_model_at_end` with the "
+                    "best checkpoint: choose one."
+                )
+        elif self.save_unaveraged:
+            raise ValueError("`save_unaveraged` saves the weights that `average_last_steps` replaces: set both.")

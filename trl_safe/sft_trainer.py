@@ -22,13 +22,15 @@ from its harmless look-alike took about 240 supervised steps (`benchmarks/ptx_sf
 from __future__ import annotations
 
 import os
+import warnings
 from collections import defaultdict
 from typing import Any
 
 import torch
 from datasets import Dataset, IterableDataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, set_seed
-from transformers.trainer_callback import TrainerCallback
+from transformers.trainer_callback import TrainerCallback, TrainerControl, TrainerState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl.trainer.base_trainer import _BaseTrainer
 from trl.trainer.utils import get_config_model_id
 
@@ -36,6 +38,12 @@ from trl_safe.checks import check_config_class
 from trl_safe.model_card import render_model_card
 from trl_safe.ptx import PTXData, ptx_objective
 from trl_safe.sft_config import UnlikelihoodSFTConfig
+from trl_safe.weight_averaging import TailAverage
+
+# In a checkpoint: the running sum of `average_last_steps`, so a resumed run reaches the uninterrupted average.
+TAIL_AVERAGE_NAME = "tail_average.pt"
+# Under `output_dir`, with `save_unaveraged`: the last step's weights that the average replaced.
+UNAVERAGED_DIR = "unaveraged"
 
 
 class _RowIndices(torch.utils.data.Dataset):
@@ -51,6 +59,21 @@ class _RowIndices(torch.utils.data.Dataset):
         return {"row": index}
 
 
+class _TailAverageCallback(TrainerCallback):
+    """Adds the parameters after every optimizer step to the trainer's `TailAverage` (steps before the window are
+    skipped by the average itself)."""
+
+    def __init__(self, trainer: UnlikelihoodSFTTrainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state: TrainerState, control: TrainerControl, **kwargs) -> None:
+        if self.trainer._tail_average is None:  # not resumed from a checkpoint that carried one
+            self.trainer._tail_average = self.trainer._new_tail_average()
+
+    def on_step_end(self, args, state: TrainerState, control: TrainerControl, **kwargs) -> None:
+        self.trainer._tail_average.update(state.global_step)
+
+
 class UnlikelihoodSFTTrainer(_BaseTrainer):
     """Supervised fine-tuning with desirable and undesirable rows (see the module docstring).
 
@@ -64,6 +87,11 @@ class UnlikelihoodSFTTrainer(_BaseTrainer):
 
     Logged besides the loss: `loss/nll` (the desirable rows' cross-entropy) and `loss/unlikelihood` (the undesirable
     rows' term, before its weight), each the mean over the micro-batches since the last log that had such rows.
+
+    With `args.average_last_steps`, `train()` ends with the trainable parameters averaged over the last steps
+    (`trl_safe.weight_averaging`): what `save_model` then writes. It logs `tail_average/first_step` and
+    `tail_average/steps` once, at the end. Checkpoints keep the last step's weights and the running sum
+    (`tail_average.pt`).
     """
 
     _tag_names = ["trl-safe", "sft", "unlikelihood"]
@@ -126,6 +154,85 @@ class UnlikelihoodSFTTrainer(_BaseTrainer):
             optimizers=optimizers,
         )
         self._loss_terms: dict[str, list[float]] = defaultdict(list)
+        self._tail_average: TailAverage | None = None
+        self._averaged_over: str | None = None  # "first-last" steps, once the average replaced the weights
+        if args.average_last_steps is not None:
+            self._check_tail_averaging_is_supported()
+            self.add_callback(_TailAverageCallback(self))
+
+    def _check_tail_averaging_is_supported(self) -> None:
+        plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
+        if self.is_fsdp_enabled or (plugin is not None and plugin.zero_stage == 3):
+            raise NotImplementedError(
+                "`average_last_steps` averages each process's full copy of the trainable parameters: it does not "
+                "support sharded parameters (FSDP, DeepSpeed ZeRO-3). Use DDP or ZeRO-1/2, or train without it."
+            )
+
+    def _new_tail_average(self) -> TailAverage:
+        """The average over the last `average_last_steps` of this run's `max_steps` (known once training starts)."""
+        window, total = self.args.average_last_steps, self.state.max_steps
+        if window > total:
+            raise ValueError(f"`average_last_steps` ({window}) is more than the run's {total} optimizer steps.")
+        return TailAverage([p for p in self.model.parameters() if p.requires_grad], total, window)
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """`Trainer.train`; with `average_last_steps`, the averaged parameters replace the last step's at the end."""
+        self._tail_average = None  # each call averages its own run (or the one it resumes)
+        self._averaged_over = None
+        output = super().train(*args, **kwargs)
+        if self.args.average_last_steps is not None:
+            self._apply_tail_average()
+        return output
+
+    def _apply_tail_average(self) -> None:
+        average = self._tail_average
+        if average.count == 0:  # training stopped (a callback, an early stop) before the window began
+            warnings.warn(
+                f"Training stopped at step {self.state.global_step}, before the {average.window}-step window of "
+                f"`average_last_steps` began (step {average.first_step}): the last step's weights are kept.",
+                stacklevel=3,
+            )
+            return
+        if average.count < average.window:
+            warnings.warn(
+                f"Training stopped at step {self.state.global_step}: the average is over {average.count} steps, not "
+                f"{average.window}.",
+                stacklevel=3,
+            )
+        if self.args.save_unaveraged:
+            self.save_model(os.path.join(self.args.output_dir, UNAVERAGED_DIR))
+        average.apply()
+        self._averaged_over = f"{average.first_step}-{average.first_step + average.count - 1}"
+        self.log({"tail_average/first_step": average.first_step, "tail_average/steps": average.count})
+        self.accelerator.print(
+            f"Tail averaging: the trainable parameters are now their mean over steps {self._averaged_over} "
+            f"({average.count} steps)."
+        )
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if self._tail_average is not None and self.args.should_save:
+            checkpoint = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
+            torch.save(self._tail_average.state_dict(), os.path.join(checkpoint, TAIL_AVERAGE_NAME))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """Called by `Trainer.train(resume_from_checkpoint=...)`: the average resumes with its running sum."""
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None or self.args.average_last_steps is None:
+            return
+        average = self._new_tail_average()
+        path = os.path.join(checkpoint, TAIL_AVERAGE_NAME)
+        if os.path.isfile(path):
+            average.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        elif self.state.global_step >= average.first_step:
+            raise ValueError(
+                f"{checkpoint} is at step {self.state.global_step}, inside the window of `average_last_steps` (from "
+                f"step {average.first_step}), but holds no {TAIL_AVERAGE_NAME}: the steps before it cannot be "
+                "averaged. Resume from an earlier checkpoint, or train without `average_last_steps`."
+            )
+        self._tail_average = average
 
     def _collate(self, features: list[dict[str, int]]) -> dict[str, torch.Tensor]:
         return self.ptx_data.collate([feature["row"] for feature in features])
@@ -179,6 +286,7 @@ class UnlikelihoodSFTTrainer(_BaseTrainer):
             num_rows=len(self.ptx_data),
             num_undesirable=self.ptx_data.desirable.count(False),
             global_step=self.state.global_step,
+            averaged_over=self._averaged_over,
             hyperparameters={
                 "learning_rate": args.learning_rate,
                 "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
@@ -188,6 +296,7 @@ class UnlikelihoodSFTTrainer(_BaseTrainer):
                 "gradient_accumulation_steps": args.gradient_accumulation_steps,
                 "max_length": args.max_length,
                 "unlikelihood_coef": args.unlikelihood_coef,
+                "average_last_steps": args.average_last_steps,
                 "seed": args.seed,
             },
             peft=hasattr(self.accelerator.unwrap_model(self.model), "peft_config"),

@@ -10,7 +10,8 @@ the final and the averaged policy come from one trajectory, so reading both comp
 
 `TailAverage` keeps a float32 running sum of the parameters it is given (for LoRA: the adapter weights only) from
 step `total_steps - window + 1` on; `swapped_in()` puts the average into the model for a reading and restores the
-trained weights after. Its `state_dict` resumes a run mid-window.
+trained weights after, `apply()` keeps it there. Its `state_dict` resumes a run mid-window. The SFT stage uses it
+through `UnlikelihoodSFTConfig.average_last_steps`.
 """
 
 from __future__ import annotations
@@ -62,20 +63,25 @@ class TailAverage:
             raise RuntimeError(f"no step of the window (steps {self.first_step} to {self.total_steps}) was added yet.")
         return [(total / self.count).to(p.dtype) for total, p in zip(self.sums, self.parameters, strict=True)]
 
+    def apply(self) -> None:
+        """Writes the average into the parameters for good (the end of a run that keeps the averaged model)."""
+        self._copy_into_parameters(self.average())
+
     @contextmanager
     def swapped_in(self) -> Iterator[None]:
         """The averaged parameters in the model inside the block; the trained ones restored after it."""
         averaged = self.average()
         trained = [p.detach().clone() for p in self.parameters]
-        with torch.no_grad():
-            for parameter, value in zip(self.parameters, averaged, strict=True):
-                parameter.copy_(value)
+        self._copy_into_parameters(averaged)
         try:
             yield
         finally:
-            with torch.no_grad():
-                for parameter, value in zip(self.parameters, trained, strict=True):
-                    parameter.copy_(value)
+            self._copy_into_parameters(trained)
+
+    def _copy_into_parameters(self, values: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for parameter, value in zip(self.parameters, values, strict=True):
+                parameter.copy_(value)
 
     def state_dict(self) -> dict[str, Any]:
         return {"total_steps": self.total_steps, "window": self.window, "count": self.count, "sums": self.sums}

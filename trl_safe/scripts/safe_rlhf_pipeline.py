@@ -79,6 +79,7 @@ from trl_safe.sft_selection import (
     split_validation,
     write_selection,
 )
+from trl_safe.sft_trainer import UNAVERAGED_DIR
 
 
 @dataclass
@@ -150,6 +151,11 @@ class PipelineArguments:
             towards the start, θ_0 + α (θ − θ_0) (`trl_safe.interpolation`), before the RL stage and the evaluation
             read it; 1 (the default) keeps it as trained. Pick α on train prompts
             (`benchmarks/ptx_sft_check.py --alphas`).
+        sft_average_last (`int` or `None`): tail averaging in the SFT stage: the SFT policy is the mean of its weights
+            over the last N supervised steps (`trl-safe sft --average_last_steps`, `trl_safe.weight_averaging`),
+            which damps the step-to-step noise of the constant learning rate. The last step's weights are kept in
+            `sft_policy/unaveraged/` and evaluated beside it as `sft_unaveraged` (the same trajectory, read paired).
+            Default: none (the last step's weights).
         rollout_twins (`bool`): add the 77 harmless look-alike twins (`trl_safe.demo.load_demo_twins`: a harmless
             request in the words of each harmful train prompt) to the RL stage's prompts, so that declining one
             costs reward and cost during RL itself (demo data only). Off by default.
@@ -246,6 +252,13 @@ class PipelineArguments:
             "(`trl-safe interpolate`; 1: as trained)."
         },
     )
+    sft_average_last: int | None = field(
+        default=None,
+        metadata={
+            "help": "Tail averaging: the SFT policy is the mean of its weights over the last N supervised steps; the "
+            "last step's weights are evaluated beside it as sft_unaveraged."
+        },
+    )
     rollout_twins: bool = field(
         default=False,
         metadata={
@@ -295,6 +308,13 @@ class PipelineArguments:
         if self.sft_candidates is not None and self.sft_candidates < 1:
             raise ValueError(f"--sft_candidates must be 1 or more, got {self.sft_candidates}.")
         self.sft_interpolation = check_alpha(self.sft_interpolation)
+        if self.sft_average_last is not None and self.sft_average_last < 1:
+            raise ValueError(f"--sft_average_last must be 1 or more, got {self.sft_average_last}.")
+        if self.sft_average_last is not None and self.sft_interpolation != 1:
+            raise ValueError(
+                "--sft_average_last and --sft_interpolation both change the saved SFT policy: use one at a time, so "
+                "that a reading says which did what."
+            )
         if self.eval_samples is not None and self.eval_samples < 0:
             raise ValueError(f"--eval_samples must be 0 (greedy only) or more, got {self.eval_samples}.")
 
@@ -422,6 +442,11 @@ class Pipeline:
             )
         if args.sft_interpolation != 1 and not self.sft_steps:
             raise ValueError("--sft_interpolation scales the SFT stage's update: it needs an SFT stage (--sft_steps).")
+        if args.sft_average_last is not None and args.sft_average_last > self.sft_steps:
+            raise ValueError(
+                f"--sft_average_last {args.sft_average_last} averages more steps than the SFT stage takes "
+                f"({self.sft_steps}; --sft_steps)."
+            )
         self.eval_samples = self.budget.eval_samples if args.eval_samples is None else args.eval_samples
         self.ptx_data: str | None = None
         self.harmless_repeats = (
@@ -682,8 +707,15 @@ class Pipeline:
             "--lr_scheduler_type", "constant",
             "--max_length", str(budget.max_length),
             *self.lora_args("CAUSAL_LM"),
+            *self.tail_average_args(),
             *shlex.split(self.args.sft_args),
         ]  # fmt: skip
+
+    def tail_average_args(self) -> list[str]:
+        """`--sft_average_last N`: the SFT stage ends with its last N steps' mean and keeps the last step's weights."""
+        if self.args.sft_average_last is None:
+            return []
+        return ["--average_last_steps", str(self.args.sft_average_last), "--save_unaveraged", "true"]
 
     def ptx_args(self) -> list[str]:
         """PTX on the demo's written answers (PPO-Lag only: GRPO-Lag has no PTX term)."""
@@ -742,6 +774,8 @@ class Pipeline:
         rl_policy = self.evaluates_rl_policy()
         if not policies:
             sft_policy = {"sft": self.stage_dir("sft")} if "sft" in self.stages else {}
+            if sft_policy and self.args.sft_average_last is not None:  # the last step's weights, then their average
+                sft_policy = {"sft_unaveraged": str(Path(self.stage_dir("sft")) / UNAVERAGED_DIR), **sft_policy}
             policies = {"initial": self.base_model, **sft_policy}
             if rl_policy:
                 policies["ppo_lag"] = self.stage_dir("ppo_lag")
@@ -828,8 +862,12 @@ class Pipeline:
 
     def run_sft(self, index: str) -> None:
         """Supervised steps on the PTX data (the paper's SFT stage); PPO-Lag then starts from this policy."""
+        import shutil
+
         from transformers import AutoModelForCausalLM
 
+        # An earlier run's last-step weights must not be read as this run's (`sft_average_last`).
+        shutil.rmtree(Path(self.stage_dir("sft")) / UNAVERAGED_DIR, ignore_errors=True)
         if self.sft_candidates > 1:
             self.run_sft_candidates(index)
         else:
@@ -909,11 +947,13 @@ class Pipeline:
 
     @staticmethod
     def finish_training_stage(trainer: Any, auto_class: type, **model_kwargs: Any) -> None:
-        """Save the trainer state (its log is the stage's result) and merge a LoRA adapter into plain weights."""
+        """Save the trainer state (its log is the stage's result) and merge a LoRA adapter into plain weights (also
+        the SFT stage's last-step weights, kept beside their tail average)."""
         trainer.save_state()
         output_dir = Path(trainer.args.output_dir)
-        if (output_dir / "adapter_config.json").is_file():
-            merge_lora(output_dir, auto_class, **model_kwargs)
+        for folder in (output_dir, output_dir / UNAVERAGED_DIR):
+            if (folder / "adapter_config.json").is_file():
+                merge_lora(folder, auto_class, **model_kwargs)
 
     def run(self) -> dict[str, Any]:
         start = time.perf_counter()
@@ -958,6 +998,13 @@ class Pipeline:
         if needed and not self.stage_has_model(stage):
             raise FileNotFoundError(
                 f"Stage {stage!r} is skipped but {path} has no model, and {needed[0]!r} reads it: run it (--stages)."
+            )
+        unaveraged = path / UNAVERAGED_DIR
+        reads_unaveraged = stage == "sft" and "evaluate" in self.args.stages and self.args.sft_average_last is not None
+        if reads_unaveraged and not (unaveraged / "config.json").is_file():
+            raise FileNotFoundError(
+                f"--sft_average_last evaluates the SFT stage's last-step weights, but {unaveraged} holds none (was it "
+                "trained without it?): run the SFT stage again (--stages), or drop --sft_average_last."
             )
         print(f"\n=== skipping {stage}: reusing {path}")
         self.collect_results(stage)
