@@ -64,6 +64,9 @@ seeds' spread is step-to-step noise that an average removes:
     python benchmarks/ptx_sft_check.py --ptx_prompts wide_lookalikes --steps 480 --eval_steps 480 --split_seed 0 \
         --seed 0 --average_last 120
 
+With `--save_adapter`, the averaged adapter is saved too, in `<save_adapter>/averaged/` (read again with `--adapter
+<save_adapter>/averaged`; its rows say which steps it averages).
+
 The rows' order per epoch comes from `trl_safe.seeding` since December 7, 2026 (before, seed s's epoch e + 1 was
 seed s + 1's epoch e: the readings measured before then reproduce at commit fca177e).
 
@@ -99,6 +102,8 @@ GROUPS = VALIDATION_GROUPS
 MORE_GROUP = "lookalike_more"
 # `--save_adapter` writes this beside the adapter; `--adapter` refuses a run whose split (these arguments) differs.
 ADAPTER_ARGS_FILE = "check_args.json"
+# With `--average_last`, `--save_adapter` also saves the averaged adapter in this subfolder.
+AVERAGED_ADAPTER_DIR = "averaged"
 SPLIT_ARGS = ("ptx_prompts", "open_cut_answers", "validation_share", "lookalike_share", "split_seed")
 
 
@@ -266,7 +271,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--save_adapter",
         type=Path,
         default=None,
-        help="Save the LoRA adapter after the last step (with the split it was trained on), to read again later.",
+        help="Save the LoRA adapter after the last step (with the split it was trained on), to read again later; "
+        f"with --average_last, the averaged adapter too, in <save_adapter>/{AVERAGED_ADAPTER_DIR}.",
     )
     parser.add_argument(
         "--adapter",
@@ -297,14 +303,21 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_adapters(model: torch.nn.Module, args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
-    """The model with the saved adapter(s) of `args.adapter` and the steps they were trained for. Each adapter must
-    have been trained on this run's split (read on another, the validation prompts would include prompts it trained
-    on) and all for the same steps. One adapter stays a LoRA model (so --alphas can scale it); several are merged
-    one at a time and averaged into the base weights."""
+def save_adapter(model: torch.nn.Module, folder: Path, saved: dict[str, Any]) -> None:
+    """The LoRA adapter and the arguments it was trained with (its split: `--adapter` checks it)."""
+    model.save_pretrained(folder)
+    (folder / ADAPTER_ARGS_FILE).write_text(json.dumps(saved, indent=2) + "\n")
+
+
+def load_adapters(model: torch.nn.Module, args: argparse.Namespace) -> tuple[torch.nn.Module, int, int | None]:
+    """The model with the saved adapter(s) of `args.adapter`, the steps they were trained for and the window their
+    weights are averaged over (`--average_last`; None: the last step's). Each adapter must have been trained on this
+    run's split (read on another, the validation prompts would include prompts it trained on), all for the same steps
+    and window. One adapter stays a LoRA model (so --alphas can scale it); several are merged one at a time and
+    averaged into the base weights."""
     from peft import PeftModel
 
-    steps = set()
+    steps, windows = set(), set()
     for adapter in args.adapter:
         saved = json.loads((adapter / ADAPTER_ARGS_FILE).read_text())
         saved.setdefault("split_seed", saved.get("seed"))  # saved before --split_seed: one seed for both
@@ -312,10 +325,14 @@ def load_adapters(model: torch.nn.Module, args: argparse.Namespace) -> tuple[tor
         if differs:
             raise SystemExit(f"--adapter {adapter} was trained on another split: {differs}; pass those values.")
         steps.add(saved["steps"])
+        windows.add(saved.get("averaged_over"))
     if len(steps) > 1:
         raise SystemExit(f"--adapter: the adapters were trained for different steps ({sorted(steps)}).")
+    if len(windows) > 1:
+        raise SystemExit("--adapter: some adapters are averaged over their last steps and others not, or over others.")
+    window = windows.pop()
     if len(args.adapter) == 1:
-        return PeftModel.from_pretrained(model, args.adapter[0]), steps.pop()
+        return PeftModel.from_pretrained(model, args.adapter[0]), steps.pop(), window
     from trl_safe.interpolation import average_updates
 
     start = model.state_dict()  # the merges work on copies: these weights stay the start until the average is loaded
@@ -325,7 +342,7 @@ def load_adapters(model: torch.nn.Module, args: argparse.Namespace) -> tuple[tor
             yield PeftModel.from_pretrained(copy.deepcopy(model), adapter).merge_and_unload().state_dict()
 
     model.load_state_dict(average_updates(start, merged_states(), names=[str(a) for a in args.adapter]))
-    return model, steps.pop()
+    return model, steps.pop(), window
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -360,9 +377,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     # Seeded after loading: the tiny model is built from a seeded initialisation of its own, which would otherwise
     # give every --seed the same LoRA weights (loading SmolLM2 draws nothing: the same weights as seeding before).
     torch.manual_seed(args.seed)
-    trained_steps = 0
+    trained_steps, adapter_window = 0, None
     if args.adapter is not None:
-        model, trained_steps = load_adapters(model, args)
+        model, trained_steps, adapter_window = load_adapters(model, args)
     elif args.lora_layers:
         from peft import LoraConfig, get_peft_model
 
@@ -397,11 +414,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for step in range(args.steps + 1):
         if tail is not None and step:
             tail.update(step)
-        readings = [(alpha, None) for alpha in args.alphas] if step in evaluate_at else []
+        readings = [(alpha, adapter_window) for alpha in args.alphas] if step in evaluate_at else []
         if tail is not None and step == args.steps:
             readings.append((1.0, args.average_last))  # the same trajectory, its last steps averaged
         for alpha, averaged_over in readings:
-            if averaged_over:
+            if averaged_over and tail is not None:
                 context = tail.swapped_in()
             else:
                 context = scaled_lora_update(model, alpha) if alpha != 1 else nullcontext()
@@ -423,7 +440,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         optimizer.step()
         schedule.step()
     if args.save_adapter is not None:
-        model.save_pretrained(args.save_adapter)
         saved = {**{key: getattr(args, key) for key in SPLIT_ARGS}, "seed": args.seed, "data_seed": args.data_seed}
         saved["steps"] = trained_steps + args.steps
         saved.update(
@@ -432,7 +448,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             lr_scheduler_type=args.lr_scheduler_type,
             lr_scheduler_kwargs=args.lr_scheduler_kwargs,
         )
-        (args.save_adapter / ADAPTER_ARGS_FILE).write_text(json.dumps(saved, indent=2) + "\n")
+        save_adapter(model, args.save_adapter, saved)
+        if tail is not None:  # the averaged policy too, to read again with --adapter <save_adapter>/averaged
+            with tail.swapped_in():
+                save_adapter(model, args.save_adapter / AVERAGED_ADAPTER_DIR, {**saved, "averaged_over": tail.window})
     print(
         f"\n{markdown(rows, args.ptx_prompts)}\n\n{args.steps} steps and {len(rows)} evaluations in "
         f"{time.perf_counter() - start:.0f} s"

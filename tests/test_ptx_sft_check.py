@@ -111,8 +111,8 @@ def test_several_adapters_of_one_split_are_read_as_the_average_of_their_updates(
     saved = [json.loads(Path(adapter, module.ADAPTER_ARGS_FILE).read_text()) for adapter in adapters]
     assert [(s["seed"], s["split_seed"]) for s in saved] == [(0, 0), (1, 0)]
     reading = [*tiny, "--split_seed", "0", "--steps", "0", "--eval_steps", "0", "--adapter", *adapters]
-    soup, steps = module.load_adapters(module.load_model("tiny")[0], module.make_parser().parse_args(reading))
-    assert steps == 2 and not isinstance(soup, PeftModel)
+    soup, steps, window = module.load_adapters(module.load_model("tiny")[0], module.make_parser().parse_args(reading))
+    assert steps == 2 and window is None and not isinstance(soup, PeftModel)
     start = module.load_model("tiny")[0].state_dict()
     merged = [
         PeftModel.from_pretrained(module.load_model("tiny")[0], adapter).merge_and_unload().state_dict()
@@ -231,3 +231,23 @@ def test_average_last_reads_the_final_weights_and_their_tail_average_from_one_tr
     assert last["declined"] == final["declined"]
     with pytest.raises(SystemExit, match="--average_last must be within"):
         module.main([*tiny, "--average_last", "4"])
+
+
+def test_save_adapter_with_average_last_keeps_both_policies_to_read_again(module, tmp_path):
+    tiny = ["--model", "tiny", "--ptx_prompts", "twins_unlikely", "--validation_share", "0.05", "--max_new_tokens",
+            "2", "--learning_rate", "1e-2"]  # fmt: skip
+    saved = tmp_path / "a"
+    final, averaged = module.main([*tiny, "--steps", "3", "--eval_steps", "3", "--average_last", "2",
+                                   "--save_adapter", str(saved)])  # fmt: skip
+    assert (
+        json.loads((saved / module.AVERAGED_ADAPTER_DIR / module.ADAPTER_ARGS_FILE).read_text())["averaged_over"] == 2
+    )
+    reading = [*tiny, "--steps", "0", "--eval_steps", "0"]
+    (final_again,) = module.main([*reading, "--adapter", str(saved)])
+    (averaged_again,) = module.main([*reading, "--adapter", str(saved / module.AVERAGED_ADAPTER_DIR)])
+    assert "averaged_over" not in final_again and averaged_again["averaged_over"] == 2
+    assert (final_again["step"], averaged_again["step"]) == (3, 3)
+    for again, read in ((final_again, final), (averaged_again, averaged)):
+        assert again["mean_decline_logprob"] == pytest.approx(read["mean_decline_logprob"], abs=1e-4)
+    with pytest.raises(SystemExit, match="some adapters are averaged"):
+        module.main([*reading, "--adapter", str(saved), str(saved / module.AVERAGED_ADAPTER_DIR)])
