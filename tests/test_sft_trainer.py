@@ -275,3 +275,12 @@ def test_the_script_averages_a_lora_adapter(tmp_path, tiny_tokenizer):
     averaged = trainer._tail_average.parameters  # the adapter's weights only: the base model is frozen
     assert averaged and all("lora_" in name for name, p in trainer.model.named_parameters() if p.requires_grad)
     assert len(averaged) == sum(p.requires_grad for p in trainer.model.parameters())
+
+
+def test_sharded_parameters_are_refused_for_tail_averaging(tmp_path, tiny_tokenizer):
+    """Under FSDP or ZeRO-3 a process holds a shard of each parameter: its mean would not be the model's."""
+    trainer, _ = _averaging_trainer(tmp_path, tiny_tokenizer, average_last_steps=2)
+    trainer._check_tail_averaging_is_supported()  # on one CPU process: supported
+    trainer.is_fsdp_enabled = True
+    with pytest.raises(NotImplementedError, match="does not support sharded parameters"):
+        trainer._check_tail_averaging_is_supported()
