@@ -217,37 +217,31 @@ def test_data_seed_draws_the_row_order_and_seed_the_lora_initialisation(module, 
     assert not all(torch.equal(init_0[key], init_1[key]) for key in init_0 if "lora_A" in key)
 
 
-def test_average_last_reads_the_final_weights_and_their_tail_average_from_one_trajectory(module, capsys):
+def test_average_last_reads_the_final_weights_and_their_tail_average_from_one_trajectory(module, capsys, tmp_path):
+    """Both policies of one trajectory are read, and with --save_adapter both saved to be read again."""
     tiny = ["--model", "tiny", "--ptx_prompts", "twins_unlikely", "--validation_share", "0.05", "--max_new_tokens",
-            "2", "--steps", "3", "--eval_steps", "3", "--learning_rate", "1e-2"]  # fmt: skip
-    final, averaged = module.main([*tiny, "--average_last", "2"])
+            "2", "--learning_rate", "1e-2"]  # fmt: skip
+    trained, saved = [*tiny, "--steps", "3", "--eval_steps", "3"], tmp_path / "a"
+    final, averaged = module.main([*trained, "--average_last", "2", "--save_adapter", str(saved)])
     assert (final["step"], averaged["step"]) == (3, 3)
     assert "averaged_over" not in final and averaged["averaged_over"] == 2
     assert averaged["mean_decline_logprob"] != final["mean_decline_logprob"]  # the mean of steps 2 and 3
     assert "| 3 (mean of 2-3) | 1 |" in capsys.readouterr().out
+    # the saved adapters read again: the final weights, and the averaged ones (their rows say so)
+    averaged_dir = saved / module.AVERAGED_ADAPTER_DIR
+    assert json.loads((averaged_dir / module.ADAPTER_ARGS_FILE).read_text())["averaged_over"] == 2
+    reading = [*tiny, "--steps", "0", "--eval_steps", "0"]
+    (final_again,) = module.main([*reading, "--adapter", str(saved)])
+    (averaged_again,) = module.main([*reading, "--adapter", str(averaged_dir)])
+    assert "averaged_over" not in final_again and averaged_again["averaged_over"] == 2
+    for again, read in ((final_again, final), (averaged_again, averaged)):
+        assert again["step"] == 3
+        assert again["mean_decline_logprob"] == pytest.approx(read["mean_decline_logprob"], abs=1e-4)
+    with pytest.raises(SystemExit, match="some adapters are averaged"):
+        module.main([*reading, "--adapter", str(saved), str(averaged_dir)])
     # a window of one step is the final weights: the same reading
-    final, last = module.main([*tiny, "--average_last", "1"])
+    final, last = module.main([*trained, "--average_last", "1"])
     assert last["mean_decline_logprob"] == pytest.approx(final["mean_decline_logprob"], abs=1e-6)
     assert last["declined"] == final["declined"]
     with pytest.raises(SystemExit, match="--average_last must be within"):
-        module.main([*tiny, "--average_last", "4"])
-
-
-def test_save_adapter_with_average_last_keeps_both_policies_to_read_again(module, tmp_path):
-    tiny = ["--model", "tiny", "--ptx_prompts", "twins_unlikely", "--validation_share", "0.05", "--max_new_tokens",
-            "2", "--learning_rate", "1e-2"]  # fmt: skip
-    saved = tmp_path / "a"
-    final, averaged = module.main([*tiny, "--steps", "3", "--eval_steps", "3", "--average_last", "2",
-                                   "--save_adapter", str(saved)])  # fmt: skip
-    assert (
-        json.loads((saved / module.AVERAGED_ADAPTER_DIR / module.ADAPTER_ARGS_FILE).read_text())["averaged_over"] == 2
-    )
-    reading = [*tiny, "--steps", "0", "--eval_steps", "0"]
-    (final_again,) = module.main([*reading, "--adapter", str(saved)])
-    (averaged_again,) = module.main([*reading, "--adapter", str(saved / module.AVERAGED_ADAPTER_DIR)])
-    assert "averaged_over" not in final_again and averaged_again["averaged_over"] == 2
-    assert (final_again["step"], averaged_again["step"]) == (3, 3)
-    for again, read in ((final_again, final), (averaged_again, averaged)):
-        assert again["mean_decline_logprob"] == pytest.approx(read["mean_decline_logprob"], abs=1e-4)
-    with pytest.raises(SystemExit, match="some adapters are averaged"):
-        module.main([*reading, "--adapter", str(saved), str(saved / module.AVERAGED_ADAPTER_DIR)])
+        module.main([*trained, "--average_last", "4"])
