@@ -156,14 +156,19 @@ def test_config_errors(tmp_path, overrides, message):
         config(tmp_path, **overrides)
 
 
-def test_the_script_trains_saves_a_lora_adapter_and_writes_the_model_card(tmp_path, tiny_tokenizer):
+def _script_inputs(tmp_path, tiny_tokenizer) -> list[str]:
+    """A saved tiny model and the ROWS as JSON lines: the script's model, data and output arguments."""
     model_dir = tmp_path / "model"
     make_tiny_causal_lm(tiny_tokenizer).save_pretrained(model_dir)
     tiny_tokenizer.save_pretrained(model_dir)
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
+    return ["--model_name_or_path", str(model_dir), "--dataset_name", str(data), "--output_dir", str(tmp_path / "out")]
+
+
+def test_the_script_trains_saves_a_lora_adapter_and_writes_the_model_card(tmp_path, tiny_tokenizer):
     argv = [
-        "--model_name_or_path", str(model_dir), "--dataset_name", str(data), "--output_dir", str(tmp_path / "out"),
+        *_script_inputs(tmp_path, tiny_tokenizer),
         "--max_steps", "2", "--per_device_train_batch_size", "2", "--learning_rate", "1e-3",
         "--lr_scheduler_type", "constant", "--report_to", "none", "--save_strategy", "no",
         "--activation_checkpointing", "false", "--use_peft", "--lora_r", "4", "--lora_alpha", "8",
@@ -256,13 +261,8 @@ def test_a_run_stopped_before_the_window_keeps_its_last_weights_and_says_so(tmp_
 
 
 def test_the_script_averages_a_lora_adapter(tmp_path, tiny_tokenizer):
-    model_dir = tmp_path / "model"
-    make_tiny_causal_lm(tiny_tokenizer).save_pretrained(model_dir)
-    tiny_tokenizer.save_pretrained(model_dir)
-    data = tmp_path / "sft.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
     argv = [
-        "--model_name_or_path", str(model_dir), "--dataset_name", str(data), "--output_dir", str(tmp_path / "out"),
+        *_script_inputs(tmp_path, tiny_tokenizer),
         "--max_steps", "3", "--per_device_train_batch_size", "2", "--learning_rate", "1e-2",
         "--report_to", "none", "--save_strategy", "no", "--activation_checkpointing", "false",
         "--use_peft", "--lora_r", "4", "--lora_alpha", "8", "--lora_task_type", "CAUSAL_LM",
