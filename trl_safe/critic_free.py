@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,9 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl.trainer.utils import is_async_callable
 
+from trl_safe.checkpoints import current_checkpoint_dir
 from trl_safe.lagrange import (
     LagrangeMultiplier,
     LagrangeSettings,
@@ -354,9 +353,7 @@ class LagrangianRewardsMixin:
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)
         if self.lagranges and self.args.should_save:
-            checkpoint_dir = os.path.join(
-                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
+            checkpoint_dir = current_checkpoint_dir(self, trial)
             states = {name: lagrange.state_dict() for name, lagrange in zip(self.cost_func_names, self.lagranges)}
             save_lagrange_state(checkpoint_dir, LAGRANGE_STATES_NAME, states)
 

@@ -30,10 +30,10 @@ import torch
 from datasets import Dataset, IterableDataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 from transformers.trainer_callback import TrainerCallback, TrainerControl, TrainerState
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl.trainer.base_trainer import _BaseTrainer
 from trl.trainer.utils import get_config_model_id
 
+from trl_safe.checkpoints import current_checkpoint_dir
 from trl_safe.checks import check_config_class
 from trl_safe.model_card import render_model_card
 from trl_safe.ptx import PTXData, ptx_objective
@@ -212,9 +212,7 @@ class UnlikelihoodSFTTrainer(_BaseTrainer):
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
         if self._tail_average is not None and self.args.should_save:
-            checkpoint = os.path.join(
-                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
+            checkpoint = current_checkpoint_dir(self, trial)
             torch.save(self._tail_average.state_dict(), os.path.join(checkpoint, TAIL_AVERAGE_NAME))
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:

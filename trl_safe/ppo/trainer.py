@@ -54,6 +54,7 @@ from trl.import_utils import is_vllm_available
 from trl.trainer.base_trainer import _BaseTrainer
 from trl.trainer.utils import disable_dropout_in_model, get_config_model_id, identity
 
+from trl_safe.checkpoints import current_checkpoint_dir
 from trl_safe.checks import (
     check_config_class,
     check_policy_model,
@@ -532,7 +533,7 @@ class PPOTrainer(ExperienceMaker, _BaseTrainer):
             self.create_model_card(output_dir=output_dir)
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        checkpoint_dir = os.path.join(self._get_output_dir(trial), f"checkpoint-{self.state.global_step}")
+        checkpoint_dir = current_checkpoint_dir(self, trial)
         if self.args.should_save:
             os.makedirs(checkpoint_dir, exist_ok=True)
             self._save_extra_state(checkpoint_dir)
