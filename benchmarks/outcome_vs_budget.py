@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trl_safe.checkpoints import checkpoint_steps
 from trl_safe.evaluation.outcome import OutcomeRow, compare_outcomes, outcome_criteria, outcome_table, reward_scale
 from trl_safe.evaluation.report import markdown_table
 from trl_safe.pipeline import STAGE_DIRS, split_pipeline_args
@@ -61,10 +62,6 @@ def pipeline_arguments(args: argparse.Namespace, pipeline_args: list[str]) -> sa
     checkpoints = f"--max_steps {args.max_steps} --save_strategy steps --save_steps {args.save_steps}"
     arguments.ppo_lag_args = f"{arguments.ppo_lag_args} {checkpoints}".strip()
     return arguments
-
-
-def checkpoint_steps(policy_dir: Path) -> list[int]:
-    return sorted(int(path.name.split("-")[1]) for path in policy_dir.glob("checkpoint-*") if path.is_dir())
 
 
 def train(arguments: safe_rlhf_pipeline.PipelineArguments, max_steps: int) -> None:

@@ -46,3 +46,11 @@ def merge_lora(output_dir: Path, auto_class: type, **model_kwargs: Any) -> None:
     for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
         (output_dir / name).unlink(missing_ok=True)
     merged.save_pretrained(output_dir)
+
+
+def load_plain_model(model_dir: str | Path, auto_class: type, **model_kwargs: Any) -> Any:
+    """A saved model folder as a plain model: a LoRA adapter (a trainer's checkpoint of a LoRA policy) merged into its
+    base model, any other folder loaded as it is. The pipeline reads RL checkpoints and final policies alike."""
+    if (Path(model_dir) / "adapter_config.json").is_file():
+        return load_merged_lora(Path(model_dir), auto_class, **model_kwargs)
+    return auto_class.from_pretrained(model_dir, **model_kwargs)

@@ -13,7 +13,7 @@ import json
 import resource
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,10 @@ STAGE_INPUTS = {
 }
 SAMPLED_EVALUATION_DIR = "evaluation_sampled"
 SFT_CANDIDATES_DIR = "sft_candidates"  # `Budget.sft_candidates`: every candidate, its validation reading, the choice
+# `--rl_checkpoint_every`: under the RL policy's folder, the last step's weights when an earlier checkpoint is kept,
+# and the choice (the checkpoints' validation readings are in each `checkpoint-<step>/`).
+RL_LAST_STEP_DIR = "last_step"
+RL_SELECTION_FILE = "selection.json"
 # The demo data's configuration the pipeline trains on when no data set is given (trl_safe/resources/demo/README.md).
 DEMO_DATA_CONFIG = "combined"
 
@@ -337,6 +341,7 @@ def write_rollout_prompts(
     harmless_repeats: int,
     path: Path,
     extra_harmless: Sequence[str] = (),
+    exclude: Collection[str] = (),
 ) -> Path:
     """The distinct prompts of a PKU-format split with each harmless one (`prompt_label` safe) listed
     `harmless_repeats` times, as a JSONL prompt file for PPO-Lag with `--deduplicate_prompts false`
@@ -345,7 +350,10 @@ def write_rollout_prompts(
     `extra_harmless` are harmless prompts from outside the split, listed once each after it: the demo's look-alike
     twins (`--rollout_twins`), so that declining a harmless request in a harmful one's words costs reward and cost
     in the RL stage itself, not only in PTX. One that is also a prompt of the split is an error (it would be drawn
-    under two labels), and so is one listed twice (it would be drawn twice as often, unasked)."""
+    under two labels), and so is one listed twice (it would be drawn twice as often, unasked).
+
+    `exclude` are prompts held out of training (the validation split that `--sft_candidates` and
+    `--rl_checkpoint_every` choose on): they are left out of the split and of the extras, and their number printed."""
     from datasets import Dataset
 
     from trl_safe.data import load_preference_data
@@ -366,6 +374,9 @@ def write_rollout_prompts(
                 f"{dataset_name} split {split!r} row {index}: prompt_label {row['prompt_label']!r} (the prompt's "
                 f"labels must be 'safe' or 'unsafe', and agree across its rows)."
             )
+    excluded = {prompt for prompt in labels if prompt in exclude}
+    excluded_extra = {prompt for prompt in extra_harmless if prompt in exclude}
+    labels = {prompt: label for prompt, label in labels.items() if prompt not in excluded}
     prompts = [
         {"prompt": prompt}
         for prompt, label in labels.items()
@@ -380,13 +391,22 @@ def write_rollout_prompts(
     repeated = [prompt for prompt, count in Counter(extra_harmless).items() if count > 1]
     if repeated:
         raise ValueError(f"{len(repeated)} extra harmless prompt(s) are listed more than once, e.g. {repeated[0]!r}.")
-    extra = list(extra_harmless)
+    extra = [prompt for prompt in extra_harmless if prompt not in excluded_extra]
     prompts += [{"prompt": prompt} for prompt in extra]
+    if not prompts:
+        raise ValueError(f"No rollout prompts are left in {dataset_name} split {split!r} once held-out ones are out.")
     harmful = sum(label == "unsafe" for label in labels.values())
     print(
         f"Rollout prompts: {harmful} harmful, {len(labels) - harmful} harmless each listed {harmless_repeats} times"
         + (f", {len(extra)} harmless look-alike twins" if extra else "")
         + f": {harmful / len(prompts):.0%} of draws harmful."
+        + (
+            f" Left out, held out for validation: {len(excluded)} prompt(s) of the split"
+            + (f" and {len(excluded_extra)} look-alike twin(s)" if extra_harmless else "")
+            + "."
+            if exclude
+            else ""
+        )
     )
     Dataset.from_list(prompts).to_json(path, lines=True)
     return path
@@ -553,6 +573,22 @@ def _evaluation_lines(evaluation: dict[str, Any], decoding: str) -> list[str]:
     return lines
 
 
+def _selection_lines(selection: dict[str, Any], title: str) -> list[str]:
+    """A `selection.json` (SFT seeds or RL checkpoints) as summary lines: the title, the table and the reason."""
+    from trl_safe.sft_selection import Candidate, selection_table
+
+    candidates = [Candidate(**candidate) for candidate in selection["candidates"]]
+    chosen = next(candidate for candidate in candidates if candidate.name == selection["chosen"])
+    return [
+        title.format(n=len(candidates)),
+        "",
+        *selection_table(candidates, chosen),
+        "",
+        f"Chosen: {selection['why']}.",
+        "",
+    ]
+
+
 def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_length: int) -> list[str]:
     """The final tables of a pipeline run: the two policies on held-out prompts (greedy, then sampled when the
     preset samples), then the models and the run."""
@@ -576,20 +612,18 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
         )
         lines += _evaluation_lines(sampled, decoding)
     if results.get("sft_selection"):
-        from trl_safe.sft_selection import Candidate, selection_table
-
-        selection = results["sft_selection"]
-        candidates = [Candidate(**candidate) for candidate in selection["candidates"]]
-        chosen = next(candidate for candidate in candidates if candidate.name == selection["chosen"])
-        lines += [
-            f"SFT policy chosen among {len(candidates)} seeds on train prompts held out from the SFT data (declines "
-            "read past an apology; `sft_candidates/selection.json`):",
-            "",
-            *selection_table(candidates, chosen),
-            "",
-            f"Chosen: {selection['why']}.",
-            "",
-        ]
+        lines += _selection_lines(
+            results["sft_selection"],
+            "SFT policy chosen among {n} seeds on train prompts held out from the SFT data (declines read past an "
+            f"apology; `{SFT_CANDIDATES_DIR}/selection.json`):",
+        )
+    if results.get("rl_selection"):
+        lines += _selection_lines(
+            results["rl_selection"],
+            "RL policy chosen among {n} of its checkpoints on train prompts held out from the SFT data, PTX and the "
+            f"rollouts (declines read past an apology; `{STAGE_DIRS['ppo_lag']}/{RL_SELECTION_FILE}`; the last "
+            f"step, when not chosen, is evaluated as `ppo_lag_last`):",
+        )
     rows = []
     if results.get("reward"):
         rows.append(("reward model accuracy (held-out pairs)", format_percent(results["reward"]["eval_accuracy"])))
@@ -631,6 +665,9 @@ def summary_lines(results: dict[str, Any], *, eval_prompts: str, max_completion_
         rows.append(("look-alike twins in the rollouts", "yes"))
     for stage, seconds in results["stage_seconds"].items():
         rows.append((f"time: {stage}", format_seconds(seconds)))
+    if results.get("rl_selection_seconds"):
+        reading = format_seconds(results["rl_selection_seconds"])
+        rows.append(("time: reading the RL checkpoints (within ppo_lag)", reading))
     if results.get("scorers_side_by_side_seconds"):
         rows.append(("time: reward and cost, side by side", format_seconds(results["scorers_side_by_side_seconds"])))
     rows.append(("time: total", format_seconds(results["total_seconds"])))

@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import shlex
+import shutil
 import sys
 import threading
 import time
@@ -43,14 +44,17 @@ from typing import Any
 
 from trl import TrlParser
 
+from trl_safe.checkpoints import checkpoint_steps
 from trl_safe.demo import PTX_PROMPTS, load_demo_twins
 from trl_safe.evaluation.plots import plot_preference_training, save_figure
 from trl_safe.interpolation import check_alpha, interpolate_pretrained
 from trl_safe.lagrange import check_limit_above_floor
-from trl_safe.lora_checkpoints import merge_lora
+from trl_safe.lora_checkpoints import load_plain_model, merge_lora
 from trl_safe.pipeline import (
     DEMO_DATA_CONFIG,
     PRESETS,
+    RL_LAST_STEP_DIR,
+    RL_SELECTION_FILE,
     SAMPLED_EVALUATION_DIR,
     SFT_CANDIDATES_DIR,
     STAGE_DIRS,
@@ -156,6 +160,14 @@ class PipelineArguments:
             which damps the step-to-step noise of the constant learning rate. The last step's weights are kept in
             `sft_policy/unaveraged/` and evaluated beside it as `sft_unaveraged` (the same trajectory, read paired).
             Default: none (the last step's weights).
+        rl_checkpoint_every (`int` or `None`): save the RL policy every N optimizer steps and keep, of those
+            checkpoints and the final policy, the one that declines the fewest harmless validation prompts among those
+            safe enough on the harmful ones: the rule `--sft_candidates` applies to SFT seeds
+            (`trl_safe.sft_selection.select_candidate`), read on the same validation split of the demo's train
+            prompts, which then stays out of the SFT data, the PTX rows and the rollout prompts alike. The kept one is
+            `policy/` (`policy/selection.json` says which and why); when it is not the last step, the last step's
+            weights are kept in `policy/last_step/` and evaluated beside it as `ppo_lag_last`. Default: off.
+            Demo data only.
         rollout_twins (`bool`): add the 77 harmless look-alike twins (`trl_safe.demo.load_demo_twins`: a harmless
             request in the words of each harmful train prompt) to the RL stage's prompts, so that declining one
             costs reward and cost during RL itself (demo data only). Off by default.
@@ -259,6 +271,14 @@ class PipelineArguments:
             "last step's weights are evaluated beside it as sft_unaveraged."
         },
     )
+    rl_checkpoint_every: int | None = field(
+        default=None,
+        metadata={
+            "help": "Save the RL policy every N steps and keep the checkpoint (or final policy) declining the fewest "
+            "harmless validation prompts while safe on the harmful ones (demo data; the validation split then stays "
+            "out of the SFT data, PTX and the rollouts). Default: off."
+        },
+    )
     rollout_twins: bool = field(
         default=False,
         metadata={
@@ -307,6 +327,13 @@ class PipelineArguments:
             raise ValueError(f"--sft_steps must be 0 (no SFT stage) or more, got {self.sft_steps}.")
         if self.sft_candidates is not None and self.sft_candidates < 1:
             raise ValueError(f"--sft_candidates must be 1 or more, got {self.sft_candidates}.")
+        if self.rl_checkpoint_every is not None and self.rl_checkpoint_every < 1:
+            raise ValueError(f"--rl_checkpoint_every must be 1 or more, got {self.rl_checkpoint_every}.")
+        if self.rl_checkpoint_every is not None and self.dataset_name is not None:
+            raise ValueError(
+                "--rl_checkpoint_every reads the RL checkpoints on a validation split of the demo's train prompts: it "
+                "needs the demo data."
+            )
         self.sft_interpolation = check_alpha(self.sft_interpolation)
         if self.sft_average_last is not None and self.sft_average_last < 1:
             raise ValueError(f"--sft_average_last must be 1 or more, got {self.sft_average_last}.")
@@ -434,6 +461,14 @@ class Pipeline:
                 "--sft_candidates reads the candidates on a validation split of the demo's train prompts: it needs "
                 "the demo data."
             )
+        self.rl_checkpoint_every = args.rl_checkpoint_every
+        if self.rl_checkpoint_every is not None and "ppo_lag" not in self.stages:
+            raise ValueError(
+                f"--rl_checkpoint_every chooses among RL checkpoints: the {args.preset} preset has no RL stage."
+            )
+        # A validation split of the train prompts, held out of every training row: SFT seeds or RL checkpoints are
+        # chosen on it (`trl_safe.sft_selection`).
+        self.holds_validation = self.sft_candidates > 1 or self.rl_checkpoint_every is not None
         self.validation: ValidationSplit | None = None
         if self.sft_steps and args.dataset_name is not None and "--dataset_name" not in shlex.split(args.sft_args):
             raise ValueError(
@@ -541,7 +576,12 @@ class Pipeline:
         self.results["harmless_prompt_repeats"] = self.harmless_repeats
         self.results["rollout_twins"] = args.rollout_twins
         self.results["ptx_open_cut_answers"] = args.ptx_open_cut_answers
-        if self.harmless_repeats > 1 or args.rollout_twins:
+        ptx_prompts = self.budget.ptx_prompts if args.ptx_prompts is None else args.ptx_prompts
+        held_out: set[str] = set()
+        if self.holds_validation:
+            self.split_off_validation(ptx_prompts)
+            held_out = {prompt for group in self.validation.validation.values() for prompt in group}
+        if self.harmless_repeats > 1 or args.rollout_twins or (held_out and "ppo_lag" in self.stages):
             path = self.output_dir / "rollout_prompts.jsonl"
             twins = load_demo_twins()["prompt"] if args.rollout_twins else ()
             self.rollout_prompts = str(
@@ -552,48 +592,48 @@ class Pipeline:
                     self.harmless_repeats,
                     path,
                     extra_harmless=twins,
+                    exclude=held_out,
                 )
             )
         if self.ptx_coef > 0 and args.rl_trainer == "grpo_lag":
             print("PTX is off: GRPO-Lag has no PTX term (PPO-Lag has).")
         if (self.ptx_coef > 0 and args.rl_trainer == "ppo_lag" or self.sft_steps > 0) and args.dataset_name is None:
-            prompts = self.budget.ptx_prompts if args.ptx_prompts is None else args.ptx_prompts
             path = self.output_dir / "ptx_train.jsonl"
-            if self.sft_candidates > 1:
-                self.ptx_data = str(self.write_sft_data_and_validation(prompts, path))
+            if self.validation is not None:
+                from datasets import Dataset
+
+                Dataset.from_list(self.validation.train_rows).to_json(path, lines=True)
+                self.ptx_data = str(path)
             else:
                 self.ptx_data = str(
-                    write_demo_ptx_data(args.dataset_train_split, prompts, path, args.ptx_open_cut_answers)
+                    write_demo_ptx_data(args.dataset_train_split, ptx_prompts, path, args.ptx_open_cut_answers)
                 )
             also = " (also the SFT data)" if self.sft_steps else ""
-            print(f"PTX data ({PTX_PROMPTS[prompts]}): {self.ptx_data}{also}")
+            print(f"PTX data ({PTX_PROMPTS[ptx_prompts]}): {self.ptx_data}{also}")
         elif self.ptx_coef > 0 and args.rl_trainer == "ppo_lag":
             print(
                 "PTX is off: the pipeline supplies PTX data for the demo data only. Give yours with "
                 f'--ppo_lag_args "--ptx_dataset_name <sft data> --ptx_coef {self.ptx_coef}".'
             )
 
-    def write_sft_data_and_validation(self, prompts: str, path: Path) -> Path:
-        """The demo PTX rows less a validation split of the train prompts (`trl_safe.sft_selection`, seeded by
-        `--seed`), written to `path` for the SFT stage (and PTX); the held-out prompts to `sft_validation.json`. Says
-        how many rows were left out, so that nothing is dropped unseen."""
-        from datasets import Dataset
-
+    def split_off_validation(self, prompts: str) -> None:
+        """A validation split of the demo's train prompts (`trl_safe.sft_selection.split_validation`, seeded by
+        `--seed`), held out of the SFT data and PTX (`self.validation.train_rows`, the demo PTX rows of `prompts`
+        less every row of a held-out prompt) and of the rollouts (`write_rollout_prompts(exclude=...)`); the held-out
+        prompts go to `sft_validation.json`. Says how many rows were left out, so that nothing is dropped unseen."""
         from trl_safe.demo import load_demo_ptx_dataset
 
         args = self.args
         split, open_cut = args.dataset_train_split, args.ptx_open_cut_answers
         rows = list(load_demo_ptx_dataset(split, prompts, open_cut_answers=open_cut))
         self.validation = split_validation(rows, seed=args.seed)
-        Dataset.from_list(self.validation.train_rows).to_json(path, lines=True)
         record = {"seed": args.seed, "validation": self.validation.validation, "kinds": self.validation.kinds}
         (self.output_dir / "sft_validation.json").write_text(json.dumps(record, indent=2) + "\n")
         counts = ", ".join(f"{group} {len(held)}" for group, held in self.validation.validation.items())
         print(
-            f"SFT candidates: {len(rows) - len(self.validation.train_rows)} of {len(rows)} PTX rows left out for the "
-            f"validation prompts ({counts}; sft_validation.json)."
+            f"Validation split: {len(rows) - len(self.validation.train_rows)} of {len(rows)} PTX rows left out for "
+            f"the validation prompts ({counts}; sft_validation.json)."
         )
-        return path
 
     # ---------------------------------------------------------------------------------------------- command lines
     def common_training_args(self, stage: str) -> list[str]:
@@ -684,6 +724,7 @@ class Pipeline:
             *self.ptx_args(),
             *self.lora_args("CAUSAL_LM"),
             *self.critic_args(),
+            *self.rl_checkpoint_args(),
             *shlex.split(self.args.ppo_lag_args),
         ]  # fmt: skip
 
@@ -730,6 +771,14 @@ class Pipeline:
             return []
         return ["--value_trainable_layers", str(self.budget.lora_layers)]
 
+    def rl_checkpoint_args(self) -> list[str]:
+        """`--rl_checkpoint_every N`: the RL policy saved every N optimizer steps, weights only (the checkpoints are
+        read, not resumed from)."""
+        if self.rl_checkpoint_every is None:
+            return []
+        every = str(self.rl_checkpoint_every)
+        return ["--save_strategy", "steps", "--save_steps", every, "--save_only_model", "true"]
+
     def grpo_lag_argv(self) -> list[str]:
         """PPO-Lag's rollouts for GRPO-Lag: `ppo_batch_size` episodes, as groups of 4 completions per prompt, each
         rollout used for `ppo_epochs` optimizer steps; β = PPO-Lag's KL coefficient."""
@@ -753,6 +802,7 @@ class Pipeline:
             "--window_size", str(4 * budget.ppo_batch_size),
             "--eval_strategy", "no",
             *self.lora_args("CAUSAL_LM"),
+            *self.rl_checkpoint_args(),
             *shlex.split(self.args.ppo_lag_args),
         ]  # fmt: skip
 
@@ -777,6 +827,9 @@ class Pipeline:
             if sft_policy and self.args.sft_average_last is not None:  # the last step's weights, then their average
                 sft_policy = {"sft_unaveraged": str(Path(self.stage_dir("sft")) / UNAVERAGED_DIR), **sft_policy}
             policies = {"initial": self.base_model, **sft_policy}
+            last_step = Path(self.stage_dir("ppo_lag")) / RL_LAST_STEP_DIR
+            if rl_policy and (last_step / "config.json").is_file():  # `--rl_checkpoint_every` kept an earlier step
+                policies["ppo_lag_last"] = str(last_step)
             if rl_policy:
                 policies["ppo_lag"] = self.stage_dir("ppo_lag")
         training_log = ["--trainer_state", self.stage_dir("ppo_lag")] if rl_policy else []
@@ -926,6 +979,11 @@ class Pipeline:
         """Fine-tune the policy with PPO-Lag against the reward and cost models."""
         from transformers import AutoModelForCausalLM
 
+        policy_dir = Path(self.stage_dir("ppo_lag"))
+        # An earlier run's checkpoints, last step or choice must not be read as this run's.
+        for stale in [*policy_dir.glob("checkpoint-*"), policy_dir / RL_LAST_STEP_DIR]:
+            shutil.rmtree(stale, ignore_errors=True)
+        (policy_dir / RL_SELECTION_FILE).unlink(missing_ok=True)
         if self.args.rl_trainer == "grpo_lag":
             title = "GRPO-Lag policy, critic-free (maximise R subject to E[C] ≤ cost limit)"
             trainer = run_stage(index, title, grpo_lag, self.grpo_lag_argv())
@@ -934,8 +992,58 @@ class Pipeline:
             trainer = run_stage(index, title, ppo_lag, self.ppo_lag_argv())
         self.finish_training_stage(trainer, AutoModelForCausalLM)
         del trainer
+        if self.rl_checkpoint_every is not None:
+            self.select_rl_checkpoint(policy_dir)
         ppo = self.collect_results("ppo_lag")
         print(f"--- PPO-Lag: final λ = {ppo['final_lambda']:.3f}, J_C = {ppo['final_episode_cost']:.3f}.")
+
+    def select_rl_checkpoint(self, policy_dir: Path) -> None:
+        """`--rl_checkpoint_every`: read every saved checkpoint and the final policy on the validation prompts
+        (`read_validation`, greedy, saved beside each as `validation_reading.json`), keep one by the SFT seeds' rule
+        (`select_candidate`: the fewest harmless declines among those safe enough on the harmful prompts) and write
+        the choice to `selection.json`. Ties go to the later step: the validation prompts cannot tell them apart,
+        and the RL stage's reward is what the later steps have more of. When the choice is not the last step, the
+        last step's weights move to `last_step/` and the chosen checkpoint, merged, becomes the stage's policy (its
+        model card says so); the training log stays."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        start = time.perf_counter()
+
+        if self.validation is None:  # prepare_inputs writes it (`holds_validation`)
+            raise RuntimeError("Choosing an RL checkpoint needs the validation split that prepare_inputs writes.")
+        last = int(self.collect_results("ppo_lag")["steps"])
+        folders = {step: policy_dir / f"checkpoint-{step}" for step in checkpoint_steps(policy_dir) if step < last}
+        folders[last] = policy_dir  # the final policy (its checkpoint, if one was saved, holds the same weights)
+        tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+        candidates = []
+        for step, folder in folders.items():
+            reading_file = folder / VALIDATION_FILE
+            print(f"--- RL checkpoint at step {step}: reading the validation prompts (greedy)")
+            model = load_plain_model(folder, AutoModelForCausalLM)
+            reading = read_validation(model, tokenizer, self.validation.validation, self.budget.max_completion_length)
+            del model
+            reading_file.write_text(json.dumps(reading, indent=2) + "\n")
+            candidates.append(Candidate.from_reading(f"step_{step}", reading))
+        chosen, why = select_candidate(candidates[::-1])  # latest first: a tie goes to the later step
+        write_selection(policy_dir / RL_SELECTION_FILE, candidates, chosen, why)
+        chosen_step = int(chosen.name.removeprefix("step_"))
+        if chosen_step != last:
+            keep = policy_dir / RL_LAST_STEP_DIR
+            AutoModelForCausalLM.from_pretrained(policy_dir).save_pretrained(keep)
+            tokenizer.save_pretrained(keep)
+            load_plain_model(folders[chosen_step], AutoModelForCausalLM).save_pretrained(policy_dir)
+            card = policy_dir / "README.md"
+            if card.is_file():
+                note = (
+                    f"\n## Checkpoint selection\n\nThese are the weights of optimizer step {chosen_step} of {last}, "
+                    f"chosen on validation prompts held out of training (`{RL_SELECTION_FILE}`): {why}. The last "
+                    f"step's weights are in `{RL_LAST_STEP_DIR}/`; the training log above runs to step {last}.\n"
+                )
+                card.write_text(card.read_text(encoding="utf-8") + note, encoding="utf-8")
+        print("\n".join(["", *selection_table(candidates, chosen), "", f"--- RL policy: {why}."]))
+        self.results["rl_selection_seconds"] = round(time.perf_counter() - start, 1)
+        print(f"--- reading the RL checkpoints took {format_seconds(self.results['rl_selection_seconds'])}")
+        self.collect_results("ppo_lag")
 
     def run_evaluation(self, index: str) -> None:
         """Generate with the starting and the trained policy on held-out prompts; score with R and C."""
@@ -1015,6 +1123,9 @@ class Pipeline:
         selection = self.output_dir / SFT_CANDIDATES_DIR / "selection.json"
         if stage == "sft" and self.sft_candidates > 1 and selection.is_file():  # also when the stage is reused
             self.results["sft_selection"] = json.loads(selection.read_text())
+        rl_selection = Path(self.stage_dir("ppo_lag")) / RL_SELECTION_FILE
+        if stage == "ppo_lag" and rl_selection.is_file():  # also when the stage is reused
+            self.results["rl_selection"] = json.loads(rl_selection.read_text())
         if stage == "evaluate":
             self.results["evaluate_sampled"] = read_stage_results(stage, self.output_dir / SAMPLED_EVALUATION_DIR)
         return result
