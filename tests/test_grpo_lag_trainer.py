@@ -515,14 +515,20 @@ def test_example_script_trains_on_pku_saferlhf_prompts(tmp_path, tiny_tokenizer,
 def test_demo_pipeline_can_train_the_policy_with_grpo_lag(tmp_path):
     from trl_safe.scripts import safe_rlhf_pipeline as pipeline
 
+    # `--rl_checkpoint_every 1`: GRPO-Lag's checkpoints (TRL's own format) are read and chosen among as PPO-Lag's.
     args = pipeline.PipelineArguments(
-        output_dir=str(tmp_path), model="tiny", stages=["reward", "cost", "ppo_lag"], rl_trainer="grpo_lag"
-    )
+        output_dir=str(tmp_path), model="tiny", stages=["reward", "cost", "ppo_lag"], rl_trainer="grpo_lag",
+        rl_checkpoint_every=1,
+    )  # fmt: skip
     results = pipeline.main(args)
     assert results["ppo_lag"]["steps"] == 2 and results["ppo_lag"]["final_lambda"] > 0
     assert results["ppo_lag"]["cost_limit"] == 0.0
     assert (tmp_path / "policy" / "model.safetensors").is_file()
     assert "grpo-lag" in (tmp_path / "policy" / "README.md").read_text()
+    selection = results["rl_selection"]
+    assert [candidate["name"] for candidate in selection["candidates"]] == ["step_1", "step_2"]
+    assert (tmp_path / "policy" / "checkpoint-1" / "validation_reading.json").is_file()
+    assert (tmp_path / "policy" / "last_step").is_dir() is (selection["chosen"] == "step_1")
 
 
 def test_rloo_lag_resumes_its_lambda_exactly(tmp_path, tiny_tokenizer):

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -467,6 +468,53 @@ def test_sft_select_preset_commands(tmp_path):
     assert evaluation.refusal_rule == "apology_aware" and runner.eval_samples == 2
 
 
+def test_rl_checkpoint_every_holds_the_validation_split_out_of_sft_ptx_and_rollouts(tmp_path):
+    """`--rl_checkpoint_every 12` on the `sft` preset: the validation split is written and left out of the SFT rows
+    and of the rollout prompts (which PPO-Lag then reads as listed), the RL stage saves its weights every 12 steps,
+    and the evaluation reads the last step beside the kept one when `policy/last_step/` holds it."""
+    from trl_safe.data import load_preference_data, load_prompt_dataset
+    from trl_safe.demo import load_demo_ptx_dataset
+    from trl_safe.scripts import evaluate, ppo_lag
+    from trl_safe.sft_selection import split_validation
+
+    base = pipeline.build_tiny_base_model(tmp_path / "base", seed=0)
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path / "run"), preset="sft", model_name_or_path=str(base), seed=7, rl_checkpoint_every=12
+    )
+    runner = pipeline.Pipeline(args)
+    runner.prepare_inputs()
+    split = split_validation(load_demo_ptx_dataset("train", "wide_lookalikes").to_list(), seed=7)
+    assert json.loads((tmp_path / "run" / "sft_validation.json").read_text())["validation"] == split.validation
+    held = {prompt for prompts in split.validation.values() for prompt in prompts}
+    assert load_preference_data(runner.ptx_data, split="train").to_list() == split.train_rows
+    rollouts = load_prompt_dataset(runner.rollout_prompts, conversational=True, deduplicate=False)["prompt"]
+    texts = [prompt[0]["content"] for prompt in rollouts]
+    train = set(load_preference_data(runner.dataset_name, name=runner.dataset_config, split="train")["prompt"])
+    assert held & train and set(texts) == train - held and len(texts) == len(set(texts))
+    script_args, training_args, _ = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
+    assert script_args.dataset_name == runner.rollout_prompts and not script_args.deduplicate_prompts
+    saving = (training_args.save_strategy, training_args.save_steps, training_args.save_only_model)
+    assert saving == ("steps", 12, True)
+    (evaluation,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv())
+    assert evaluation.policy_names == ["initial", "sft", "ppo_lag"]
+    (tmp_path / "run" / "policy" / "last_step").mkdir(parents=True)
+    (tmp_path / "run" / "policy" / "last_step" / "config.json").write_text("{}")
+    (evaluation,) = evaluate.make_parser().parse_args_into_dataclasses(args=runner.evaluate_argv())
+    assert evaluation.policy_names == ["initial", "sft", "ppo_lag_last", "ppo_lag"]
+    assert evaluation.policies[2] == str(tmp_path / "run" / "policy" / "last_step")
+
+
+def test_rl_checkpoint_every_errors(tmp_path):
+    with pytest.raises(ValueError, match="--rl_checkpoint_every must be 1 or more"):
+        pipeline.PipelineArguments(rl_checkpoint_every=0)
+    with pytest.raises(ValueError, match="--rl_checkpoint_every reads the RL checkpoints .* needs the demo data"):
+        pipeline.PipelineArguments(dataset_name="my/data", rl_checkpoint_every=12)
+    with pytest.raises(ValueError, match="the sft_select preset has no RL stage"):
+        pipeline.Pipeline(
+            pipeline.PipelineArguments(output_dir=str(tmp_path), preset="sft_select", rl_checkpoint_every=12)
+        )
+
+
 def test_sft_candidates_errors(tmp_path):
     with pytest.raises(ValueError, match="no RL stage, and --sft_steps 0 leaves no SFT stage"):
         pipeline.Pipeline(pipeline.PipelineArguments(output_dir=str(tmp_path), preset="sft_select", sft_steps=0))
@@ -820,18 +868,60 @@ def test_sft_steps_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_sft_stage_runs_and_ppo_lag_starts_from_it(tmp_path):
-    """A tiny run with an SFT stage: the merged SFT policy, PPO-Lag's reference built from it, three policies in
-    the evaluation, and the SFT steps in the summary."""
-    args = pipeline.PipelineArguments(output_dir=str(tmp_path), model="tiny", use_peft=True, sft_steps=2)
+def test_the_sft_stage_runs_and_ppo_lag_starts_from_it_and_a_checkpoint_is_kept(tiny_run, tmp_path, monkeypatch):
+    """A tiny run with an SFT stage and `--rl_checkpoint_every 1`: the merged SFT policy, PPO-Lag's reference built
+    from it, the SFT steps in the summary; both RL steps (the checkpoint, a LoRA adapter, and the final policy) read
+    on the validation prompts, the kept one (step 1, the rule forced to the first) merged into `policy/`, the last
+    step moved to `policy/last_step/`, and four policies in the evaluation."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from trl_safe.data import load_prompt_dataset
+    from trl_safe.lora_checkpoints import load_plain_model
+    from trl_safe.scripts import safe_rlhf_pipeline
+    from trl_safe.sft_selection import Candidate
+
+    for scorer in ("reward_model", "cost_model"):  # the tiny run's R and C, reused as a user would
+        shutil.copytree(tiny_run[0] / scorer, tmp_path / scorer)
+    monkeypatch.setattr(safe_rlhf_pipeline, "select_checkpoint", lambda candidates: (candidates[0], "the first"))
+    args = pipeline.PipelineArguments(
+        output_dir=str(tmp_path), model="tiny", use_peft=True, sft_steps=2, rl_checkpoint_every=1,
+        stages=["sft", "ppo_lag", "evaluate"],
+    )  # fmt: skip
     results = pipeline.main(args)
-    assert set(results["stage_seconds"]) >= {"sft", "ppo_lag", "evaluate"}
+    assert set(results["stage_seconds"]) == {"sft", "ppo_lag", "evaluate"}
     files = {path.name for path in (tmp_path / "sft_policy").iterdir()}
     assert {"config.json", "model.safetensors", "README.md", "trainer_state.json"} <= files
     assert "adapter_config.json" not in files
+    summary = (tmp_path / "summary.md").read_text()
     assert json.loads((tmp_path / "summary.json").read_text())["sft"]["steps"] == 2
-    assert set(results["evaluate"]["summaries"]) == {"initial", "sft", "ppo_lag"}
-    assert "SFT optimizer steps" in (tmp_path / "summary.md").read_text()
+    assert "SFT optimizer steps" in summary
+
+    # The validation prompts are in no SFT row and no rollout prompt.
+    held = {p for ps in json.loads((tmp_path / "sft_validation.json").read_text())["validation"].values() for p in ps}
+    rollouts = load_prompt_dataset(tmp_path / "rollout_prompts.jsonl", conversational=True, deduplicate=False)
+    assert held and not held & {prompt[0]["content"] for prompt in rollouts["prompt"]}
+    sft_rows = [json.loads(line) for line in (tmp_path / "ptx_train.jsonl").read_text().splitlines()]
+    assert not held & {row["prompt"][0]["content"] for row in sft_rows}
+
+    policy = tmp_path / "policy"
+    selection = json.loads((policy / "selection.json").read_text())
+    assert [c["name"] for c in selection["candidates"]] == ["step_1", "step_2"]
+    assert selection["chosen"] == results["rl_selection"]["chosen"] == "step_1"
+    for name, folder in (("step_1", policy / "checkpoint-1"), ("step_2", policy)):
+        reading = json.loads((folder / "validation_reading.json").read_text())
+        assert asdict(Candidate.from_reading(name, reading)) in selection["candidates"]
+    assert (policy / "checkpoint-1" / "adapter_config.json").is_file()  # LoRA checkpoints, merged when read
+    kept = AutoModelForCausalLM.from_pretrained(policy).state_dict()
+    step_1 = load_plain_model(policy / "checkpoint-1", AutoModelForCausalLM).state_dict()
+    last = AutoModelForCausalLM.from_pretrained(policy / "last_step").state_dict()
+    assert all(torch.equal(kept[name], step_1[name]) for name in kept)
+    assert any(not torch.equal(kept[name], last[name]) for name in kept)
+    assert "optimizer step 1 of 2" in (policy / "README.md").read_text()
+    assert list(results["evaluate"]["summaries"]) == ["initial", "sft", "ppo_lag_last", "ppo_lag"]
+    assert "RL policy chosen among 2 of its checkpoints" in summary
+    assert "time: reading the RL checkpoints" in summary
 
 
 def test_the_outcome_table_judges_with_the_evaluations_refusal_rule(tmp_path):

@@ -15,6 +15,7 @@ from trl_safe.sft_selection import (
     Candidate,
     read_validation,
     select_candidate,
+    select_checkpoint,
     selection_table,
     split_validation,
     write_selection,
@@ -64,6 +65,18 @@ def test_the_rule_keeps_the_fewest_harmless_declines_among_the_safe_enough():
     tied = [candidate("x", harmless_declined=5, compliant=14), candidate("y", harmless_declined=5, compliant=10)]
     assert select_candidate(tied)[0].name == "y"
     assert select_candidate([candidate("p"), candidate("q")])[0].name == "p"
+
+
+def test_rl_checkpoints_tie_to_the_later_step():
+    """`select_checkpoint` (`--rl_checkpoint_every`): the SFT seeds' rule, a tie going to the later step."""
+    steps = [candidate("step_12", harmless_declined=25), candidate("step_24"), candidate("step_36")]
+    chosen, why = select_checkpoint(steps)  # step_24 and step_36 tie on 20 harmless declines
+    assert chosen.name == "step_36" and "20 of 137" in why
+    assert select_candidate(steps)[0].name == "step_24"  # the SFT seeds' rule: the first
+    steps.append(candidate("step_48", harmless_declined=5, compliant=25))  # fewer declines, not safe enough
+    assert select_checkpoint(steps)[0].name == "step_36"
+    steps.append(candidate("step_60", harmless_declined=19))
+    assert select_checkpoint(steps)[0].name == "step_60"
 
 
 def test_when_no_candidate_is_safe_enough_the_safest_is_kept_and_said():

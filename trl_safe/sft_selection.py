@@ -8,7 +8,8 @@ SFT seed on held-out train prompts"). So the SFT stage can train several candida
 the fewest harmless validation prompts among those that stay safe on the harmful ones: model selection on a
 validation split, which is honest only if the validation prompts are out of every training row. This module holds
 the split (`split_validation`), the reading (`read_validation`) and the rule (`select_candidate`); the pipeline's
-`--sft_candidates` and `benchmarks/ptx_sft_check.py` both use them.
+`--sft_candidates` and `benchmarks/ptx_sft_check.py` both use them, and `--rl_checkpoint_every` applies the same rule
+to the RL stage's checkpoints (`select_checkpoint`), read on the same split.
 
 The split is the demo data's: it knows which train prompts are harmful, which are their look-alike twins and which
 are the written look-alikes by kind (`trl_safe.demo`). The evaluation's held-out prompts are never read here.
@@ -201,6 +202,13 @@ def select_candidate(candidates: Sequence[Candidate]) -> tuple[Candidate, str]:
             f"fewer, so the safest ({chosen.judged_compliant} of {chosen.harmful} compliant)"
         )
     return chosen, why
+
+
+def select_checkpoint(candidates: Sequence[Candidate]) -> tuple[Candidate, str]:
+    """`select_candidate` for one run's checkpoints, given in step order (`--rl_checkpoint_every`): the same rule, but
+    a tie goes to the later step. The validation prompts cannot tell tied steps apart, and the later one has had
+    more of the RL stage's reward."""
+    return select_candidate(list(candidates)[::-1])
 
 
 def selection_table(candidates: Sequence[Candidate], chosen: Candidate) -> list[str]:

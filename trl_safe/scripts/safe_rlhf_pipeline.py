@@ -79,6 +79,7 @@ from trl_safe.sft_selection import (
     candidate_seed,
     read_validation,
     select_candidate,
+    select_checkpoint,
     selection_table,
     split_validation,
     write_selection,
@@ -1000,9 +1001,8 @@ class Pipeline:
     def select_rl_checkpoint(self, policy_dir: Path) -> None:
         """`--rl_checkpoint_every`: read every saved checkpoint and the final policy on the validation prompts
         (`read_validation`, greedy, saved beside each as `validation_reading.json`), keep one by the SFT seeds' rule
-        (`select_candidate`: the fewest harmless declines among those safe enough on the harmful prompts) and write
-        the choice to `selection.json`. Ties go to the later step: the validation prompts cannot tell them apart,
-        and the RL stage's reward is what the later steps have more of. When the choice is not the last step, the
+        (`select_checkpoint`: the fewest harmless declines among those safe enough on the harmful prompts, a tie to
+        the later step) and write the choice to `selection.json`. When the choice is not the last step, the
         last step's weights move to `last_step/` and the chosen checkpoint, merged, becomes the stage's policy (its
         model card says so); the training log stays."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -1024,7 +1024,7 @@ class Pipeline:
             del model
             reading_file.write_text(json.dumps(reading, indent=2) + "\n")
             candidates.append(Candidate.from_reading(f"step_{step}", reading))
-        chosen, why = select_candidate(candidates[::-1])  # latest first: a tie goes to the later step
+        chosen, why = select_checkpoint(candidates)
         write_selection(policy_dir / RL_SELECTION_FILE, candidates, chosen, why)
         chosen_step = int(chosen.name.removeprefix("step_"))
         if chosen_step != last:
