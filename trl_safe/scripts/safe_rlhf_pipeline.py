@@ -148,9 +148,10 @@ class PipelineArguments:
             SFT stage). On other data, give the SFT data with `--sft_args "--dataset_name ..."`.
         sft_candidates (`int` or `None`): train the SFT stage from this many seeds (`seed`, `seed + 1000`, ...) on the
             demo's train prompts less a validation split (`trl_safe.sft_selection.split_validation`, seeded by
-            `seed`; PTX in the RL stage uses the same reduced rows), read each candidate on the validation prompts
-            and keep the one that declines the fewest harmless ones among those safe enough on the harmful ones
-            (`select_candidate`); `sft_candidates/` holds every candidate, its reading and `selection.json`.
+            `seed`; PTX in the RL stage uses the same reduced rows and its rollouts leave the validation prompts out),
+            read each candidate on the validation prompts and keep the one that declines the fewest harmless ones
+            among those safe enough on the harmful ones (`select_candidate`); `sft_candidates/` holds every
+            candidate, its reading and `selection.json`.
             Default: the preset's (1: one SFT policy on every train row). Demo data only.
         sft_interpolation (`float`): keep this share α of the SFT stage's update: the saved SFT policy is moved back
             towards the start, θ_0 + α (θ − θ_0) (`trl_safe.interpolation`), before the RL stage and the evaluation
