@@ -49,7 +49,7 @@ from trl_safe.demo import PTX_PROMPTS, load_demo_twins
 from trl_safe.evaluation.plots import plot_preference_training, save_figure
 from trl_safe.interpolation import check_alpha, interpolate_pretrained
 from trl_safe.lagrange import check_limit_above_floor
-from trl_safe.lora_checkpoints import load_plain_model, merge_lora
+from trl_safe.lora_checkpoints import load_plain_model, merge_lora, tokenizer_source
 from trl_safe.pipeline import (
     DEMO_DATA_CONFIG,
     PRESETS,
@@ -943,7 +943,7 @@ class Pipeline:
         it to `sft_policy/`. A candidate whose reading is already saved is not trained again: a run resumes."""
         import shutil
 
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         if self.validation is None:  # prepare_inputs writes it (an SFT stage on the demo data: checked in __init__)
             raise RuntimeError("The SFT candidates need the validation split that prepare_inputs writes.")
@@ -961,14 +961,8 @@ class Pipeline:
                 trainer = run_stage(index, title, sft, self.sft_argv(str(folder), seed))
                 self.finish_training_stage(trainer, AutoModelForCausalLM)
                 del trainer
-                model = AutoModelForCausalLM.from_pretrained(folder)
-                tokenizer = AutoTokenizer.from_pretrained(folder)
                 print(f"--- SFT candidate seed {seed}: reading the validation prompts (greedy)")
-                reading = read_validation(
-                    model, tokenizer, self.validation.validation, self.budget.max_completion_length
-                )
-                del model
-                reading_file.write_text(json.dumps(reading, indent=2) + "\n")
+                reading = self.read_on_validation(folder)
             candidates.append(Candidate.from_reading(f"seed{seed}", reading))
         chosen, why = select_candidate(candidates)
         write_selection(root / "selection.json", candidates, chosen, why)
@@ -1009,7 +1003,6 @@ class Pipeline:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         start = time.perf_counter()
-
         if self.validation is None:  # prepare_inputs writes it (`holds_validation`)
             raise RuntimeError("Choosing an RL checkpoint needs the validation split that prepare_inputs writes.")
         last = int(self.collect_results("ppo_lag")["steps"])
@@ -1018,13 +1011,8 @@ class Pipeline:
         tokenizer = AutoTokenizer.from_pretrained(policy_dir)
         candidates = []
         for step, folder in folders.items():
-            reading_file = folder / VALIDATION_FILE
             print(f"--- RL checkpoint at step {step}: reading the validation prompts (greedy)")
-            model = load_plain_model(folder, AutoModelForCausalLM)
-            reading = read_validation(model, tokenizer, self.validation.validation, self.budget.max_completion_length)
-            del model
-            reading_file.write_text(json.dumps(reading, indent=2) + "\n")
-            candidates.append(Candidate.from_reading(f"step_{step}", reading))
+            candidates.append(Candidate.from_reading(f"step_{step}", self.read_on_validation(folder)))
         chosen, why = select_checkpoint(candidates)
         write_selection(policy_dir / RL_SELECTION_FILE, candidates, chosen, why)
         chosen_step = int(chosen.name.removeprefix("step_"))
@@ -1044,7 +1032,18 @@ class Pipeline:
         print("\n".join(["", *selection_table(candidates, chosen), "", f"--- RL policy: {why}."]))
         self.results["rl_selection_seconds"] = round(time.perf_counter() - start, 1)
         print(f"--- reading the RL checkpoints took {format_seconds(self.results['rl_selection_seconds'])}")
-        self.collect_results("ppo_lag")
+
+    def read_on_validation(self, folder: Path) -> dict[str, Any]:
+        """A saved policy (an SFT candidate, an RL checkpoint or the final RL policy; a LoRA adapter is merged first)
+        read greedily on the validation prompts (`read_validation`), the reading saved beside it as
+        `validation_reading.json`: the SFT seeds and the RL checkpoints are read the same way."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = load_plain_model(folder, AutoModelForCausalLM)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(folder))
+        reading = read_validation(model, tokenizer, self.validation.validation, self.budget.max_completion_length)
+        (folder / VALIDATION_FILE).write_text(json.dumps(reading, indent=2) + "\n")
+        return reading
 
     def run_evaluation(self, index: str) -> None:
         """Generate with the starting and the trained policy on held-out prompts; score with R and C."""
