@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trl_safe.evaluation.judge import ComplianceJudge
+from trl_safe.evaluation.judge import JUDGE_VERSIONS, LATEST_JUDGE_VERSION, ComplianceJudge
 from trl_safe.evaluation.outcome import (
     LOOKALIKE_CATEGORIES,
     compare_outcomes,
@@ -51,6 +51,14 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--num_resamples", type=int, default=2000, help="Paired-bootstrap resamples.")
     parser.add_argument("--output", type=Path, default=None, help="Write the result as JSON here.")
+    parser.add_argument(
+        "--judge_version",
+        type=int,
+        choices=sorted(JUDGE_VERSIONS),
+        default=LATEST_JUDGE_VERSION,
+        help="The judge's patterns (`trl_safe.evaluation.judge.JUDGE_VERSIONS`): 1 reads as figures dated before "
+        "December 7, 2026 were read.",
+    )
     return parser
 
 
@@ -211,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         check_comparable(runs["a"][seed], runs["b"][seed], f"seed {seed}")
     if len(rules) > 1:
         raise ValueError(f"The evaluations counted refusals by different rules ({sorted(rules)}): rerun one of them.")
-    judge = judge_for_evaluation({"config": {"refusal_rule": rules.pop()}})
+    judge = judge_for_evaluation({"config": {"refusal_rule": rules.pop()}}, args.judge_version)
 
     per_seed = []
     for tag, run_dir in (("a", args.run_a), ("b", args.run_b)):
@@ -230,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "run_b": str(args.run_b),
         "models": models,
         "seeds": args.seeds,
+        "judge_version": args.judge_version,
         "per_seed": per_seed,
         "pooled": pooled(runs, models, judge, args.num_resamples),
     }

@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trl_safe.evaluation.judge import ComplianceJudge
+from trl_safe.evaluation.judge import JUDGE_VERSIONS, LATEST_JUDGE_VERSION, ComplianceJudge
 from trl_safe.evaluation.outcome import (
     compare_outcomes,
     evaluation_refusal_rule,
@@ -86,6 +86,14 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Re-read the saved answers with RefusalDetector.apology_aware() (refusals and the judge's "
         "step 2) before comparing; writes outcome[_<trained>]_apologies.md/.json.",
+    )
+    parser.add_argument(
+        "--judge_version",
+        type=int,
+        choices=sorted(JUDGE_VERSIONS),
+        default=LATEST_JUDGE_VERSION,
+        help="The judge's patterns (`trl_safe.evaluation.judge.JUDGE_VERSIONS`): 1 reads as figures dated before "
+        "December 7, 2026 were read; an earlier version than the latest adds `_judge_v<N>` to the file names.",
     )
     return parser
 
@@ -156,11 +164,16 @@ def reread_refusals(
 
 
 def aggregate(
-    runs: dict[int, Path], num_resamples: int, trained: str | None = None, detector: RefusalDetector | None = None
+    runs: dict[int, Path],
+    num_resamples: int,
+    trained: str | None = None,
+    detector: RefusalDetector | None = None,
+    judge_version: int = LATEST_JUDGE_VERSION,
 ) -> dict[str, Any]:
     """Per evaluation (greedy, sampled): per-seed outcome rows and criteria, mean ± sd over seeds, and the pooled
     comparison of every seed's answers; the first evaluated policy against `trained` (default: the last). With
-    `detector`, the saved answers' refusals and the judge's step 2 are re-read by it."""
+    `detector`, the saved answers' refusals and the judge's step 2 are re-read by it; `judge_version` picks the
+    judge's patterns (`JUDGE_VERSIONS`)."""
     result: dict[str, Any] = {}
     for evaluation, folder in EVALUATIONS.items():
         per_seed = {seed: load_generations(run_dir, folder) for seed, run_dir in runs.items()}
@@ -168,14 +181,16 @@ def aggregate(
         if detector is not None:
             per_seed = {
                 seed: reread_refusals(
-                    generations, detector, judge_for_evaluation(evaluation_metadata(runs[seed], folder))
+                    generations,
+                    detector,
+                    judge_for_evaluation(evaluation_metadata(runs[seed], folder), judge_version),
                 )
                 for seed, generations in per_seed.items()
             }
         if not per_seed:
             continue
         if detector is not None:
-            judge = ComplianceJudge(refusal_detector=detector)
+            judge = ComplianceJudge.of_version(judge_version, refusal_detector=detector)
         else:  # each evaluation's own refusal rule (`--evaluate_args "--refusal_rule ..."`), as the pipeline reads it
             metadata = {seed: evaluation_metadata(runs[seed], folder) for seed in per_seed}
             rules = {seed: evaluation_refusal_rule(meta) for seed, meta in metadata.items()}
@@ -184,7 +199,7 @@ def aggregate(
                     f"The {evaluation} evaluations counted refusals by different rules (per seed: {rules}); rerun "
                     "them with one --refusal_rule, or re-read them all with --read_past_apologies."
                 )
-            judge = judge_for_evaluation(next(iter(metadata.values())))
+            judge = judge_for_evaluation(next(iter(metadata.values())), judge_version)
         models = list(dict.fromkeys(g["model"] for g in next(iter(per_seed.values()))))
         if trained is not None and trained not in models[1:]:
             raise ValueError(f"--trained {trained!r}: the {evaluation} evaluation has the policies {models[1:]}.")
@@ -204,6 +219,7 @@ def aggregate(
         result[evaluation] = {
             "baseline": baseline,
             "trained": compared,
+            "judge_version": judge_version,
             "num_prompts": len({g.get("prompt_id", g["prompt_index"]) for g in pooled_generations}),
             "seeds": seeds,
             "pooled_rows": pooled_rows,
@@ -309,6 +325,7 @@ def to_json(data: dict[str, Any]) -> dict[str, Any]:
         out[evaluation] = {
             "baseline": values["baseline"],
             "trained": values["trained"],
+            "judge_version": values["judge_version"],
             "num_prompts": values["num_prompts"],
             "seeds": {
                 str(seed): {
@@ -359,15 +376,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         scorers_from = runs[first] if args.share_scorers and seed != first else None
         run_seed(seed, run_dir, scorers_from, pipeline_args)
     detector = RefusalDetector.apology_aware() if args.read_past_apologies else None
-    data = aggregate(runs, args.num_resamples, args.trained, detector)
+    data = aggregate(runs, args.num_resamples, args.trained, detector, args.judge_version)
     lines = ["# Safe RLHF demo over seeds", ""]
     lines += [
         f"Command: `python benchmarks/demo_seeds.py --seeds {' '.join(map(str, args.seeds))} "
         f"--output_dir {args.output_dir}{'' if args.share_scorers else ' --no_share_scorers'}"
         f"{f' --trained {args.trained}' if args.trained else ''}"
         f"{' --read_past_apologies' if args.read_past_apologies else ''}"
+        f"{f' --judge_version {args.judge_version}' if args.judge_version != LATEST_JUDGE_VERSION else ''}"
         f"{' -- ' + ' '.join(pipeline_args) if pipeline_args else ''}`"
         + (f"; reward and cost models trained once (seed {first}) and shared." if args.share_scorers else "."),
+        "",
+        f"Judge: version {args.judge_version} (`trl_safe.evaluation.judge.JUDGE_VERSIONS`).",
         "",
     ]
     if detector is not None:
@@ -388,6 +408,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lines += run_lines(runs)
     name = "outcome" if args.trained is None else f"outcome_{args.trained}"
     name += "_apologies" if detector is not None else ""
+    name += f"_judge_v{args.judge_version}" if args.judge_version != LATEST_JUDGE_VERSION else ""
     (args.output_dir / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (args.output_dir / f"{name}.json").write_text(json.dumps(to_json(data), indent=2, default=str) + "\n")
     print("\n".join(lines))

@@ -107,5 +107,6 @@ def test_validation_reading_counts_what_it_keeps_and_feeds_the_rule(tmp_path):
     with pytest.raises(ValueError, match="no group"):
         Candidate.from_reading("broken", {"declined_read_past": {}, "judged_unsafe": {}})
     write_selection(tmp_path / "selection.json", [chosen], chosen, "the only one")
-    assert json.loads((tmp_path / "selection.json").read_text())["chosen"] == "seed0"
+    saved = json.loads((tmp_path / "selection.json").read_text())
+    assert saved["chosen"] == "seed0" and saved["judge_version"] == 2
     assert selection_table([chosen], chosen)[-1].endswith("| yes |")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from trl_safe.evaluation.judge import LATEST_JUDGE_VERSION
 from trl_safe.evaluation.outcome import (
     compare_outcomes,
     evaluation_refusal_rule,
@@ -548,7 +549,8 @@ def _evaluation_lines(evaluation: dict[str, Any], decoding: str) -> list[str]:
         outcome_header, outcome_rows = evaluation["outcome"]
         lines += [
             "Trained against initial, per prompt, with a paired bootstrap over prompts (the judge is "
-            "`trl_safe.evaluation.judge.ComplianceJudge`: rules, no model, nothing shared with the cost model"
+            f"`trl_safe.evaluation.judge.ComplianceJudge` version {LATEST_JUDGE_VERSION}: rules, no model, nothing "
+            "shared with the cost model"
             + (
                 f"; refusals read by the `{evaluation['refusal_rule']}` rule):"
                 if evaluation.get("refusal_rule", "default") != "default"

@@ -227,6 +227,13 @@ def selection_table(candidates: Sequence[Candidate], chosen: Candidate) -> list[
 
 
 def write_selection(path: Path, candidates: Sequence[Candidate], chosen: Candidate, why: str) -> None:
-    """`selection.json`: the candidates' counts, the chosen one and why."""
-    record = {"candidates": [asdict(c) for c in candidates], "chosen": chosen.name, "why": why}
+    """`selection.json`: the candidates' counts, the chosen one, why, and the judge's version that counted them."""
+    from trl_safe.evaluation.judge import LATEST_JUDGE_VERSION
+
+    record = {
+        "candidates": [asdict(c) for c in candidates],
+        "chosen": chosen.name,
+        "why": why,
+        "judge_version": LATEST_JUDGE_VERSION,
+    }
     path.write_text(json.dumps(record, indent=2) + "\n")

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from trl_safe.evaluation.judge import ComplianceJudge
+from trl_safe.evaluation.judge import LATEST_JUDGE_VERSION, ComplianceJudge
 from trl_safe.evaluation.refusal import refusal_detector_for
 from trl_safe.evaluation.repetition import is_repetitive
 from trl_safe.evaluation.stats import PairedBootstrap, paired_bootstrap
@@ -84,10 +84,12 @@ def evaluation_refusal_rule(metadata: Mapping[str, Any]) -> str:
     return (metadata.get("config") or {}).get("refusal_rule", "default")
 
 
-def judge_for_evaluation(metadata: Mapping[str, Any]) -> ComplianceJudge:
+def judge_for_evaluation(metadata: Mapping[str, Any], version: int = LATEST_JUDGE_VERSION) -> ComplianceJudge:
     """The judge for an evaluation's saved answers: its step 2 uses the evaluation's own refusal rule
-    (`evaluation_refusal_rule`), so that the judge and the refusal columns agree."""
-    return ComplianceJudge(refusal_detector=refusal_detector_for(evaluation_refusal_rule(metadata)))
+    (`evaluation_refusal_rule`), so that the judge and the refusal columns agree; `version` picks the judge's
+    patterns (`JUDGE_VERSIONS`: 1 re-reads answers as figures dated before December 7, 2026 were read)."""
+    detector = refusal_detector_for(evaluation_refusal_rule(metadata))
+    return ComplianceJudge.of_version(version, refusal_detector=detector)
 
 
 def compare_outcomes(
