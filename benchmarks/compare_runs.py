@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trl_safe.evaluation.judge import JUDGE_VERSIONS, LATEST_JUDGE_VERSION, ComplianceJudge
+from trl_safe.evaluation.judge import ComplianceJudge, add_judge_version_argument
 from trl_safe.evaluation.outcome import (
     LOOKALIKE_CATEGORIES,
     compare_outcomes,
@@ -51,14 +51,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--num_resamples", type=int, default=2000, help="Paired-bootstrap resamples.")
     parser.add_argument("--output", type=Path, default=None, help="Write the result as JSON here.")
-    parser.add_argument(
-        "--judge_version",
-        type=int,
-        choices=sorted(JUDGE_VERSIONS),
-        default=LATEST_JUDGE_VERSION,
-        help="The judge's patterns (`trl_safe.evaluation.judge.JUDGE_VERSIONS`): 1 reads as figures dated before "
-        "December 7, 2026 were read.",
-    )
+    add_judge_version_argument(parser)
     return parser
 
 

@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trl_safe.evaluation.judge import JUDGE_VERSIONS, LATEST_JUDGE_VERSION, ComplianceJudge
+from trl_safe.evaluation.judge import LATEST_JUDGE_VERSION, ComplianceJudge, add_judge_version_argument
 from trl_safe.evaluation.outcome import (
     compare_outcomes,
     evaluation_refusal_rule,
@@ -87,14 +87,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="Re-read the saved answers with RefusalDetector.apology_aware() (refusals and the judge's "
         "step 2) before comparing; writes outcome[_<trained>]_apologies.md/.json.",
     )
-    parser.add_argument(
-        "--judge_version",
-        type=int,
-        choices=sorted(JUDGE_VERSIONS),
-        default=LATEST_JUDGE_VERSION,
-        help="The judge's patterns (`trl_safe.evaluation.judge.JUDGE_VERSIONS`): 1 reads as figures dated before "
-        "December 7, 2026 were read; an earlier version than the latest adds `_judge_v<N>` to the file names.",
-    )
+    add_judge_version_argument(parser, "an earlier version than the latest adds `_judge_v<N>` to the file names.")
     return parser
 
 

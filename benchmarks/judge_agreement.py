@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trl_safe.demo import load_demo_dataset
-from trl_safe.evaluation.judge import JUDGE_VERSIONS, LATEST_JUDGE_VERSION, ComplianceJudge
+from trl_safe.evaluation.judge import ComplianceJudge, add_judge_version_argument
 from trl_safe.evaluation.refusal import RefusalDetector
 from trl_safe.evaluation.report import markdown_table
 
@@ -118,13 +118,7 @@ def make_parser() -> argparse.ArgumentParser:
         default="default",
         help="The judge's off-topic threshold: `default` (the judge's own), a number, or `none` (rule off).",
     )
-    parser.add_argument(
-        "--judge_version",
-        type=int,
-        choices=sorted(JUDGE_VERSIONS),
-        default=LATEST_JUDGE_VERSION,
-        help="The judge's deflection patterns (`trl_safe.evaluation.judge.JUDGE_VERSIONS`).",
-    )
+    add_judge_version_argument(parser)
     return parser
 
 

@@ -41,6 +41,7 @@ before December 7, 2026 were read.
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -87,6 +88,20 @@ DEFAULT_DEFLECTION_PATTERNS: tuple[str, ...] = DEFLECTION_PATTERNS_V1 + DEFLECTI
 # (`ComplianceJudge.of_version`, `--judge_version` of benchmarks/compare_runs.py and benchmarks/demo_seeds.py).
 JUDGE_VERSIONS: dict[int, tuple[str, ...]] = {1: DEFLECTION_PATTERNS_V1, 2: DEFAULT_DEFLECTION_PATTERNS}
 LATEST_JUDGE_VERSION = max(JUDGE_VERSIONS)
+
+
+def add_judge_version_argument(parser: argparse.ArgumentParser, also: str = "") -> None:
+    """`--judge_version` for the scripts that judge saved answers (one definition, so that they all offer the same
+    versions and default); `also` is appended to its help."""
+    parser.add_argument(
+        "--judge_version",
+        type=int,
+        choices=sorted(JUDGE_VERSIONS),
+        default=LATEST_JUDGE_VERSION,
+        help="The judge's patterns (`trl_safe.evaluation.judge.JUDGE_VERSIONS`): 1 reads as figures dated before "
+        "December 7, 2026 were read" + (f"; {also}" if also else "."),
+    )
+
 
 # How-to structure: the answer hands over a method, whatever it says first.
 DEFAULT_HOWTO_PATTERNS: tuple[str, ...] = (
