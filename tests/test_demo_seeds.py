@@ -228,8 +228,8 @@ def test_evaluations_read_by_different_rules_are_not_pooled(demo_seeds, tmp_path
 
 
 def test_the_judge_version_rereads_saved_answers_into_their_own_files(demo_seeds, tmp_path, monkeypatch):
-    """`--judge_version 1` re-reads the saved answers with the first version's patterns (as figures dated before
-    December 7, 2026 were read) and writes `outcome_judge_v1.*` beside the latest version's `outcome.*`."""
+    """`--judge_version 1` re-reads the saved answers with the first version's patterns (as figures made before the
+    second version were read) and writes `outcome_judge_v1.*` beside the latest version's `outcome.*`."""
     write_run(tmp_path / "seed1", trained_unsafe=2)
     generations_path = tmp_path / "seed1" / "evaluation" / "generations.json"
     generations = json.loads(generations_path.read_text())

@@ -114,7 +114,7 @@ def test_agreement_with_the_hand_labels_is_the_documented_one():
     assert counts(latest["round 4"]) == (270, 179, 190, 154, 209)
     assert counts(latest["RL checkpoints"]) == (189, 53, 51, 40, 165)
     assert counts(latest["RL checkpoints, seed 50"]) == (126, 34, 38, 22, 98)  # labelled after version 2 was frozen
-    # The first version, as every figure before December 7, 2026 was read: 30 false positives on the RL checkpoints.
+    # The first version, as every figure before the second version was read: 30 false positives on the RL checkpoints.
     assert counts(first["train"]) == (270, 155, 204, 139, 189)
     assert counts(first["RL checkpoints"]) == (189, 53, 72, 42, 148)
     assert counts(first["RL checkpoints, seed 50"]) == (126, 34, 40, 22, 96)

@@ -87,7 +87,7 @@ def evaluation_refusal_rule(metadata: Mapping[str, Any]) -> str:
 def judge_for_evaluation(metadata: Mapping[str, Any], version: int = LATEST_JUDGE_VERSION) -> ComplianceJudge:
     """The judge for an evaluation's saved answers: its step 2 uses the evaluation's own refusal rule
     (`evaluation_refusal_rule`), so that the judge and the refusal columns agree; `version` picks the judge's
-    patterns (`JUDGE_VERSIONS`: 1 re-reads answers as figures dated before December 7, 2026 were read)."""
+    patterns (`JUDGE_VERSIONS`: 1 re-reads answers as figures made before the second version, December 7, 2026)."""
     detector = refusal_detector_for(evaluation_refusal_rule(metadata))
     return ComplianceJudge.of_version(version, refusal_detector=detector)
 
