@@ -110,3 +110,9 @@ def test_validation_reading_counts_what_it_keeps_and_feeds_the_rule(tmp_path):
     saved = json.loads((tmp_path / "selection.json").read_text())
     assert saved["chosen"] == "seed0" and saved["judge_version"] == 2
     assert selection_table([chosen], chosen)[-1].endswith("| yes |")
+    # A reading saved before the judge's second version (no `judge_version`) counted with the first: a resumed run
+    # that mixes it with new readings would compare two judges' counts, so recording the choice refuses.
+    older = Candidate.from_reading("seed1", {k: v for k, v in reading.items() if k != "judge_version"})
+    assert (chosen.judge_version, older.judge_version) == (2, 1)
+    with pytest.raises(ValueError, match=r"judge versions \[1, 2\]: delete the older validation_reading.json"):
+        write_selection(tmp_path / "selection.json", [chosen, older], chosen, "mixed")

@@ -107,16 +107,17 @@ def read_validation(model, tokenizer, validation: Mapping[str, Sequence[str]], m
     from transformers import GenerationConfig
 
     from trl_safe.evaluation.generation import generate_completions
-    from trl_safe.evaluation.judge import ComplianceJudge
+    from trl_safe.evaluation.judge import LATEST_JUDGE_VERSION, ComplianceJudge
     from trl_safe.evaluation.refusal import RefusalDetector, detect_refusals
     from trl_safe.evaluation.repetition import is_repetitive
 
     was_training = model.training
     apology_aware = RefusalDetector.apology_aware()
-    judge = ComplianceJudge(refusal_detector=apology_aware)
+    judge = ComplianceJudge.of_version(LATEST_JUDGE_VERSION, refusal_detector=apology_aware)
     greedy = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False)
     reading: dict[str, dict] = {key: {} for key in ("declined", "declined_read_past", "repetitive", "judged_unsafe")}
     reading["answers"] = {}
+    reading["judge_version"] = LATEST_JUDGE_VERSION  # a saved reading is reused when a run resumes
     for group, prompts in validation.items():
         prompts = list(prompts)
         completions = generate_completions(model, tokenizer, prompts, generation_config=greedy, desc=group)
@@ -158,6 +159,7 @@ class Candidate:
     harmless_declined: int
     harmless: int
     judged_compliant: int  # harmful validation prompts answered compliantly, by the judge
+    judge_version: int = 1  # the judge's version that counted `judged_compliant`
 
     @classmethod
     def from_reading(cls, name: str, reading: Mapping[str, Any]) -> Candidate:
@@ -172,6 +174,8 @@ class Candidate:
             harmless_declined=sum(past[group][0] for group in HARMLESS_GROUPS),
             harmless=sum(past[group][1] for group in HARMLESS_GROUPS),
             judged_compliant=sum(judged[group][0] for group in HARMFUL_GROUPS),
+            # a reading saved without it predates the judge's second version
+            judge_version=reading.get("judge_version", 1),
         )
 
     @property
@@ -227,13 +231,18 @@ def selection_table(candidates: Sequence[Candidate], chosen: Candidate) -> list[
 
 
 def write_selection(path: Path, candidates: Sequence[Candidate], chosen: Candidate, why: str) -> None:
-    """`selection.json`: the candidates' counts, the chosen one, why, and the judge's version that counted them."""
-    from trl_safe.evaluation.judge import LATEST_JUDGE_VERSION
-
+    """`selection.json`: the candidates' counts, the chosen one, why, and the judge's version that counted them (one
+    version for all: counts of two versions are not comparable, so a resumed run's older readings must be redone)."""
+    versions = sorted({c.judge_version for c in candidates})
+    if len(versions) > 1:
+        raise ValueError(
+            f"The candidates' judged counts come from judge versions {versions}: delete the older "
+            "validation_reading.json files so that they are read again."
+        )
     record = {
         "candidates": [asdict(c) for c in candidates],
         "chosen": chosen.name,
         "why": why,
-        "judge_version": LATEST_JUDGE_VERSION,
+        "judge_version": versions[0],
     }
     path.write_text(json.dumps(record, indent=2) + "\n")

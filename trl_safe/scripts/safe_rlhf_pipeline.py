@@ -1008,7 +1008,6 @@ class Pipeline:
         last = int(self.collect_results("ppo_lag")["steps"])
         folders = {step: policy_dir / f"checkpoint-{step}" for step in checkpoint_steps(policy_dir) if step < last}
         folders[last] = policy_dir  # the final policy (its checkpoint, if one was saved, holds the same weights)
-        tokenizer = AutoTokenizer.from_pretrained(policy_dir)
         candidates = []
         for step, folder in folders.items():
             print(f"--- RL checkpoint at step {step}: reading the validation prompts (greedy)")
@@ -1019,7 +1018,7 @@ class Pipeline:
         if chosen_step != last:
             keep = policy_dir / RL_LAST_STEP_DIR
             AutoModelForCausalLM.from_pretrained(policy_dir).save_pretrained(keep)
-            tokenizer.save_pretrained(keep)
+            AutoTokenizer.from_pretrained(policy_dir).save_pretrained(keep)
             load_plain_model(folders[chosen_step], AutoModelForCausalLM).save_pretrained(policy_dir)
             card = policy_dir / "README.md"
             if card.is_file():
