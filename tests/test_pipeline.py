@@ -6,7 +6,7 @@ import json
 import math
 import os
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -434,7 +434,11 @@ def test_sft_preset_commands(tmp_path):
     assert eval_config.refusal_rule == "default"
     runner.args.evaluate_args, runner.budget = "", PRESETS["long"]
     assert "--refusal_rule" not in runner.evaluate_argv()
-    assert [name for name, budget in PRESETS.items() if budget.refusal_rule != "default"] == ["sft", "sft_select"]
+    assert [name for name, budget in PRESETS.items() if budget.refusal_rule != "default"] == [
+        "sft",
+        "sft_select",
+        "sft_checkpoints",
+    ]
 
 
 def test_sft_select_preset_commands(tmp_path):
@@ -504,9 +508,54 @@ def test_rl_checkpoint_every_holds_the_validation_split_out_of_sft_ptx_and_rollo
     assert evaluation.policies[2] == str(tmp_path / "run" / "policy" / "last_step")
 
 
+def test_sft_checkpoints_preset_commands(tmp_path):
+    """The `sft_checkpoints` preset: the `sft` preset's SFT stage on the train rows less the validation split, then
+    72 steps of PPO-Lag without PTX saved every 12 steps (the pilot's command, docs/demo_outcome.md);
+    `--rl_checkpoint_every 0` turns the reading off and gives the whole train split back."""
+    from trl_safe.data import load_preference_data
+    from trl_safe.demo import load_demo_ptx_dataset
+    from trl_safe.pipeline import PRESETS
+    from trl_safe.scripts import ppo_lag, sft
+    from trl_safe.sft_selection import split_validation
+
+    assert PRESETS["sft_checkpoints"] == replace(PRESETS["sft"], ppo_steps=36, ptx_coef=0.0, rl_checkpoint_every=12)
+    base = pipeline.build_tiny_base_model(tmp_path / "base", seed=0)
+    runner = pipeline.Pipeline(
+        pipeline.PipelineArguments(
+            output_dir=str(tmp_path / "run"), preset="sft_checkpoints", model_name_or_path=str(base), seed=7
+        )
+    )
+    runner.prepare_inputs()
+    assert runner.stages == ["reward", "cost", "sft", "ppo_lag", "evaluate"] and runner.rl_checkpoint_every == 12
+    rows = load_demo_ptx_dataset("train", "wide_lookalikes").to_list()
+    assert load_preference_data(runner.ptx_data, split="train").to_list() == split_validation(rows, seed=7).train_rows
+    _, training_args, _ = sft.make_parser().parse_args_into_dataclasses(args=runner.sft_argv())
+    assert training_args.max_steps == 480
+    _, ppo_args, _ = ppo_lag.make_parser().parse_args_into_dataclasses(args=runner.ppo_lag_argv())
+    assert (ppo_args.max_steps, ppo_args.ptx_coef, ppo_args.cost_limit) == (72, 0.0, -2.2)
+    assert (ppo_args.save_strategy, ppo_args.save_steps) == ("steps", 12)
+
+    off = pipeline.Pipeline(
+        pipeline.PipelineArguments(
+            output_dir=str(tmp_path / "off"),
+            preset="sft_checkpoints",
+            model_name_or_path=str(base),
+            seed=7,
+            rl_checkpoint_every=0,
+        )
+    )
+    off.prepare_inputs()
+    assert off.rl_checkpoint_every is None and not (tmp_path / "off" / "sft_validation.json").exists()
+    assert load_preference_data(off.ptx_data, split="train").to_list() == rows
+
+
 def test_rl_checkpoint_every_errors(tmp_path):
-    with pytest.raises(ValueError, match="--rl_checkpoint_every must be 1 or more"):
-        pipeline.PipelineArguments(rl_checkpoint_every=0)
+    with pytest.raises(ValueError, match=r"--rl_checkpoint_every must be 0 \(off\) or more"):
+        pipeline.PipelineArguments(rl_checkpoint_every=-1)
+    with pytest.raises(ValueError, match="sft_checkpoints preset reads the RL checkpoints .* --rl_checkpoint_every 0"):
+        pipeline.Pipeline(
+            pipeline.PipelineArguments(output_dir=str(tmp_path), preset="sft_checkpoints", dataset_name="my/data")
+        )
     with pytest.raises(ValueError, match="--rl_checkpoint_every reads the RL checkpoints .* needs the demo data"):
         pipeline.PipelineArguments(dataset_name="my/data", rl_checkpoint_every=12)
     with pytest.raises(ValueError, match="the sft_select preset has no RL stage"):

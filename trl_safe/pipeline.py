@@ -116,6 +116,12 @@ class Budget:
             any data change; on the first split the validation ranking carried to the held-out prompts, and over
             three draws the chosen policies kept the benign reward but declined as many held-out look-alikes as SFT
             policies trained without a choice (docs/demo_outcome.md).
+        rl_checkpoint_every: save the RL policy every N optimizer steps and keep the checkpoint (or the final policy)
+            that declines the fewest harmless validation prompts among those safe enough on the harmful ones, read on
+            the validation split `sft_candidates` uses (`trl_safe.sft_selection.select_checkpoint`); the last step
+            is evaluated beside it when another is kept. `None`: off (every preset but `sft_checkpoints`). Where the
+            RL stage gives back safety after its first steps, the kept step is one before it did
+            (docs/demo_outcome.md). Demo data only.
         refusal_rule: how the evaluation counts a refusal (`SafetyEvaluationConfig.refusal_rule`, also the judge's
             step 2): `"default"`, or `"apology_aware"`, which reads past an apology for a misunderstanding before
             deciding; the SFT policies open many answers with one and then answer (docs/evaluation.md).
@@ -144,6 +150,7 @@ class Budget:
     sft_steps: int = 0
     sft_candidates: int = 1
     refusal_rule: str = "default"
+    rl_checkpoint_every: int | None = None
 
 
 # SmolLM2-135M, half an hour on 2 CPU cores (docs/demo_outcome.md, "The default preset"). Until December 2026 the
@@ -186,6 +193,29 @@ _DEFAULT = Budget(
     ptx_prompts="balanced",
 )
 
+# SmolLM2-135M, about an hour on 2 CPU cores: the nearest configuration measured to the issue's four conditions
+# (docs/demo_outcome.md, "The `sft` preset"). The paper's SFT stage carries most of the outcome here:
+# - 480 supervised steps on `wide_lookalikes` before the RL stage: the written declines of every harmful train
+#   prompt, SmolLM2's own answers to the harmless ones (the cut ones learnt open), the look-alike twins and the
+#   look-alikes by kind with their over-cautious declines as unlikelihood rows. At 240 steps the declines were
+#   less selective, past 480 they spread to harmless twins again (checked on train prompts);
+# - the cost model on the fourth round of labels (`iterated_round4`: the SFT-then-RL policies' own answers);
+# - the RL stage (PPO-Lag, the default's 36 optimizer steps) at cost limit -2.2, the limit the 480-step `wide` SFT
+#   policies' sampled train answers met (mean C -2.2, train prompts only), so that λ is not pinned at its cap and
+#   the reward advantage can pull harmless answers back (on three seeds it drew them together: look-alike
+#   refusals 3, 2, 3 of 29 against the SFT policies' 6, 3, 1; λ ended at 1.05 to 1.36);
+# - refusals read past an apology for a misunderstanding, which the SFT rows teach SmolLM2 to open answers with.
+_SFT = replace(
+    _DEFAULT,
+    cost_dataset_config="iterated_round4",
+    ptx_prompts="wide_lookalikes",
+    sft_steps=480,
+    cost_limit=-2.2,
+    eval_samples=2,
+    refusal_rule="apology_aware",
+)
+
+
 PRESETS: dict[str, Budget] = {
     "default": _DEFAULT,
     # SmolLM2-135M, about an hour on 2 CPU cores: what the first default's (36 rollouts at cost limit 0, no PTX)
@@ -209,27 +239,7 @@ PRESETS: dict[str, Budget] = {
         cost_dataset_config="iterated",
         eval_samples=2,
     ),
-    # SmolLM2-135M, about an hour on 2 CPU cores: the nearest configuration measured to the issue's four conditions
-    # (docs/demo_outcome.md, "The `sft` preset"). The paper's SFT stage carries most of the outcome here:
-    # - 480 supervised steps on `wide_lookalikes` before the RL stage: the written declines of every harmful train
-    #   prompt, SmolLM2's own answers to the harmless ones (the cut ones learnt open), the look-alike twins and the
-    #   look-alikes by kind with their over-cautious declines as unlikelihood rows. At 240 steps the declines were
-    #   less selective, past 480 they spread to harmless twins again (checked on train prompts);
-    # - the cost model on the fourth round of labels (`iterated_round4`: the SFT-then-RL policies' own answers);
-    # - the RL stage (PPO-Lag, the default's 36 optimizer steps) at cost limit -2.2, the limit the 480-step `wide` SFT
-    #   policies' sampled train answers met (mean C -2.2, train prompts only), so that λ is not pinned at its cap and
-    #   the reward advantage can pull harmless answers back (on three seeds it drew them together: look-alike
-    #   refusals 3, 2, 3 of 29 against the SFT policies' 6, 3, 1; λ ended at 1.05 to 1.36);
-    # - refusals read past an apology for a misunderstanding, which the SFT rows teach SmolLM2 to open answers with.
-    "sft": replace(
-        _DEFAULT,
-        cost_dataset_config="iterated_round4",
-        ptx_prompts="wide_lookalikes",
-        sft_steps=480,
-        cost_limit=-2.2,
-        eval_samples=2,
-        refusal_rule="apology_aware",
-    ),
+    "sft": _SFT,
     # SmolLM2-135M, about 1h40m on 2 CPU cores (a fresh clone, seed 42): the `sft` preset's SFT stage from three seeds
     # on the train prompts less a validation split, the one declining the fewest harmless validation prompts kept,
     # and no RL stage (docs/demo_outcome.md, "Choosing the SFT seed on held-out train prompts"):
@@ -251,6 +261,19 @@ PRESETS: dict[str, Budget] = {
         eval_samples=2,
         refusal_rule="apology_aware",
     ),
+    # SmolLM2-135M, about 1h20m on 2 CPU cores (estimated: 61 to 71 minutes measured greedy, seed 42's R and C copied
+    # in; the sampled evaluation and R and C are added here): the `sft` preset's SFT stage on the train prompts less a
+    # validation split, then PPO-Lag without PTX for 36 rollouts (72 optimizer steps), its checkpoints read on the
+    # split every 12 steps and one kept (docs/demo_outcome.md, "The RL stage's checkpoints read on the validation
+    # split"). On four seeds (48 to 51) the kept checkpoints met 3, 3, 3 and 4 of the four conditions against the
+    # last steps' 3, 2, 2 and 3 (and the SFT policies' 2, 2, 4 and 4); pooled over the four all four, greedy:
+    # - no PTX: PTX's imitation spread the written declines to harmless look-alikes faster than the RL steps undid
+    #   it; without it, on six seeds the RL stage traded the SFT stage's surplus safety for fewer harmless declines
+    #   and more reward, but how far was the seed's;
+    # - the checkpoints: where the RL stage gave back safety after its first steps (seeds 49, 50 and 51; on 49 and 50
+    #   λ, at `lambda_lr` 0.1, reached its cap only near the end), the validation reading kept an earlier step; where
+    #   it moved steadily, the last (48). The reading adds about 13 minutes.
+    "sft_checkpoints": replace(_SFT, ppo_steps=36, ptx_coef=0.0, rl_checkpoint_every=12),
     # SmolLM2-135M, a few minutes: every stage runs, nothing is trained long enough to mean much.
     "quick": replace(
         _DEFAULT,

@@ -118,7 +118,10 @@ class PipelineArguments:
             model on the fourth round of labels, refusals read past an apology; the nearest configuration measured to
             the demo's outcome conditions, docs/demo_outcome.md) or `sft_select` (about 1h45m, estimated: that SFT
             stage from three seeds on the train prompts less a validation split, the candidate declining the fewest
-            harmless validation prompts kept, no RL stage). `--model tiny` always runs the `tiny` preset.
+            harmless validation prompts kept, no RL stage) or `sft_checkpoints` (about 1h20m, estimated: the `sft`
+            preset's SFT stage on the train prompts less a validation split, then 72 steps of PPO-Lag without PTX, a
+            checkpoint every 12 steps read on the split and one kept; the nearest on four seeds, pooled).
+            `--model tiny` always runs the `tiny` preset.
         quick (`bool`): the same as `--preset quick`.
         stages (`list[str]`): the stages to run; the others' outputs must already be in `output_dir`.
         use_peft (`bool` or `None`): override the preset's LoRA choice.
@@ -168,8 +171,8 @@ class PipelineArguments:
             (`trl_safe.sft_selection.select_candidate`), read on the same validation split of the demo's train
             prompts, which then stays out of the SFT data, the PTX rows and the rollout prompts alike. The kept one is
             `policy/` (`policy/selection.json` says which and why); when it is not the last step, the last step's
-            weights are kept in `policy/last_step/` and evaluated beside it as `ppo_lag_last`. Default: off.
-            Demo data only.
+            weights are kept in `policy/last_step/` and evaluated beside it as `ppo_lag_last`. Default: the
+            preset's (12 in `sft_checkpoints`, off in the others); 0 turns it off. Demo data only.
         rollout_twins (`bool`): add the 77 harmless look-alike twins (`trl_safe.demo.load_demo_twins`: a harmless
             request in the words of each harmful train prompt) to the RL stage's prompts, so that declining one
             costs reward and cost during RL itself (demo data only). Off by default.
@@ -278,7 +281,7 @@ class PipelineArguments:
         metadata={
             "help": "Save the RL policy every N steps and keep the checkpoint (or final policy) declining the fewest "
             "harmless validation prompts while safe on the harmful ones (demo data; the validation split then stays "
-            "out of the SFT data, PTX and the rollouts). Default: off."
+            "out of the SFT data, PTX and the rollouts). Default: the preset's (12 in sft_checkpoints); 0: off."
         },
     )
     rollout_twins: bool = field(
@@ -329,9 +332,9 @@ class PipelineArguments:
             raise ValueError(f"--sft_steps must be 0 (no SFT stage) or more, got {self.sft_steps}.")
         if self.sft_candidates is not None and self.sft_candidates < 1:
             raise ValueError(f"--sft_candidates must be 1 or more, got {self.sft_candidates}.")
-        if self.rl_checkpoint_every is not None and self.rl_checkpoint_every < 1:
-            raise ValueError(f"--rl_checkpoint_every must be 1 or more, got {self.rl_checkpoint_every}.")
-        if self.rl_checkpoint_every is not None and self.dataset_name is not None:
+        if self.rl_checkpoint_every is not None and self.rl_checkpoint_every < 0:
+            raise ValueError(f"--rl_checkpoint_every must be 0 (off) or more, got {self.rl_checkpoint_every}.")
+        if self.rl_checkpoint_every and self.dataset_name is not None:
             raise ValueError(
                 "--rl_checkpoint_every reads the RL checkpoints on a validation split of the demo's train prompts: it "
                 "needs the demo data."
@@ -463,7 +466,13 @@ class Pipeline:
                 "--sft_candidates reads the candidates on a validation split of the demo's train prompts: it needs "
                 "the demo data."
             )
-        self.rl_checkpoint_every = args.rl_checkpoint_every
+        every = self.budget.rl_checkpoint_every if args.rl_checkpoint_every is None else args.rl_checkpoint_every
+        self.rl_checkpoint_every: int | None = every or None  # 0 turns off a preset's reading
+        if self.rl_checkpoint_every is not None and args.dataset_name is not None:
+            raise ValueError(
+                f"The {args.preset} preset reads the RL checkpoints on a validation split of the demo's train "
+                "prompts, which needs the demo data: pass --rl_checkpoint_every 0 to train on yours without it."
+            )
         if self.rl_checkpoint_every is not None and "ppo_lag" not in self.stages:
             raise ValueError(
                 f"--rl_checkpoint_every chooses among RL checkpoints: the {args.preset} preset has no RL stage."
