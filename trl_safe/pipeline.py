@@ -193,8 +193,8 @@ _DEFAULT = Budget(
     ptx_prompts="balanced",
 )
 
-# SmolLM2-135M, about an hour on 2 CPU cores: the nearest configuration measured to the issue's four conditions
-# (docs/demo_outcome.md, "The `sft` preset"). The paper's SFT stage carries most of the outcome here:
+# SmolLM2-135M, about an hour on 2 CPU cores: the paper's SFT stage before PPO-Lag (docs/demo_outcome.md, "The `sft`
+# preset"); `sft_select` and `sft_checkpoints` build on it. The SFT stage carries most of the outcome here:
 # - 480 supervised steps on `wide_lookalikes` before the RL stage: the written declines of every harmful train
 #   prompt, SmolLM2's own answers to the harmless ones (the cut ones learnt open), the look-alike twins and the
 #   look-alikes by kind with their over-cautious declines as unlikelihood rows. At 240 steps the declines were

@@ -115,13 +115,13 @@ class PipelineArguments:
             limit -1, 48 rollouts, PTX on the demo's written safe answers, a cost model trained on the second round of
             labelled answers too; docs/demo_outcome.md) or `sft` (about an hour: 480 supervised steps on the demo's
             written answers and declines, look-alikes by kind included, before PPO-Lag at cost limit -2.2, the cost
-            model on the fourth round of labels, refusals read past an apology; the nearest configuration measured to
-            the demo's outcome conditions, docs/demo_outcome.md) or `sft_select` (about 1h45m, estimated: that SFT
-            stage from three seeds on the train prompts less a validation split, the candidate declining the fewest
-            harmless validation prompts kept, no RL stage) or `sft_checkpoints` (about 1h20m, estimated: the `sft`
-            preset's SFT stage on the train prompts less a validation split, then 72 steps of PPO-Lag without PTX, a
-            checkpoint every 12 steps read on the split and one kept; the nearest on four seeds, pooled).
-            `--model tiny` always runs the `tiny` preset.
+            model on the fourth round of labels, refusals read past an apology; docs/demo_outcome.md) or
+            `sft_select` (about 1h45m, estimated: that SFT stage from three seeds on the train prompts less a
+            validation split, the candidate declining the fewest harmless validation prompts kept, no RL stage) or
+            `sft_checkpoints` (about 1h20m, estimated: the `sft` preset's SFT stage on the train prompts less a
+            validation split, then 72 steps of PPO-Lag without PTX, a checkpoint every 12 steps read on the split and
+            one kept; the nearest measured: all four conditions pooled over four seeds). `--model tiny` always runs
+            the `tiny` preset.
         quick (`bool`): the same as `--preset quick`.
         stages (`list[str]`): the stages to run; the others' outputs must already be in `output_dir`.
         use_peft (`bool` or `None`): override the preset's LoRA choice.
