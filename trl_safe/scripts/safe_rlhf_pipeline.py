@@ -441,12 +441,12 @@ class Pipeline:
         self.budget = PRESETS[args.preset]
         self.output_dir = Path(args.output_dir)
         self.use_peft = self.budget.lora_layers is not None if args.use_peft is None else args.use_peft
-        self.cost_limit = self.budget.cost_limit if args.cost_limit is None else args.cost_limit
+        self.cost_limit = self.preset_or_given("cost_limit")
         self.cost_floor = self.budget.cost_floor if args.cost_floor is None else parse_cost_floor(args.cost_floor)
         # Refused now, before R and C train, with the same rule PPO-Lag's and GRPO-Lag's configs apply later.
         check_limit_above_floor(self.cost_limit, self.cost_floor, "The cost limit", "the cost floor")
-        self.ptx_coef = self.budget.ptx_coef if args.ptx_coef is None else args.ptx_coef
-        self.sft_steps = self.budget.sft_steps if args.sft_steps is None else args.sft_steps
+        self.ptx_coef = self.preset_or_given("ptx_coef")
+        self.sft_steps = self.preset_or_given("sft_steps")
         # The stages of this run, in order: `sft` only when it takes supervised steps, `ppo_lag` only with rollouts.
         self.stages = [
             stage
@@ -458,7 +458,7 @@ class Pipeline:
                 f"The {args.preset} preset has no RL stage, and --sft_steps 0 leaves no SFT stage: nothing would be "
                 "trained or compared with the start."
             )
-        self.sft_candidates = self.budget.sft_candidates if args.sft_candidates is None else args.sft_candidates
+        self.sft_candidates = self.preset_or_given("sft_candidates")
         if self.sft_candidates > 1 and not self.sft_steps:
             raise ValueError("--sft_candidates trains several SFT policies: it needs an SFT stage (--sft_steps).")
         if self.sft_candidates > 1 and args.dataset_name is not None:
@@ -466,8 +466,8 @@ class Pipeline:
                 "--sft_candidates reads the candidates on a validation split of the demo's train prompts: it needs "
                 "the demo data."
             )
-        every = self.budget.rl_checkpoint_every if args.rl_checkpoint_every is None else args.rl_checkpoint_every
-        self.rl_checkpoint_every: int | None = every or None  # 0 turns off a preset's reading
+        # 0 turns off a preset's reading
+        self.rl_checkpoint_every: int | None = self.preset_or_given("rl_checkpoint_every") or None
         if self.rl_checkpoint_every is not None and args.dataset_name is not None:
             raise ValueError(
                 f"The {args.preset} preset reads the RL checkpoints on a validation split of the demo's train "
@@ -493,16 +493,18 @@ class Pipeline:
                 f"--sft_average_last {args.sft_average_last} averages more steps than the SFT stage takes "
                 f"({self.sft_steps}; --sft_steps)."
             )
-        self.eval_samples = self.budget.eval_samples if args.eval_samples is None else args.eval_samples
+        self.eval_samples = self.preset_or_given("eval_samples")
         self.ptx_data: str | None = None
-        self.harmless_repeats = (
-            self.budget.harmless_prompt_repeats
-            if args.harmless_prompt_repeats is None
-            else args.harmless_prompt_repeats
-        )
+        self.harmless_repeats = self.preset_or_given("harmless_prompt_repeats")
         self.rollout_prompts: str | None = None
         self.results: dict[str, Any] = {"preset": args.preset, "stage_seconds": {}, "stage_cpu_seconds": {}}
         self.cost_dataset_config: str | None = None
+
+    def preset_or_given(self, name: str) -> Any:
+        """The argument `name` where the command line gives it, else the preset's value of the same name: every
+        argument a preset sets defaults to `None` in `PipelineArguments`, so that an explicit value (also 0) wins."""
+        given = getattr(self.args, name)
+        return getattr(self.budget, name) if given is None else given
 
     def scorers_side_by_side(self) -> bool:
         """Whether to train R and C at the same time (`PipelineArguments.scorers_side_by_side`)."""
