@@ -3,6 +3,7 @@
     python scripts/build_sampled_demo_data.py          # rewrites trl_safe/resources/demo/sampled_{train,test}.jsonl,
                                                        # round2_train.jsonl, round3_train.jsonl,
                                                        # contrast_train.jsonl, round4_train.jsonl,
+                                                       # round5_train.jsonl,
                                                        # twins_train.jsonl, declines_train.jsonl,
                                                        # twins_sampled_train.jsonl and
                                                        # lookalikes_{train,test,train_more}.jsonl
@@ -16,9 +17,9 @@ Inputs (in `data/demo_sampled/`, outside the wheel; see docs/demo_data.md, "Poli
 - `labels.jsonl`: one line per labelled prompt: `prompt_id`, `safe` (`[bool, bool]`, answers s0 and s1), `better`
   (0/1, the more helpful answer) and, only when both answers are unsafe, `safer` (0/1, the less harmful one).
 
-The later rounds (`data/demo_round2/`, `data/demo_round3/`, `data/demo_round4/`) have the same `raw_samples.jsonl`
-and `labels.jsonl`, for answers sampled from a trained policy to round one's train prompts; the labels of rounds
-three and four also say which answers decline the request (`refusal`, two booleans).
+The later rounds (`data/demo_round2/` to `data/demo_round5/`) have the same `raw_samples.jsonl` and `labels.jsonl`,
+for answers sampled from a trained policy to round one's train prompts; the labels of rounds three to five also say
+which answers decline the request (`refusal`, two booleans).
 
 The contrast pairs (`contrast_train.jsonl`) need no new labels: each answer of round three labelled as declining a
 harmless request, against the starting policy's own more helpful answer to the same prompt (round one's `better`,
@@ -51,6 +52,7 @@ SOURCE_DIR = REPO_ROOT / "data" / "demo_sampled"
 ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
 ROUND3_DIR = REPO_ROOT / "data" / "demo_round3"
 ROUND4_DIR = REPO_ROOT / "data" / "demo_round4"
+ROUND5_DIR = REPO_ROOT / "data" / "demo_round5"
 TWINS_DIR = REPO_ROOT / "data" / "demo_twins"
 TWINS_SAMPLED_DIR = REPO_ROOT / "data" / "demo_twins_sampled"
 DECLINES_DIR = REPO_ROOT / "data" / "demo_declines"
@@ -80,6 +82,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--round2_dir", type=Path, default=ROUND2_DIR, help="second round's raw samples and labels")
     parser.add_argument("--round3_dir", type=Path, default=ROUND3_DIR, help="third round's raw samples and labels")
     parser.add_argument("--round4_dir", type=Path, default=ROUND4_DIR, help="fourth round's raw samples and labels")
+    parser.add_argument("--round5_dir", type=Path, default=ROUND5_DIR, help="fifth round's raw samples and labels")
     parser.add_argument(
         "--twins_dir", type=Path, default=TWINS_DIR, help="look-alike twins: prompts, answers, choices"
     )
@@ -229,7 +232,7 @@ def build(source_dir: Path) -> tuple[dict[str, list[dict]], dict]:
 
 
 def build_round(round_dir: Path, prompts: dict[str, dict], test_prompts: set[str], kind: str) -> list[dict]:
-    """A later round's pairs (`kind`: `round2`, `round3`, `round4`): answers sampled from a PPO-Lag policy trained on
+    """A later round's pairs (`kind`: `round2` to `round5`): answers sampled from a PPO-Lag policy trained on
     the earlier rounds, labelled under the same rules. Train only: a prompt of round one's test split here is an error
     (it would leak the held-out prompts into the scorers' data), and so is an answer without a label (nothing is
     dropped silently)."""
@@ -552,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     round3 = build_round(args.round3_dir, prompts, test_prompts, kind="round3")
     contrast = build_contrast(args.source_dir, args.round3_dir, prompts, test_prompts)
     round4 = build_round(args.round4_dir, prompts, test_prompts, kind="round4")
+    round5 = build_round(args.round5_dir, prompts, test_prompts, kind="round5")
     harmful_train, templated_test = templated_prompts()
     twins = build_twins(args.twins_dir, harmful_train, templated_test | test_prompts)
     declines = build_declines(args.declines_dir, prompts, test_prompts)
@@ -561,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Every prompt of the demo's other data: the templated files and what this build made (not the output folder's
     # files, which are the last build's, or none when --output_dir is a new folder).
-    built = (*splits.values(), round2, round3, contrast, round4, twins, declines, twins_sampled)
+    built = (*splits.values(), round2, round3, contrast, round4, round5, twins, declines, twins_sampled)
     templated_train = {row["prompt"] for row in read_jsonl(OUTPUT_DIR / "train.jsonl")}
     known = templated_train | templated_test | {row["prompt"] for rows in built for row in rows}
     lookalikes = build_lookalikes(args.lookalikes_dir, known)
@@ -574,10 +578,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"judge vs labels, round 2: {judge_agreement(round2)}")
         for category, counts in refusal_mix(args.round3_dir).items():
             print(f"round 3, {category}: {counts['refusals']} of {counts['answers']} answers decline")
-        print_label_mix(round4, prefix="round 4, ")
-        print(f"judge vs labels, round 4: {judge_agreement(round4)}")
-        for category, counts in refusal_mix(args.round4_dir).items():
-            print(f"round 4, {category}: {counts['refusals']} of {counts['answers']} answers decline")
+        for number, rows, folder in ((4, round4, args.round4_dir), (5, round5, args.round5_dir)):
+            print_label_mix(rows, prefix=f"round {number}, ")
+            print(f"judge vs labels, round {number}: {judge_agreement(rows)}")
+            for category, counts in refusal_mix(folder).items():
+                print(f"round {number}, {category}: {counts['refusals']} of {counts['answers']} answers decline")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
         write_pairs(args.output_dir / f"sampled_{split}.jsonl", rows)
@@ -585,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     write_pairs(args.output_dir / "round3_train.jsonl", round3)
     write_pairs(args.output_dir / "contrast_train.jsonl", contrast)
     write_pairs(args.output_dir / "round4_train.jsonl", round4)
+    write_pairs(args.output_dir / "round5_train.jsonl", round5)
     write_pairs(args.output_dir / "twins_train.jsonl", twins, what="answered look-alike twins (PTX rows)")
     write_pairs(args.output_dir / "declines_train.jsonl", declines, what="written declines (PTX rows)")
     write_pairs(

@@ -194,7 +194,7 @@ def test_the_package_ships_the_data_not_its_source():
     # `load_dataset`.
     assert shipped == {
         "train.jsonl", "test.jsonl", "sampled_train.jsonl", "sampled_test.jsonl", "round2_train.jsonl",
-        "round3_train.jsonl", "contrast_train.jsonl", "round4_train.jsonl", "twins_train.jsonl",
+        "round3_train.jsonl", "contrast_train.jsonl", "round4_train.jsonl", "round5_train.jsonl", "twins_train.jsonl",
         "declines_train.jsonl", "twins_sampled_train.jsonl", "lookalikes_train.jsonl", "lookalikes_test.jsonl",
         "lookalikes_train_more.jsonl",
         "README.md",

@@ -23,6 +23,7 @@ SOURCE_DIR = REPO_ROOT / "data" / "demo_sampled"
 ROUND2_DIR = REPO_ROOT / "data" / "demo_round2"
 ROUND3_DIR = REPO_ROOT / "data" / "demo_round3"
 ROUND4_DIR = REPO_ROOT / "data" / "demo_round4"
+ROUND5_DIR = REPO_ROOT / "data" / "demo_round5"
 TWINS_DIR = REPO_ROOT / "data" / "demo_twins"
 TWINS_SAMPLED_DIR = REPO_ROOT / "data" / "demo_twins_sampled"
 DECLINES_DIR = REPO_ROOT / "data" / "demo_declines"
@@ -55,6 +56,7 @@ def test_shipped_files_are_the_build_output(builder, tmp_path):
         "round3_train.jsonl",
         "contrast_train.jsonl",
         "round4_train.jsonl",
+        "round5_train.jsonl",
         "twins_train.jsonl",
         "declines_train.jsonl",
         "twins_sampled_train.jsonl",
@@ -72,14 +74,15 @@ def test_shipped_files_are_the_build_output(builder, tmp_path):
         ("round2", ROUND2_DIR, 135, HARM_CATEGORIES),  # what the round-one policy said to harmful requests
         ("round3", ROUND3_DIR, 78, {"benign", "benign_lookalike"}),  # a later policy's declines of harmless ones
         ("round4", ROUND4_DIR, 135, HARM_CATEGORIES),  # what an SFT-then-PPO-Lag policy said to harmful requests
+        ("round5", ROUND5_DIR, 135, HARM_CATEGORIES),  # ... and one trained against the round-four cost model
     ],
 )
 def test_later_rounds_hold_train_prompts_only_each_labelled_from_its_raw_answers(
     sampled, kind, round_dir, count, categories
 ):
-    """Rounds two to four: answers sampled from a policy trained on the earlier rounds, to round one's train
+    """Rounds two to five: answers sampled from a policy trained on the earlier rounds, to round one's train
     prompts only (never a held-out prompt), every one labelled, the pair as sampled."""
-    rows = demo.load_demo_dataset("train", config="iterated_round4").filter(
+    rows = demo.load_demo_dataset("train", config="iterated_round5").filter(
         lambda row: row["pair_type"].startswith(kind)
     )
     assert len(rows) == count
@@ -128,6 +131,28 @@ def test_round4_labels_say_which_answers_decline_and_compliance_is_the_more_help
     assert set(mix) == HARM_CATEGORIES and sum(counts["answers"] for counts in mix.values()) == 2 * len(labels)
 
 
+def test_round5_labels_say_which_answers_decline_and_help_after_a_decline_is_unsafe(builder):
+    """Round five's policy declines two answers in five and then often helps: a decline that goes on to help is
+    labelled unsafe (round two's rule), and where a decline that stops there meets an answer that goes along, the
+    compliant one is the more helpful. (A decline followed by help may itself be the more helpful: fraud-12.)"""
+    labels = [json.loads(line) for line in (ROUND5_DIR / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    declines = [(label, i) for label in labels for i in (0, 1) if label["refusal"][i]]
+    assert any(not label["safe"][i] for label, i in declines)  # help after the decline
+    assert any(label["safe"][i] for label, i in declines)
+    clean_decline_vs_compliance = [
+        (label, label["refusal"].index(True))
+        for label in labels
+        if label["refusal"][0] != label["refusal"][1]
+        and label["safe"][label["refusal"].index(True)]
+        and not label["safe"][label["refusal"].index(False)]
+    ]
+    assert clean_decline_vs_compliance
+    for label, decline in clean_decline_vs_compliance:
+        assert label["better"] == 1 - decline, label["prompt_id"]
+    mix = builder.refusal_mix(ROUND5_DIR)
+    assert set(mix) == HARM_CATEGORIES and sum(counts["answers"] for counts in mix.values()) == 2 * len(labels)
+
+
 @pytest.mark.parametrize(
     ("config", "base", "rounds"),
     [
@@ -136,6 +161,7 @@ def test_round4_labels_say_which_answers_decline_and_compliance_is_the_more_help
         ("iterated_round3", "combined", ("round2", "round3")),
         ("combined_contrast", "combined", ("round3", "contrast")),
         ("iterated_round4", "combined", ("round2", "round3", "contrast", "round4")),
+        ("iterated_round5", "combined", ("round2", "round3", "contrast", "round4", "round5")),
     ],
 )
 def test_later_configurations_add_train_rows_and_keep_combined_test_split(config, base, rounds):

@@ -44,7 +44,8 @@ DEMO_SPLITS = ("train", "test")
 # pairs (round three's declines of harmless prompts against the start's own answers to them), for the cost model;
 # `iterated_round4` is every round so far (round two, round three, the contrast pairs) plus a fourth round (answers
 # to the harmful train prompts sampled from an SFT-then-PPO-Lag policy trained against the contrast cost model), for
-# the cost model.
+# the cost model; `iterated_round5` adds a fifth (the same prompts, answered by an SFT-then-PPO-Lag policy trained
+# against the `iterated_round4` cost model), for the cost model.
 DEMO_CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
     "default": {"train": ("train.jsonl",), "test": ("test.jsonl",)},
     "sampled": {"train": ("sampled_train.jsonl",), "test": ("sampled_test.jsonl",)},
@@ -73,6 +74,18 @@ DEMO_CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
             "round3_train.jsonl",
             "contrast_train.jsonl",
             "round4_train.jsonl",
+        ),
+        "test": ("test.jsonl", "sampled_test.jsonl"),
+    },
+    "iterated_round5": {
+        "train": (
+            "train.jsonl",
+            "sampled_train.jsonl",
+            "round2_train.jsonl",
+            "round3_train.jsonl",
+            "contrast_train.jsonl",
+            "round4_train.jsonl",
+            "round5_train.jsonl",
         ),
         "test": ("test.jsonl", "sampled_test.jsonl"),
     },
