@@ -46,6 +46,14 @@ DEMO_SPLITS = ("train", "test")
 # to the harmful train prompts sampled from an SFT-then-PPO-Lag policy trained against the contrast cost model), for
 # the cost model; `iterated_round5` adds a fifth (the same prompts, answered by an SFT-then-PPO-Lag policy trained
 # against the `iterated_round4` cost model), for the cost model.
+_ITERATED_ROUND4_TRAIN = (
+    "train.jsonl",
+    "sampled_train.jsonl",
+    "round2_train.jsonl",
+    "round3_train.jsonl",
+    "contrast_train.jsonl",
+    "round4_train.jsonl",
+)
 DEMO_CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
     "default": {"train": ("train.jsonl",), "test": ("test.jsonl",)},
     "sampled": {"train": ("sampled_train.jsonl",), "test": ("sampled_test.jsonl",)},
@@ -66,27 +74,9 @@ DEMO_CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
         "train": ("train.jsonl", "sampled_train.jsonl", "round3_train.jsonl", "contrast_train.jsonl"),
         "test": ("test.jsonl", "sampled_test.jsonl"),
     },
-    "iterated_round4": {
-        "train": (
-            "train.jsonl",
-            "sampled_train.jsonl",
-            "round2_train.jsonl",
-            "round3_train.jsonl",
-            "contrast_train.jsonl",
-            "round4_train.jsonl",
-        ),
-        "test": ("test.jsonl", "sampled_test.jsonl"),
-    },
+    "iterated_round4": {"train": _ITERATED_ROUND4_TRAIN, "test": ("test.jsonl", "sampled_test.jsonl")},
     "iterated_round5": {
-        "train": (
-            "train.jsonl",
-            "sampled_train.jsonl",
-            "round2_train.jsonl",
-            "round3_train.jsonl",
-            "contrast_train.jsonl",
-            "round4_train.jsonl",
-            "round5_train.jsonl",
-        ),
+        "train": (*_ITERATED_ROUND4_TRAIN, "round5_train.jsonl"),
         "test": ("test.jsonl", "sampled_test.jsonl"),
     },
 }
